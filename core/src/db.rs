@@ -1,0 +1,527 @@
+//! Data access: every SQL statement of the store, next to the method that
+//! runs it. A `Dao` lives inside one transaction opened by `Store::read` or
+//! `Store::write`; it never commits.
+
+use rusqlite::types::Type;
+use rusqlite::{named_params, Connection, OptionalExtension, Row, ToSql};
+
+use crate::cursor::Position;
+use crate::error::{Error, Result};
+use crate::model::{
+    ApiKey, Callback, CallbackEvent, EventAction, JsonObject, ListQuery, Order, Status,
+};
+use crate::time::{from_micros, to_micros, Timestamp};
+use crate::transitions;
+use crate::validate::ValidNewCallback;
+
+/// Every column of a callback, for SELECT and RETURNING.
+const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
+    agent_id, phone_number_id, to_number, from_number, scheduled_at, status, reason, instructions, \
+    summary, pipeline_config, metadata, failure_cause, attempted_at, dispatched_at, cancelled_at, \
+    created_at, updated_at";
+
+/// A callback as read, with its row's insertion order (for cursors and events).
+pub(crate) struct Stored {
+    pub seq: i64,
+    pub callback: Callback,
+}
+
+impl Stored {
+    fn from_row(row: &Row) -> rusqlite::Result<Self> {
+        let time = |name: &str| -> rusqlite::Result<Timestamp> { from_micros(row.get(name)?) };
+        let opt_time = |name: &str| -> rusqlite::Result<Option<Timestamp>> {
+            row.get::<_, Option<i64>>(name)?
+                .map(from_micros)
+                .transpose()
+        };
+        Ok(Stored {
+            seq: row.get("seq")?,
+            callback: Callback {
+                id: row.get("id")?,
+                organization_id: row.get("organization_id")?,
+                source_session_id: row.get("source_session_id")?,
+                created_session_id: row.get("created_session_id")?,
+                agent_id: row.get("agent_id")?,
+                phone_number_id: row.get("phone_number_id")?,
+                to_number: row.get("to_number")?,
+                from_number: row.get("from_number")?,
+                scheduled_at: time("scheduled_at")?,
+                status: status_column(row, "status")?,
+                reason: row.get("reason")?,
+                instructions: row.get("instructions")?,
+                summary: row.get("summary")?,
+                pipeline_config: json_column(row, "pipeline_config")?,
+                metadata: json_column(row, "metadata")?,
+                failure_cause: row.get("failure_cause")?,
+                attempted_at: opt_time("attempted_at")?,
+                dispatched_at: opt_time("dispatched_at")?,
+                cancelled_at: opt_time("cancelled_at")?,
+                created_at: time("created_at")?,
+                updated_at: time("updated_at")?,
+            },
+        })
+    }
+}
+
+/// A stored value this build cannot read back (a damaged or foreign row).
+fn conversion_error(column: &str, err: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        Type::Text,
+        format!("column {column}: {err}").into(),
+    )
+}
+
+fn status_column(row: &Row, name: &str) -> rusqlite::Result<Status> {
+    let text: String = row.get(name)?;
+    text.parse().map_err(|e: Error| conversion_error(name, e))
+}
+
+fn json_column(row: &Row, name: &str) -> rusqlite::Result<JsonObject> {
+    let text: String = row.get(name)?;
+    serde_json::from_str(&text).map_err(|e| conversion_error(name, e))
+}
+
+/// The columns a transition sets besides status and updated_at; `None`
+/// leaves a column as it is.
+#[derive(Debug, Default)]
+pub(crate) struct Changes<'a> {
+    pub scheduled_at: Option<Timestamp>,
+    pub created_session_id: Option<&'a str>,
+    pub failure_cause: Option<&'a str>,
+    pub attempted_at: Option<Timestamp>,
+    pub dispatched_at: Option<Timestamp>,
+    pub cancelled_at: Option<Timestamp>,
+}
+
+/// One event of a callback's history, to append.
+pub(crate) struct NewEvent<'a> {
+    pub action: EventAction,
+    pub from: Option<Status>,
+    pub to: Status,
+    pub at: Timestamp,
+    pub detail: Option<&'a str>,
+}
+
+pub(crate) struct Dao<'c> {
+    pub conn: &'c Connection,
+}
+
+impl<'c> Dao<'c> {
+    pub fn new(conn: &'c Connection) -> Self {
+        Dao { conn }
+    }
+
+    pub fn insert_callback(
+        &self,
+        organization_id: &str,
+        id: &str,
+        new: &ValidNewCallback<'_>,
+        request_hash: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Stored> {
+        let input = new.input;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "INSERT INTO callbacks (id, organization_id, source_session_id, agent_id, phone_number_id,
+                 to_number, from_number, scheduled_at, status, reason, instructions, summary,
+                 pipeline_config, metadata, created_at, updated_at, idempotency_key, request_hash)
+             VALUES (:id, :org, :source, :agent, :phone_number_id, :to, :from, :scheduled_at,
+                 :status, :reason, :instructions, :summary, :pipeline_config, :metadata, :now, :now,
+                 :idempotency_key, :request_hash)
+             RETURNING {CALLBACK_COLUMNS}"
+        ))?;
+        let stored = stmt.query_row(
+            named_params! {
+                ":id": id,
+                ":org": organization_id,
+                ":source": input.source_session_id,
+                ":agent": input.agent_id,
+                ":phone_number_id": input.phone_number_id,
+                ":to": input.to_number,
+                ":from": input.from_number,
+                ":scheduled_at": to_micros(new.scheduled_at),
+                ":status": Status::Scheduled.as_str(),
+                ":reason": input.reason,
+                ":instructions": input.instructions,
+                ":summary": input.summary,
+                ":pipeline_config": new.pipeline_config,
+                ":metadata": new.metadata,
+                ":now": to_micros(now),
+                ":idempotency_key": input.idempotency_key,
+                ":request_hash": request_hash,
+            },
+            Stored::from_row,
+        )?;
+        self.insert_event(
+            stored.seq,
+            &NewEvent {
+                action: EventAction::Create,
+                from: None,
+                to: Status::Scheduled,
+                at: now,
+                detail: None,
+            },
+        )?;
+        Ok(stored)
+    }
+
+    /// The callback an idempotency key created, with the hash of its request.
+    pub fn find_by_idempotency_key(
+        &self,
+        organization_id: &str,
+        key: &str,
+    ) -> Result<Option<(Callback, Option<Vec<u8>>)>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {CALLBACK_COLUMNS}, request_hash FROM callbacks
+             WHERE organization_id = ?1 AND idempotency_key = ?2"
+        ))?;
+        Ok(stmt
+            .query_row([organization_id, key], |row| {
+                Ok((Stored::from_row(row)?.callback, row.get("request_hash")?))
+            })
+            .optional()?)
+    }
+
+    /// A callback by id; `organization_id` None means any organization
+    /// (store-wide work such as a dispatcher completing what it claimed).
+    pub fn get(&self, organization_id: Option<&str>, id: &str) -> Result<Option<Stored>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {CALLBACK_COLUMNS} FROM callbacks
+             WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)"
+        ))?;
+        Ok(stmt
+            .query_row(rusqlite::params![id, organization_id], Stored::from_row)
+            .optional()?)
+    }
+
+    /// The guarded UPDATE of one transition: it only matches while the
+    /// callback is still in `from`, so of two racing writers one wins.
+    pub fn apply_transition(
+        &self,
+        organization_id: Option<&str>,
+        id: &str,
+        from: Status,
+        to: Status,
+        changes: &Changes<'_>,
+        now: Timestamp,
+    ) -> Result<Option<Stored>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "UPDATE callbacks SET
+                 status = :to,
+                 updated_at = :now,
+                 scheduled_at = COALESCE(:scheduled_at, scheduled_at),
+                 created_session_id = COALESCE(:created_session_id, created_session_id),
+                 failure_cause = COALESCE(:failure_cause, failure_cause),
+                 attempted_at = COALESCE(:attempted_at, attempted_at),
+                 dispatched_at = COALESCE(:dispatched_at, dispatched_at),
+                 cancelled_at = COALESCE(:cancelled_at, cancelled_at)
+             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from
+             RETURNING {CALLBACK_COLUMNS}"
+        ))?;
+        Ok(stmt
+            .query_row(
+                named_params! {
+                    ":to": to.as_str(),
+                    ":now": to_micros(now),
+                    ":scheduled_at": changes.scheduled_at.map(to_micros),
+                    ":created_session_id": changes.created_session_id,
+                    ":failure_cause": changes.failure_cause,
+                    ":attempted_at": changes.attempted_at.map(to_micros),
+                    ":dispatched_at": changes.dispatched_at.map(to_micros),
+                    ":cancelled_at": changes.cancelled_at.map(to_micros),
+                    ":id": id,
+                    ":org": organization_id,
+                    ":from": from.as_str(),
+                },
+                Stored::from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn insert_event(&self, callback_seq: i64, event: &NewEvent<'_>) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO callback_events (callback_seq, action, from_status, to_status, at, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        stmt.execute(rusqlite::params![
+            callback_seq,
+            event.action.as_str(),
+            event.from.map(Status::as_str),
+            event.to.as_str(),
+            to_micros(event.at),
+            event.detail,
+        ])?;
+        Ok(())
+    }
+
+    pub fn history(&self, organization_id: &str, id: &str) -> Result<Vec<CallbackEvent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.id, e.action, e.from_status, e.to_status, e.at, e.detail
+             FROM callbacks c JOIN callback_events e ON e.callback_seq = c.seq
+             WHERE c.id = ?1 AND c.organization_id = ?2
+             ORDER BY e.seq",
+        )?;
+        let rows = stmt.query_map([id, organization_id], |row| {
+            let action: String = row.get("action")?;
+            Ok(CallbackEvent {
+                callback_id: row.get("id")?,
+                action: EventAction::parse(&action).ok_or_else(|| {
+                    conversion_error("action", format!("unknown action {action}"))
+                })?,
+                from: row
+                    .get::<_, Option<String>>("from_status")?
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|e: Error| conversion_error("from_status", e))
+                    })
+                    .transpose()?,
+                to: status_column(row, "to_status")?,
+                at: from_micros(row.get("at")?)?,
+                detail: row.get("detail")?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One page (plus one row, to tell whether there is a next page).
+    /// The SQL is assembled from fixed fragments only; every value is bound.
+    pub fn list(
+        &self,
+        organization_id: &str,
+        query: &ListQuery,
+        after: Option<Position>,
+        rows: u32,
+    ) -> Result<Vec<Stored>> {
+        let (sort_column, direction, compare) = match query.order {
+            Order::CreatedDesc => ("created_at", "DESC", "<"),
+            Order::ScheduledAsc => ("scheduled_at", "ASC", ">"),
+        };
+        let mut sql =
+            format!("SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE organization_id = :org");
+        let status = query.status.map(Status::as_str);
+        let after_micros = query.scheduled_after.map(to_micros);
+        let before_micros = query.scheduled_before.map(to_micros);
+        let mut params: Vec<(&str, &dyn ToSql)> =
+            vec![(":org", &organization_id), (":rows", &rows)];
+        let filters: [(&str, &str, Option<&dyn ToSql>); 6] = [
+            (
+                ":status",
+                "status = :status",
+                status.as_ref().map(|v| v as &dyn ToSql),
+            ),
+            (
+                ":source",
+                "source_session_id = :source",
+                query.source_session_id.as_ref().map(|v| v as &dyn ToSql),
+            ),
+            (
+                ":agent",
+                "agent_id = :agent",
+                query.agent_id.as_ref().map(|v| v as &dyn ToSql),
+            ),
+            (
+                ":to",
+                "to_number = :to",
+                query.to_number.as_ref().map(|v| v as &dyn ToSql),
+            ),
+            (
+                ":after",
+                "scheduled_at >= :after",
+                after_micros.as_ref().map(|v| v as &dyn ToSql),
+            ),
+            (
+                ":before",
+                "scheduled_at < :before",
+                before_micros.as_ref().map(|v| v as &dyn ToSql),
+            ),
+        ];
+        for (name, clause, value) in filters {
+            if let Some(value) = value {
+                sql.push_str(" AND ");
+                sql.push_str(clause);
+                params.push((name, value));
+            }
+        }
+        let position = after.map(|p| (p.sort_key, p.seq));
+        if let Some((sort_key, seq)) = &position {
+            sql.push_str(&format!(
+                " AND ({sort_column}, seq) {compare} (:sort_key, :seq)"
+            ));
+            params.push((":sort_key", sort_key));
+            params.push((":seq", seq));
+        }
+        sql.push_str(&format!(
+            " ORDER BY {sort_column} {direction}, seq {direction} LIMIT :rows"
+        ));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params.as_slice(), Stored::from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Moves up to `limit` due callbacks, oldest scheduled first, from
+    /// `scheduled` to `dispatching`, across all organizations.
+    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Stored>> {
+        let (from, to) = transitions::bulk_move(transitions::Action::ClaimDue);
+        // The statuses are literals so that SQLite can use the partial index
+        // of due callbacks; they come from the transition table, not input.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "UPDATE callbacks SET status = '{to}', attempted_at = :now, updated_at = :now
+             WHERE seq IN (
+                 SELECT seq FROM callbacks
+                 WHERE status = '{from}' AND scheduled_at <= :now
+                 ORDER BY scheduled_at, seq LIMIT :limit)
+             RETURNING {CALLBACK_COLUMNS}"
+        ))?;
+        let rows = stmt.query_map(
+            named_params! { ":now": to_micros(now), ":limit": limit },
+            Stored::from_row,
+        )?;
+        let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        // RETURNING gives no order; workers expect the oldest first.
+        claimed.sort_by_key(|s| (s.callback.scheduled_at, s.seq));
+        self.record_bulk(&claimed, transitions::Action::ClaimDue, from, now, None)?;
+        Ok(claimed)
+    }
+
+    /// Fails callbacks left `dispatching` since before `horizon`.
+    pub fn recover_stale(
+        &self,
+        now: Timestamp,
+        horizon: Timestamp,
+        cause: &str,
+    ) -> Result<Vec<Stored>> {
+        let (from, to) = transitions::bulk_move(transitions::Action::RecoverStale);
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "UPDATE callbacks SET status = '{to}', failure_cause = :cause, updated_at = :now
+             WHERE status = '{from}' AND attempted_at < :horizon
+             RETURNING {CALLBACK_COLUMNS}"
+        ))?;
+        let rows = stmt.query_map(
+            named_params! { ":now": to_micros(now), ":horizon": to_micros(horizon), ":cause": cause },
+            Stored::from_row,
+        )?;
+        let mut recovered = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        recovered.sort_by_key(|s| s.seq);
+        self.record_bulk(
+            &recovered,
+            transitions::Action::RecoverStale,
+            from,
+            now,
+            Some(cause),
+        )?;
+        Ok(recovered)
+    }
+
+    fn record_bulk(
+        &self,
+        moved: &[Stored],
+        action: transitions::Action,
+        from: Status,
+        at: Timestamp,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        for stored in moved {
+            self.insert_event(
+                stored.seq,
+                &NewEvent {
+                    action: action.into(),
+                    from: Some(from),
+                    to: stored.callback.status,
+                    at,
+                    detail,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Deletes finished callbacks last updated before `before`, with their
+    /// events (ON DELETE CASCADE). Returns how many callbacks went.
+    pub fn prune(&self, before: Timestamp) -> Result<usize> {
+        let finished: Vec<String> = Status::ALL
+            .into_iter()
+            .filter(|s| transitions::is_terminal(*s))
+            .map(|s| format!("'{s}'"))
+            .collect();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "DELETE FROM callbacks WHERE status IN ({}) AND updated_at < ?1",
+            finished.join(", ")
+        ))?;
+        Ok(stmt.execute([to_micros(before)])?)
+    }
+
+    pub fn count_by_status(&self, organization_id: &str) -> Result<Vec<(Status, u64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT status, COUNT(*) FROM callbacks WHERE organization_id = ?1 GROUP BY status",
+        )?;
+        let rows = stmt.query_map([organization_id], |row| {
+            Ok((status_column(row, "status")?, row.get::<_, i64>(1)? as u64))
+        })?;
+        let counted: Vec<(Status, u64)> = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(Status::ALL
+            .into_iter()
+            .map(|s| {
+                (
+                    s,
+                    counted.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n),
+                )
+            })
+            .collect())
+    }
+
+    pub fn insert_api_key(&self, key: &ApiKey, token_hash: &[u8]) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO api_keys (id, organization_id, label, token_hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        stmt.execute(rusqlite::params![
+            key.id,
+            key.organization_id,
+            key.label,
+            token_hash,
+            to_micros(key.created_at)
+        ])?;
+        Ok(())
+    }
+
+    /// The organization of an unrevoked key with this token hash.
+    pub fn organization_of_token(&self, token_hash: &[u8]) -> Result<Option<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT organization_id FROM api_keys WHERE token_hash = ?1 AND revoked_at IS NULL",
+        )?;
+        Ok(stmt.query_row([token_hash], |row| row.get(0)).optional()?)
+    }
+
+    pub fn list_api_keys(&self, organization_id: &str) -> Result<Vec<ApiKey>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, organization_id, label, created_at, revoked_at FROM api_keys
+             WHERE organization_id = ?1 ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([organization_id], api_key_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Revokes a key (again, harmlessly, if it already was) and returns it.
+    pub fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKey>> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1
+             RETURNING id, organization_id, label, created_at, revoked_at",
+        )?;
+        Ok(stmt
+            .query_row(rusqlite::params![key_id, to_micros(now)], api_key_from_row)
+            .optional()?)
+    }
+}
+
+fn api_key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.get("id")?,
+        organization_id: row.get("organization_id")?,
+        label: row.get("label")?,
+        created_at: from_micros(row.get("created_at")?)?,
+        revoked_at: row
+            .get::<_, Option<i64>>("revoked_at")?
+            .map(from_micros)
+            .transpose()?,
+    })
+}

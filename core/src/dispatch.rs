@@ -1,0 +1,108 @@
+//! Placing calls: the `Dispatcher` a dialer implements, and the helper that
+//! runs claim → place_call → complete or fail.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::error::Result;
+use crate::model::{Callback, DispatchReport, Status};
+use crate::organization::{transition, Request};
+use crate::store::Store;
+use crate::time::Timestamp;
+use crate::validate::{self, MAX_TEXT_BYTES};
+
+/// Places the phone call of a claimed callback.
+pub trait Dispatcher {
+    /// Returns the session id of the new call, or a message saying why the
+    /// call could not be placed (it becomes the callback's failure_cause).
+    fn place_call(&self, callback: &Callback) -> std::result::Result<String, String>;
+}
+
+impl<F> Dispatcher for F
+where
+    F: Fn(&Callback) -> std::result::Result<String, String>,
+{
+    fn place_call(&self, callback: &Callback) -> std::result::Result<String, String> {
+        self(callback)
+    }
+}
+
+impl Store {
+    /// Claims up to `limit` callbacks due at `now` and places each through
+    /// `dispatcher`, completing or failing it. A callback is placed at most
+    /// once: if this process dies midway, what it claimed and did not finish
+    /// is left `dispatching`, for `recover_stale` to fail.
+    pub fn dispatch_due(
+        &self,
+        dispatcher: &dyn Dispatcher,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<DispatchReport> {
+        let mut report = DispatchReport::default();
+        for claimed in self.claim_due(now, limit)? {
+            let done = self.place_call(dispatcher, &claimed)?;
+            match done.status {
+                Status::Dispatched => report.dispatched.push(done),
+                _ => report.failed.push(done),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Places the call of one callback already `dispatching` (from
+    /// `claim_due` or `Organization::dispatch`) and records the outcome.
+    /// An error, an unusable session id or a panic in the dispatcher ends
+    /// in `failed`, never in a callback stuck `dispatching`.
+    pub fn place_call(&self, dispatcher: &dyn Dispatcher, claimed: &Callback) -> Result<Callback> {
+        let placed = catch_unwind(AssertUnwindSafe(|| dispatcher.place_call(claimed)));
+        let failure_cause = match placed {
+            Ok(Ok(session)) => match validate::identifier("created_session_id", &session) {
+                Ok(()) => {
+                    return transition(
+                        self,
+                        None,
+                        &claimed.id,
+                        Request::Complete {
+                            created_session_id: &session,
+                        },
+                    )
+                }
+                Err(e) => format!("the dispatcher returned an unusable session id: {e}"),
+            },
+            Ok(Err(message)) if message.is_empty() => {
+                "the dispatcher failed without a message".to_owned()
+            }
+            Ok(Err(message)) => message,
+            Err(panic) => format!("the dispatcher panicked: {}", panic_message(&*panic)),
+        };
+        let failure_cause = sanitize(&failure_cause);
+        transition(
+            self,
+            None,
+            &claimed.id,
+            Request::Fail {
+                failure_cause: &failure_cause,
+            },
+        )
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
+}
+
+/// A dialer's message made storable: no NUL, at most 64 KiB.
+fn sanitize(message: &str) -> String {
+    let mut text = message.replace('\0', "\u{FFFD}");
+    if text.len() > MAX_TEXT_BYTES {
+        let mut cut = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}

@@ -1,0 +1,226 @@
+//! One error type for every operation, with a stable code per kind.
+
+use serde::Serialize;
+
+use crate::model::Status;
+use crate::transitions::Action;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The stable codes of DESIGN.md. Bindings, the CLI and the HTTP server all
+/// expose exactly these strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    Unauthorized,
+    NotFound,
+    InvalidTransition,
+    Conflict,
+    ValidationError,
+    StorageError,
+    SchemaError,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 7] = [
+        ErrorCode::Unauthorized,
+        ErrorCode::NotFound,
+        ErrorCode::InvalidTransition,
+        ErrorCode::Conflict,
+        ErrorCode::ValidationError,
+        ErrorCode::StorageError,
+        ErrorCode::SchemaError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::InvalidTransition => "INVALID_TRANSITION",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::ValidationError => "VALIDATION_ERROR",
+            ErrorCode::StorageError => "STORAGE_ERROR",
+            ErrorCode::SchemaError => "SCHEMA_ERROR",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// Missing, unknown or revoked API token. The message is fixed by the API
+    /// reference and deliberately says nothing about which of the three it was.
+    #[error("Unauthorized")]
+    Unauthorized,
+
+    /// No such record in this organization. Other organizations' records are
+    /// reported the same way, so their existence does not leak.
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+
+    #[error("cannot {action} callback {id}: it is {from}{}", allowed_from_hint(*action))]
+    InvalidTransition {
+        id: String,
+        action: Action,
+        from: Status,
+    },
+
+    #[error("{message}")]
+    Conflict { message: String },
+
+    /// Bad input: `field` names the offending input, `rule` what it must be.
+    #[error("{field}: {rule}")]
+    Validation { field: String, rule: String },
+
+    /// SQLite failed. `busy` is true when another writer held the database
+    /// for longer than the busy timeout (HTTP maps that to 503).
+    #[error("storage error: {message}")]
+    Storage { message: String, busy: bool },
+
+    /// The file is not a callback store, or was migrated by a newer version.
+    #[error("schema error: {message}")]
+    Schema { message: String },
+}
+
+fn allowed_from_hint(action: Action) -> String {
+    let from: Vec<&str> = crate::transitions::sources(action)
+        .map(Status::as_str)
+        .collect();
+    match from.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (only a {one} callback can be {})", action.past_tense()),
+        many => format!(
+            " (only a callback that is {} can be {})",
+            many.join(" or "),
+            action.past_tense()
+        ),
+    }
+}
+
+impl Error {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Unauthorized => ErrorCode::Unauthorized,
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::InvalidTransition { .. } => ErrorCode::InvalidTransition,
+            Error::Conflict { .. } => ErrorCode::Conflict,
+            Error::Validation { .. } => ErrorCode::ValidationError,
+            Error::Storage { .. } => ErrorCode::StorageError,
+            Error::Schema { .. } => ErrorCode::SchemaError,
+        }
+    }
+
+    pub fn validation(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Error::Validation {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+
+    pub(crate) fn callback_not_found(id: &str) -> Self {
+        Error::NotFound {
+            kind: "callback",
+            id: id.to_owned(),
+        }
+    }
+
+    pub(crate) fn schema(message: impl Into<String>) -> Self {
+        Error::Schema {
+            message: message.into(),
+        }
+    }
+
+    /// Prefixes the field of a validation error, e.g. `callbacks[3].to_number`.
+    pub(crate) fn within(self, prefix: &str) -> Self {
+        match self {
+            Error::Validation { field, rule } => Error::Validation {
+                field: format!("{prefix}.{field}"),
+                rule,
+            },
+            other => other,
+        }
+    }
+
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Storage { busy: true, .. })
+    }
+
+    /// The API's error body for this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.to_string(),
+            code: self.code(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        let busy = matches!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        let message = match err.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                format!(
+                    "the database stayed locked by another writer past the busy timeout ({err})"
+                )
+            }
+            Some(rusqlite::ErrorCode::DiskFull) => {
+                format!("the disk is full; nothing was written ({err})")
+            }
+            Some(rusqlite::ErrorCode::ReadOnly) => {
+                format!("the database file or its folder is read-only ({err})")
+            }
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                format!("the database file is corrupt ({err})")
+            }
+            _ => err.to_string(),
+        };
+        Error::Storage { message, busy }
+    }
+}
+
+/// The API's error body: `{"error": "...", "code": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub code: ErrorCode,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unauthorized_body_is_exactly_the_api_reference_body() {
+        let json = serde_json::to_string(&Error::Unauthorized.body()).unwrap();
+        assert_eq!(json, r#"{"error":"Unauthorized","code":"UNAUTHORIZED"}"#);
+    }
+
+    #[test]
+    fn every_code_serializes_as_its_string() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn invalid_transition_message_names_action_and_status() {
+        let err = Error::InvalidTransition {
+            id: "cb_1".into(),
+            action: Action::Cancel,
+            from: Status::Dispatched,
+        };
+        let msg = err.to_string();
+        assert!(msg.contains("cancel"), "{msg}");
+        assert!(msg.contains("dispatched"), "{msg}");
+        assert!(msg.contains("only a scheduled callback"), "{msg}");
+    }
+}

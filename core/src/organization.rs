@@ -1,0 +1,353 @@
+//! Operations on one organization's callbacks. Every read and write is
+//! scoped to the organization: other organizations' callbacks are NOT_FOUND.
+
+use sha2::{Digest, Sha256};
+
+use crate::cursor;
+use crate::db::{Changes, NewEvent, Stored};
+use crate::error::{Error, Result};
+use crate::model::{Callback, CallbackEvent, ListQuery, NewCallback, Page, Status};
+use crate::store::Store;
+use crate::time::{self, Timestamp};
+use crate::transitions::{self, Action, Outcome};
+use crate::validate::{self, ValidNewCallback};
+
+#[derive(Debug, Clone)]
+pub struct Organization {
+    store: Store,
+    id: String,
+}
+
+/// A transition asked of one callback, with its arguments.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Request<'a> {
+    Cancel { reason: Option<&'a str> },
+    Dispatch,
+    Complete { created_session_id: &'a str },
+    Fail { failure_cause: &'a str },
+    Reschedule { scheduled_at: Timestamp },
+}
+
+impl Request<'_> {
+    fn action(&self) -> Action {
+        match self {
+            Request::Cancel { .. } => Action::Cancel,
+            Request::Dispatch => Action::Dispatch,
+            Request::Complete { .. } => Action::CompleteDispatch,
+            Request::Fail { .. } => Action::FailDispatch,
+            Request::Reschedule { .. } => Action::Reschedule,
+        }
+    }
+
+    fn changes(&self, now: Timestamp) -> Changes<'_> {
+        match *self {
+            Request::Cancel { .. } => Changes {
+                cancelled_at: Some(now),
+                ..Changes::default()
+            },
+            Request::Dispatch => Changes {
+                attempted_at: Some(now),
+                ..Changes::default()
+            },
+            Request::Complete { created_session_id } => Changes {
+                created_session_id: Some(created_session_id),
+                dispatched_at: Some(now),
+                ..Changes::default()
+            },
+            Request::Fail { failure_cause } => Changes {
+                failure_cause: Some(failure_cause),
+                ..Changes::default()
+            },
+            Request::Reschedule { scheduled_at } => Changes {
+                scheduled_at: Some(scheduled_at),
+                ..Changes::default()
+            },
+        }
+    }
+
+    /// What the history records besides the statuses.
+    fn detail(&self, before: &Callback) -> Option<String> {
+        match *self {
+            Request::Cancel { reason } => reason.map(str::to_owned),
+            Request::Dispatch => None,
+            Request::Complete { created_session_id } => Some(created_session_id.to_owned()),
+            Request::Fail { failure_cause } => Some(failure_cause.to_owned()),
+            Request::Reschedule { .. } => Some(format!(
+                "previously scheduled at {}",
+                time::format(before.scheduled_at)
+            )),
+        }
+    }
+}
+
+/// Applies one transition by the table, in one write transaction.
+/// `organization_id` None is for store-wide workers (the dispatch helper).
+pub(crate) fn transition(
+    store: &Store,
+    organization_id: Option<&str>,
+    id: &str,
+    request: Request<'_>,
+) -> Result<Callback> {
+    validate::identifier("id", id)?;
+    let action = request.action();
+    let now = store.now();
+    store.write(|dao| {
+        let current = dao
+            .get(organization_id, id)?
+            .ok_or_else(|| Error::callback_not_found(id))?
+            .callback;
+        let invalid = |from| Error::InvalidTransition {
+            id: id.to_owned(),
+            action,
+            from,
+        };
+        match transitions::outcome(current.status, action) {
+            Outcome::Move(to) => {
+                let Stored { seq, callback } = dao
+                    .apply_transition(
+                        organization_id,
+                        id,
+                        current.status,
+                        to,
+                        &request.changes(now),
+                        now,
+                    )?
+                    .ok_or_else(|| invalid(current.status))?;
+                let detail = request.detail(&current);
+                dao.insert_event(
+                    seq,
+                    &NewEvent {
+                        action: action.into(),
+                        from: Some(current.status),
+                        to,
+                        at: now,
+                        detail: detail.as_deref(),
+                    },
+                )?;
+                Ok(callback)
+            }
+            Outcome::Unchanged => Ok(current),
+            Outcome::Invalid | Outcome::NotSelected => Err(invalid(current.status)),
+        }
+    })
+}
+
+impl Organization {
+    pub(crate) fn new(store: Store, id: String) -> Self {
+        Organization { store, id }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Creates a `scheduled` callback. With an idempotency key, a retry of
+    /// the same request returns the callback the first one created.
+    pub fn create(&self, new: NewCallback) -> Result<Callback> {
+        let valid = validate::new_callback(&new)?;
+        let hash = request_hash(&valid);
+        let now = self.store.now();
+        self.store
+            .write(|dao| self.insert(dao, &valid, hash.as_deref(), now))
+    }
+
+    /// Creates several callbacks in one transaction: all of them or none.
+    /// A validation error names the item, like `callbacks[3].to_number`.
+    pub fn create_many(&self, batch: Vec<NewCallback>) -> Result<Vec<Callback>> {
+        let valid = batch
+            .iter()
+            .enumerate()
+            .map(|(i, new)| {
+                validate::new_callback(new).map_err(|e| e.within(&format!("callbacks[{i}]")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let hashes: Vec<Option<Vec<u8>>> = valid.iter().map(request_hash).collect();
+        let now = self.store.now();
+        self.store.write(|dao| {
+            valid
+                .iter()
+                .zip(&hashes)
+                .enumerate()
+                .map(|(i, (v, h))| {
+                    self.insert(dao, v, h.as_deref(), now)
+                        .map_err(|e| e.within(&format!("callbacks[{i}]")))
+                })
+                .collect()
+        })
+    }
+
+    fn insert(
+        &self,
+        dao: &crate::db::Dao,
+        valid: &ValidNewCallback<'_>,
+        hash: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Callback> {
+        if let Some(key) = valid.input.idempotency_key.as_deref() {
+            if let Some((existing, stored_hash)) = dao.find_by_idempotency_key(&self.id, key)? {
+                if stored_hash.as_deref() == hash {
+                    return Ok(existing);
+                }
+                return Err(Error::Conflict {
+                    message: format!(
+                        "idempotency_key {key:?} was already used for callback {} with a different payload; \
+                         use a new key for a new callback",
+                        existing.id
+                    ),
+                });
+            }
+        }
+        let id = self.store.new_id("cb_", now);
+        Ok(dao
+            .insert_callback(&self.id, &id, valid, hash, now)?
+            .callback)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Callback> {
+        validate::identifier("id", id)?;
+        self.store
+            .read(|dao| dao.get(Some(&self.id), id))?
+            .map(|s| s.callback)
+            .ok_or_else(|| Error::callback_not_found(id))
+    }
+
+    /// One page of callbacks matching `query`; follow `next_cursor` for more.
+    /// Pages never skip or repeat a row, also while callbacks are created.
+    pub fn list(&self, query: &ListQuery) -> Result<Page> {
+        validate::list_query(query)?;
+        let fingerprint = cursor::fingerprint(&self.id, query);
+        let secret = self.store.cursor_secret();
+        let after = query
+            .cursor
+            .as_deref()
+            .map(|c| cursor::decode(secret, fingerprint, c))
+            .transpose()?;
+        let limit = query.limit as usize;
+        let mut rows = self
+            .store
+            .read(|dao| dao.list(&self.id, query, after, query.limit + 1))?;
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| {
+                let sort_key = match query.order {
+                    crate::Order::CreatedDesc => last.callback.created_at,
+                    crate::Order::ScheduledAsc => last.callback.scheduled_at,
+                };
+                let position = cursor::Position {
+                    sort_key: time::to_micros(sort_key),
+                    seq: last.seq,
+                };
+                cursor::encode(secret, fingerprint, position)
+            })
+        } else {
+            None
+        };
+        Ok(Page {
+            callbacks: rows.into_iter().map(|s| s.callback).collect(),
+            next_cursor,
+        })
+    }
+
+    /// Cancels a scheduled callback; a cancelled one is returned unchanged.
+    pub fn cancel(&self, id: &str, reason: Option<&str>) -> Result<Callback> {
+        validate::free_text("reason", reason)?;
+        transition(&self.store, Some(&self.id), id, Request::Cancel { reason })
+    }
+
+    /// Dispatch now, whatever its scheduled_at: `scheduled` → `dispatching`.
+    /// The caller places the call, then completes or fails it.
+    pub fn dispatch(&self, id: &str) -> Result<Callback> {
+        transition(&self.store, Some(&self.id), id, Request::Dispatch)
+    }
+
+    pub fn complete_dispatch(&self, id: &str, created_session_id: &str) -> Result<Callback> {
+        validate::identifier("created_session_id", created_session_id)?;
+        transition(
+            &self.store,
+            Some(&self.id),
+            id,
+            Request::Complete { created_session_id },
+        )
+    }
+
+    pub fn fail_dispatch(&self, id: &str, failure_cause: &str) -> Result<Callback> {
+        validate::failure_cause(failure_cause)?;
+        transition(
+            &self.store,
+            Some(&self.id),
+            id,
+            Request::Fail { failure_cause },
+        )
+    }
+
+    pub fn reschedule(&self, id: &str, scheduled_at: Timestamp) -> Result<Callback> {
+        let scheduled_at = time::checked("scheduled_at", scheduled_at)?;
+        transition(
+            &self.store,
+            Some(&self.id),
+            id,
+            Request::Reschedule { scheduled_at },
+        )
+    }
+
+    /// The callback's creation and every transition since, oldest first.
+    pub fn history(&self, id: &str) -> Result<Vec<CallbackEvent>> {
+        validate::identifier("id", id)?;
+        let events = self.store.read(|dao| dao.history(&self.id, id))?;
+        if events.is_empty() {
+            // Every callback has its creation event: none means no callback.
+            return Err(Error::callback_not_found(id));
+        }
+        Ok(events)
+    }
+
+    /// How many of this organization's callbacks are in each status.
+    pub fn count_by_status(&self) -> Result<Vec<(Status, u64)>> {
+        self.store.read(|dao| dao.count_by_status(&self.id))
+    }
+}
+
+/// SHA-256 of the request as stored (keys sorted), so that a retry is told
+/// from a different payload even after the callback has changed since.
+fn request_hash(valid: &ValidNewCallback<'_>) -> Option<Vec<u8>> {
+    valid.input.idempotency_key.as_ref()?;
+    let input = valid.input;
+    let canonical = serde_json::json!({
+        "to_number": input.to_number,
+        "scheduled_at": time::to_micros(valid.scheduled_at),
+        "source_session_id": input.source_session_id,
+        "agent_id": input.agent_id,
+        "phone_number_id": input.phone_number_id,
+        "from_number": input.from_number,
+        "reason": input.reason,
+        "instructions": input.instructions,
+        "summary": input.summary,
+        "pipeline_config": input.pipeline_config,
+        "metadata": input.metadata,
+    });
+    Some(Sha256::digest(sorted(&canonical).to_string().as_bytes()).to_vec())
+}
+
+/// The same JSON with every object's keys sorted (depth is bounded by validation).
+fn sorted(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted(v)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(sorted).collect())
+        }
+        other => other.clone(),
+    }
+}

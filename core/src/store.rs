@@ -1,0 +1,258 @@
+//! The object users hold: one SQLite connection, the clock, and the
+//! transaction closures every operation runs in.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::db::Dao;
+use crate::error::{Error, Result};
+use crate::model::{ApiKey, Callback, CreatedApiKey};
+use crate::organization::Organization;
+use crate::time::{self, Clock, SystemClock, Timestamp};
+use crate::{auth, schema, validate};
+
+/// The cause recorded on callbacks failed by `recover_stale`.
+pub const DISPATCH_INTERRUPTED: &str = "dispatch_interrupted";
+
+/// The most callbacks one `claim_due` call may take.
+pub const MAX_CLAIM: u32 = 10_000;
+
+/// How a commit reaches the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a committed write survives a power cut.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a committed write survives a crash of the
+    /// process, but the last commits may be lost on a power cut. Faster.
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long a writer waits for another writer (thread or process) before
+    /// giving up with a busy STORAGE_ERROR.
+    pub busy_timeout: Duration,
+    pub durability: Durability,
+    /// Where "now" comes from: timestamps of creations and transitions.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            busy_timeout: Duration::from_secs(5),
+            durability: Durability::Full,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// A callback store over one SQLite file (or memory). Cheap to clone; Send +
+/// Sync; several processes may open the same file.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+    cursor_secret: Vec<u8>,
+    ids: uuid::ContextV7,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// A private store in memory, gone when the last clone is dropped.
+    pub fn open_in_memory() -> Result<Store> {
+        Store::open_in_memory_with(StoreOptions::default())
+    }
+
+    pub fn open_in_memory_with(options: StoreOptions) -> Result<Store> {
+        Store::from_connection(Connection::open_in_memory()?, options)
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn =
+            Connection::open_with_flags(path.as_ref(), flags).map_err(|e| Error::Storage {
+                message: format!("cannot open {}: {e}", path.as_ref().display()),
+                busy: false,
+            })?;
+        Store::from_connection(conn, options)
+    }
+
+    fn from_connection(mut conn: Connection, options: StoreOptions) -> Result<Store> {
+        conn.busy_timeout(options.busy_timeout)?;
+        // Read-only checks first: a file we refuse is left as it was.
+        schema::inspect(&conn)?;
+        let synchronous = match options.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+        ))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&mut conn)?;
+        let cursor_secret = schema::cursor_secret(&conn)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                clock: options.clock,
+                cursor_secret,
+                ids: uuid::ContextV7::new(),
+            }),
+        })
+    }
+
+    /// A handle on one organization's callbacks.
+    pub fn organization(&self, organization_id: &str) -> Result<Organization> {
+        validate::identifier("organization_id", organization_id)?;
+        Ok(Organization::new(self.clone(), organization_id.to_owned()))
+    }
+
+    /// The store's clock, truncated to the microseconds it stores.
+    pub fn now(&self) -> Timestamp {
+        time::truncate_to_micros(self.inner.clock.now())
+    }
+
+    /// Runs `f` in a read transaction: one consistent snapshot.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Dao) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let out = f(&Dao::new(&tx))?;
+        tx.finish()?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a write transaction taken at once (BEGIN IMMEDIATE), so
+    /// what `f` reads cannot change before it writes. An error rolls back
+    /// everything `f` did.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Dao) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&Dao::new(&tx))?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic inside a closure unwound through the transaction guard,
+        // which rolled back: the connection itself is sound.
+        self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn cursor_secret(&self) -> &[u8] {
+        &self.inner.cursor_secret
+    }
+
+    /// A new callback id: `cb_` and a UUIDv7 (time-ordered, 128 bits) in hex.
+    pub(crate) fn new_id(&self, prefix: &str, now: Timestamp) -> String {
+        let seconds = now.timestamp().max(0) as u64;
+        let ts = uuid::Timestamp::from_unix(&self.inner.ids, seconds, now.timestamp_subsec_nanos());
+        format!("{prefix}{}", uuid::Uuid::new_v7(ts).simple())
+    }
+
+    /// Runs `f` with the store's connection: for diagnostics and tests
+    /// (EXPLAIN, row counts). Writing through it bypasses every rule.
+    #[doc(hidden)]
+    pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.lock())
+    }
+
+    /// Takes up to `limit` callbacks due at `now` (scheduled_at <= now),
+    /// oldest first, across all organizations, and marks them `dispatching`.
+    /// The caller places each call, then completes or fails it.
+    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Callback>> {
+        let now = time::checked("now", now)?;
+        if !(1..=MAX_CLAIM).contains(&limit) {
+            return Err(Error::validation(
+                "limit",
+                format!("must be between 1 and {MAX_CLAIM}, got {limit}"),
+            ));
+        }
+        let claimed = self.write(|dao| dao.claim_due(now, limit))?;
+        Ok(claimed.into_iter().map(|s| s.callback).collect())
+    }
+
+    /// Fails, with cause `dispatch_interrupted`, every callback that has
+    /// been `dispatching` since before `now - older_than`: its process died
+    /// between claim and completion. It is never retried: a missed callback
+    /// is better than calling a person twice.
+    pub fn recover_stale(&self, now: Timestamp, older_than: Duration) -> Result<Vec<Callback>> {
+        let now = time::checked("now", now)?;
+        let older_than = chrono::Duration::from_std(older_than)
+            .map_err(|_| Error::validation("older_than", "is too large"))?;
+        let horizon = now
+            .checked_sub_signed(older_than)
+            .ok_or_else(|| Error::validation("older_than", "reaches before the year 1"))?;
+        let recovered = self.write(|dao| dao.recover_stale(now, horizon, DISPATCH_INTERRUPTED))?;
+        Ok(recovered.into_iter().map(|s| s.callback).collect())
+    }
+
+    /// Deletes finished callbacks (dispatched, cancelled, failed) last
+    /// updated before `before`, with their history. Returns how many.
+    pub fn prune(&self, before: Timestamp) -> Result<u64> {
+        let before = time::checked("before", before)?;
+        Ok(self.write(|dao| dao.prune(before))? as u64)
+    }
+
+    /// Creates an API key for an organization. The token is in the answer
+    /// and nowhere else: only its hash is stored.
+    pub fn create_api_key(&self, organization_id: &str, label: &str) -> Result<CreatedApiKey> {
+        validate::identifier("organization_id", organization_id)?;
+        validate::identifier("label", label)?;
+        let now = self.now();
+        let token = auth::new_token()?;
+        let key = ApiKey {
+            id: self.new_id("key_", now),
+            organization_id: organization_id.to_owned(),
+            label: label.to_owned(),
+            created_at: now,
+            revoked_at: None,
+        };
+        self.write(|dao| dao.insert_api_key(&key, &auth::token_hash(&token)))?;
+        Ok(CreatedApiKey { key, token })
+    }
+
+    pub fn list_api_keys(&self, organization_id: &str) -> Result<Vec<ApiKey>> {
+        validate::identifier("organization_id", organization_id)?;
+        self.read(|dao| dao.list_api_keys(organization_id))
+    }
+
+    /// Revokes a key at once; revoking it again changes nothing.
+    pub fn revoke_api_key(&self, key_id: &str) -> Result<ApiKey> {
+        validate::identifier("key_id", key_id)?;
+        let now = self.now();
+        self.write(|dao| dao.revoke_api_key(key_id, now))?
+            .ok_or_else(|| Error::NotFound {
+                kind: "api key",
+                id: key_id.to_owned(),
+            })
+    }
+
+    /// The organization of a token given as `Bearer <token>` or bare.
+    /// Missing, malformed, unknown and revoked tokens are all UNAUTHORIZED.
+    pub fn authenticate(&self, authorization: &str) -> Result<Organization> {
+        let token = auth::token_of(authorization).ok_or(Error::Unauthorized)?;
+        let hash = auth::token_hash(token);
+        let org = self
+            .read(|dao| dao.organization_of_token(&hash))?
+            .ok_or(Error::Unauthorized)?;
+        Ok(Organization::new(self.clone(), org))
+    }
+}

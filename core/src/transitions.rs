@@ -1,0 +1,172 @@
+//! The transition table of DESIGN.md, as one table. Every state change in the
+//! store looks its outcome up here; no method checks statuses on its own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Status;
+
+/// What a caller asks of a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Cancel,
+    /// "Dispatch now", for one callback, whatever its scheduled_at.
+    Dispatch,
+    /// A worker taking due callbacks; the same column of the table as `Dispatch`.
+    ClaimDue,
+    CompleteDispatch,
+    FailDispatch,
+    Reschedule,
+    /// Store-wide: callbacks left `dispatching` by a dead process.
+    RecoverStale,
+}
+
+/// The cell of the table for (status, action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The action succeeds and the callback takes this status.
+    Move(Status),
+    /// The action succeeds and changes nothing (cancel of a cancelled callback).
+    Unchanged,
+    /// The action is refused with INVALID_TRANSITION.
+    Invalid,
+    /// The action never selects callbacks in this status ("—" in DESIGN.md).
+    NotSelected,
+}
+
+use Outcome::{Invalid, Move, NotSelected, Unchanged};
+use Status::{Cancelled, Dispatched, Dispatching, Failed, Scheduled};
+
+const COLUMNS: usize = 6;
+
+/// Rows in `Status::ALL` order; columns: cancel, dispatch/claim_due,
+/// complete_dispatch, fail_dispatch, reschedule, recover_stale.
+#[rustfmt::skip]
+const TABLE: [[Outcome; COLUMNS]; 5] = [
+    /* scheduled   */ [Move(Cancelled), Move(Dispatching), Invalid, Invalid, Move(Scheduled), NotSelected],
+    /* dispatching */ [Invalid, Invalid, Move(Dispatched), Move(Failed), Invalid, Move(Failed)],
+    /* dispatched  */ [Invalid, Invalid, Invalid, Invalid, Invalid, NotSelected],
+    /* cancelled   */ [Unchanged, Invalid, Invalid, Invalid, Invalid, NotSelected],
+    /* failed      */ [Invalid, Invalid, Invalid, Invalid, Invalid, NotSelected],
+];
+
+impl Action {
+    pub const ALL: [Action; 7] = [
+        Action::Cancel,
+        Action::Dispatch,
+        Action::ClaimDue,
+        Action::CompleteDispatch,
+        Action::FailDispatch,
+        Action::Reschedule,
+        Action::RecoverStale,
+    ];
+
+    fn column(self) -> usize {
+        match self {
+            Action::Cancel => 0,
+            Action::Dispatch | Action::ClaimDue => 1,
+            Action::CompleteDispatch => 2,
+            Action::FailDispatch => 3,
+            Action::Reschedule => 4,
+            Action::RecoverStale => 5,
+        }
+    }
+
+    /// The operation's name, as in DESIGN.md and the event history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Cancel => "cancel",
+            Action::Dispatch => "dispatch",
+            Action::ClaimDue => "claim_due",
+            Action::CompleteDispatch => "complete_dispatch",
+            Action::FailDispatch => "fail_dispatch",
+            Action::Reschedule => "reschedule",
+            Action::RecoverStale => "recover_stale",
+        }
+    }
+
+    pub(crate) fn past_tense(self) -> &'static str {
+        match self {
+            Action::Cancel => "cancelled",
+            Action::Dispatch | Action::ClaimDue => "dispatched",
+            Action::CompleteDispatch => "completed",
+            Action::FailDispatch => "failed",
+            Action::Reschedule => "rescheduled",
+            Action::RecoverStale => "recovered",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The table's cell for a callback in `from` asked to `action`.
+pub fn outcome(from: Status, action: Action) -> Outcome {
+    TABLE[from.index()][action.column()]
+}
+
+/// The statuses from which `action` moves a callback.
+pub fn sources(action: Action) -> impl Iterator<Item = Status> {
+    Status::ALL
+        .into_iter()
+        .filter(move |s| matches!(outcome(*s, action), Move(_)))
+}
+
+/// The one status a store-wide action (claim_due, recover_stale) selects,
+/// and the status it moves those callbacks to.
+pub(crate) fn bulk_move(action: Action) -> (Status, Status) {
+    let mut moves = Status::ALL
+        .into_iter()
+        .filter_map(|from| match outcome(from, action) {
+            Move(to) => Some((from, to)),
+            _ => None,
+        });
+    let only = moves.next().expect("a bulk action moves from one status");
+    debug_assert!(
+        moves.next().is_none(),
+        "a bulk action moves from one status"
+    );
+    only
+}
+
+/// A status no action can leave: its callbacks are done and may be pruned.
+pub fn is_terminal(status: Status) -> bool {
+    Action::ALL
+        .into_iter()
+        .all(|a| !matches!(outcome(status, a), Move(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_actions_each_select_exactly_one_status() {
+        for action in [Action::ClaimDue, Action::RecoverStale] {
+            assert_eq!(sources(action).count(), 1, "{action}");
+        }
+        assert_eq!(bulk_move(Action::ClaimDue), (Scheduled, Dispatching));
+        assert_eq!(bulk_move(Action::RecoverStale), (Dispatching, Failed));
+    }
+
+    #[test]
+    fn terminal_statuses_are_dispatched_cancelled_and_failed() {
+        let terminal: Vec<Status> = Status::ALL
+            .into_iter()
+            .filter(|s| is_terminal(*s))
+            .collect();
+        assert_eq!(terminal, vec![Dispatched, Cancelled, Failed]);
+    }
+
+    #[test]
+    fn no_action_moves_a_callback_back_to_scheduled_once_it_left() {
+        for from in Status::ALL.into_iter().filter(|s| *s != Scheduled) {
+            for action in Action::ALL {
+                assert_ne!(outcome(from, action), Move(Scheduled), "{from} {action}");
+            }
+        }
+    }
+}
