@@ -65,3 +65,8 @@ pub use time::{
     Clock, ManualClock, SystemClock, Timestamp,
 };
 pub use transitions::{Action, Outcome};
+
+/// The README's Rust blocks are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

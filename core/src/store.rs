@@ -63,7 +63,8 @@ struct Inner {
     conn: Mutex<Connection>,
     clock: Arc<dyn Clock>,
     cursor_secret: Vec<u8>,
-    ids: uuid::ContextV7,
+    /// Keeps ids made in the same millisecond in creation order.
+    ids: Mutex<uuid::ContextV7>,
 }
 
 impl Store {
@@ -114,7 +115,7 @@ impl Store {
                 conn: Mutex::new(conn),
                 clock: options.clock,
                 cursor_secret,
-                ids: uuid::ContextV7::new(),
+                ids: Mutex::new(uuid::ContextV7::new()),
             }),
         })
     }
@@ -163,7 +164,8 @@ impl Store {
     /// A new callback id: `cb_` and a UUIDv7 (time-ordered, 128 bits) in hex.
     pub(crate) fn new_id(&self, prefix: &str, now: Timestamp) -> String {
         let seconds = now.timestamp().max(0) as u64;
-        let ts = uuid::Timestamp::from_unix(&self.inner.ids, seconds, now.timestamp_subsec_nanos());
+        let context = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let ts = uuid::Timestamp::from_unix(&*context, seconds, now.timestamp_subsec_nanos());
         format!("{prefix}{}", uuid::Uuid::new_v7(ts).simple())
     }
 

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one test command: on a fresh machine of this kind it installs what it
+# needs, then runs every suite. CI (.ci/run) runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started=$SECONDS
+step() { printf '\n== %s\n' "$*"; }
+timed() {
+    local name=$1; shift
+    local t=$SECONDS
+    "$@"
+    printf -- '-- %s: %ss\n' "$name" $((SECONDS - t))
+}
+
+step "toolchain"
+command -v cargo >/dev/null || { echo "cargo is missing: this machine kind ships Rust via rustup" >&2; exit 1; }
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo --version
+
+step "format"
+timed fmt cargo fmt --all -- --check
+
+step "lint"
+timed clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "rust tests"
+timed "cargo test" cargo test --workspace --locked
+
+if [ -f scripts/test-bindings.sh ]; then
+    step "bindings"
+    timed bindings bash scripts/test-bindings.sh
+fi
+
+printf '\n== all suites passed in %ss\n' $((SECONDS - started))
