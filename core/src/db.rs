@@ -105,11 +105,14 @@ pub(crate) struct NewEvent<'a> {
 
 pub(crate) struct Dao<'c> {
     pub conn: &'c Connection,
+    /// The store's clock, read once the transaction holds its lock, so that
+    /// writers in turn get times in the same order as their commits.
+    pub now: Timestamp,
 }
 
 impl<'c> Dao<'c> {
-    pub fn new(conn: &'c Connection) -> Self {
-        Dao { conn }
+    pub fn new(conn: &'c Connection, now: Timestamp) -> Self {
+        Dao { conn, now }
     }
 
     pub fn insert_callback(

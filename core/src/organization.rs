@@ -90,8 +90,8 @@ pub(crate) fn transition(
 ) -> Result<Callback> {
     validate::identifier("id", id)?;
     let action = request.action();
-    let now = store.now();
     store.write(|dao| {
+        let now = dao.now;
         let current = dao
             .get(organization_id, id)?
             .ok_or_else(|| Error::callback_not_found(id))?
@@ -150,9 +150,8 @@ impl Organization {
     pub fn create(&self, new: NewCallback) -> Result<Callback> {
         let valid = validate::new_callback(&new)?;
         let hash = request_hash(&valid);
-        let now = self.store.now();
         self.store
-            .write(|dao| self.insert(dao, &valid, hash.as_deref(), now))
+            .write(|dao| self.insert(dao, &valid, hash.as_deref()))
     }
 
     /// Creates several callbacks in one transaction: all of them or none.
@@ -166,14 +165,13 @@ impl Organization {
             })
             .collect::<Result<Vec<_>>>()?;
         let hashes: Vec<Option<Vec<u8>>> = valid.iter().map(request_hash).collect();
-        let now = self.store.now();
         self.store.write(|dao| {
             valid
                 .iter()
                 .zip(&hashes)
                 .enumerate()
                 .map(|(i, (v, h))| {
-                    self.insert(dao, v, h.as_deref(), now)
+                    self.insert(dao, v, h.as_deref())
                         .map_err(|e| e.within(&format!("callbacks[{i}]")))
                 })
                 .collect()
@@ -185,7 +183,6 @@ impl Organization {
         dao: &crate::db::Dao,
         valid: &ValidNewCallback<'_>,
         hash: Option<&[u8]>,
-        now: Timestamp,
     ) -> Result<Callback> {
         if let Some(key) = valid.input.idempotency_key.as_deref() {
             if let Some((existing, stored_hash)) = dao.find_by_idempotency_key(&self.id, key)? {
@@ -201,9 +198,9 @@ impl Organization {
                 });
             }
         }
-        let id = self.store.new_id("cb_", now);
+        let id = self.store.new_id("cb_", dao.now);
         Ok(dao
-            .insert_callback(&self.id, &id, valid, hash, now)?
+            .insert_callback(&self.id, &id, valid, hash, dao.now)?
             .callback)
     }
 

@@ -135,7 +135,7 @@ impl Store {
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Dao) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let out = f(&Dao::new(&tx))?;
+        let out = f(&Dao::new(&tx, self.now()))?;
         tx.finish()?;
         Ok(out)
     }
@@ -146,7 +146,7 @@ impl Store {
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Dao) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&Dao::new(&tx))?;
+        let out = f(&Dao::new(&tx, self.now()))?;
         tx.commit()?;
         Ok(out)
     }
@@ -218,16 +218,18 @@ impl Store {
     pub fn create_api_key(&self, organization_id: &str, label: &str) -> Result<CreatedApiKey> {
         validate::identifier("organization_id", organization_id)?;
         validate::identifier("label", label)?;
-        let now = self.now();
         let token = auth::new_token()?;
-        let key = ApiKey {
-            id: self.new_id("key_", now),
-            organization_id: organization_id.to_owned(),
-            label: label.to_owned(),
-            created_at: now,
-            revoked_at: None,
-        };
-        self.write(|dao| dao.insert_api_key(&key, &auth::token_hash(&token)))?;
+        let key = self.write(|dao| {
+            let key = ApiKey {
+                id: self.new_id("key_", dao.now),
+                organization_id: organization_id.to_owned(),
+                label: label.to_owned(),
+                created_at: dao.now,
+                revoked_at: None,
+            };
+            dao.insert_api_key(&key, &auth::token_hash(&token))?;
+            Ok(key)
+        })?;
         Ok(CreatedApiKey { key, token })
     }
 
@@ -239,8 +241,7 @@ impl Store {
     /// Revokes a key at once; revoking it again changes nothing.
     pub fn revoke_api_key(&self, key_id: &str) -> Result<ApiKey> {
         validate::identifier("key_id", key_id)?;
-        let now = self.now();
-        self.write(|dao| dao.revoke_api_key(key_id, now))?
+        self.write(|dao| dao.revoke_api_key(key_id, dao.now))?
             .ok_or_else(|| Error::NotFound {
                 kind: "api key",
                 id: key_id.to_owned(),
