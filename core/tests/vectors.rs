@@ -1,0 +1,528 @@
+//! Replays the language-neutral conformance vectors of `tests/vectors/*.json`
+//! (format: `tests/vectors/README.md`) on a fresh in-memory store per case.
+//! Every case runs; the test then fails listing each failing case by name.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use callback_store::{
+    Error, ListQuery, ManualClock, NewCallback, Organization, Store, StoreOptions, Timestamp,
+    DEFAULT_LIMIT,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+/// Fewer cases than this means a file went missing.
+const MIN_CASES: usize = 45;
+
+/// The outcome of one operation: its result as API JSON, or the store's error.
+type Outcome = Result<Value, Error>;
+
+/// Err: the vector itself is broken (unknown op, missing argument, ...).
+type VectorResult<T> = Result<T, String>;
+
+/// `tests/vectors`, or the folder named by `CALLBACK_STORE_VECTORS` (to try
+/// a vector being written).
+fn vectors_dir() -> PathBuf {
+    match std::env::var_os("CALLBACK_STORE_VECTORS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors"),
+    }
+}
+
+#[test]
+fn conformance_vectors() {
+    let dir = vectors_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+
+    let mut names = HashSet::new();
+    let mut failures = Vec::new();
+    let mut per_file = Vec::new();
+    let mut per_file_counts = 0;
+    for file in &files {
+        let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(file).unwrap();
+        let cases: Vec<Value> = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{file_name} is not a JSON array of cases: {e}"));
+        per_file.push(format!("{file_name}: {}", cases.len()));
+        per_file_counts += cases.len();
+        for (index, case) in cases.iter().enumerate() {
+            let name = case["name"].as_str().unwrap_or("<unnamed>").to_owned();
+            let result = if names.insert(name.clone()) {
+                run_case(case)
+            } else {
+                Err("duplicate case name".to_owned())
+            };
+            if let Err(message) = result {
+                failures.push(format!("[{file_name} #{index}] {name}\n{message}"));
+            }
+        }
+    }
+    let total = per_file_counts;
+    eprintln!(
+        "conformance vectors: {total} cases ({})",
+        per_file.join(", ")
+    );
+    let mut problems = Vec::new();
+    if !failures.is_empty() {
+        problems.push(format!(
+            "{} of {total} vector cases failed:\n\n{}",
+            failures.len(),
+            failures.join("\n\n")
+        ));
+    }
+    if total < MIN_CASES {
+        problems.push(format!(
+            "only {total} vector cases in {} (at least {MIN_CASES} expected): was a file lost?",
+            dir.display()
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+fn run_case(case: &Value) -> VectorResult<()> {
+    let case = object(case, "case")?;
+    check_keys(case, &["name", "description", "clock", "steps"], "case")?;
+    let start = timestamp(case.get("clock").ok_or("case has no clock")?)?;
+    let clock = ManualClock::new(start);
+    let store = Store::open_in_memory_with(StoreOptions {
+        clock: Arc::new(clock.clone()),
+        ..StoreOptions::default()
+    })
+    .map_err(|e| format!("cannot open a store: {e}"))?;
+    let steps = case
+        .get("steps")
+        .and_then(Value::as_array)
+        .ok_or("case has no steps array")?;
+    let mut saved = HashMap::new();
+    for (i, step) in steps.iter().enumerate() {
+        let op = step["op"].as_str().unwrap_or("?");
+        run_step(&store, &clock, step, &mut saved)
+            .map_err(|e| format!("  step {i} ({op}): {e}"))?;
+    }
+    Ok(())
+}
+
+fn run_step(
+    store: &Store,
+    clock: &ManualClock,
+    step: &Value,
+    saved: &mut HashMap<String, String>,
+) -> VectorResult<()> {
+    let step = object(step, "step")?;
+    check_keys(step, &["op", "org", "args", "expect", "save"], "step")?;
+    let op = step.get("op").and_then(Value::as_str).ok_or("no op")?;
+    let org = match step.get("org") {
+        Some(org) => Some(
+            expand(org, saved)?
+                .as_str()
+                .ok_or("org must be a string")?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let args = expand(step.get("args").unwrap_or(&json!({})), saved)?;
+    let args = object(&args, "args")?;
+    let expect = step.get("expect").map(|e| expand(e, saved)).transpose()?;
+    if op.ends_with("_clock") && (expect.is_some() || step.contains_key("save")) {
+        return Err("a clock step has no expect or save".into());
+    }
+
+    let outcome = run_op(store, clock, op, org.as_deref(), args)?;
+    match (&expect, &outcome) {
+        (None, Ok(_)) => {}
+        (Some(exp), _) if expected_error(exp).is_some() => {
+            let code = expected_error(exp).unwrap();
+            match &outcome {
+                Err(e) if e.code().as_str() == code => {}
+                Err(e) => return Err(format!("expected error {code}, got {}: {e}", e.code())),
+                Ok(v) => return Err(format!("expected error {code}, got success:\n{}", show(v))),
+            }
+        }
+        (_, Err(e)) => return Err(format!("expected success, got {}: {e}", e.code())),
+        (Some(exp), Ok(actual)) => {
+            if let Some(diff) = difference(exp, actual, "$") {
+                return Err(format!(
+                    "{diff}\n  expected:\n{}\n  actual:\n{}",
+                    show(exp),
+                    show(actual)
+                ));
+            }
+        }
+    }
+
+    if let Some(save) = step.get("save") {
+        let result = outcome.as_ref().map_err(|_| "save on a step that fails")?;
+        for (name, path) in object(save, "save")? {
+            let path = path.as_str().ok_or("a save path is a string")?;
+            if !is_name(name) {
+                return Err(format!("{name:?} is not a valid saved name"));
+            }
+            let value = at_path(result, path)
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("save {name}: no string at path {path:?}"))?;
+            saved.insert(name.clone(), value.to_owned());
+        }
+    }
+    Ok(())
+}
+
+fn run_op(
+    store: &Store,
+    clock: &ManualClock,
+    op: &str,
+    org: Option<&str>,
+    a: &Map<String, Value>,
+) -> VectorResult<Outcome> {
+    let store_wide = matches!(
+        op,
+        "set_clock"
+            | "advance_clock"
+            | "claim_due"
+            | "recover_stale"
+            | "prune"
+            | "create_api_key"
+            | "revoke_api_key"
+            | "authenticate"
+    );
+    if store_wide && org.is_some() {
+        return Err(format!("{op} is store-wide: it takes no org"));
+    }
+    let outcome = match op {
+        "set_clock" => {
+            clock.set(ts(a, "now")?);
+            Ok(Value::Null)
+        }
+        "advance_clock" => {
+            clock.advance(chrono::Duration::seconds(int(a, "seconds")? as i64));
+            Ok(Value::Null)
+        }
+        "claim_due" => store
+            .claim_due(ts(a, "now")?, u32_arg(a, "limit")?)
+            .map(to_json),
+        "recover_stale" => store
+            .recover_stale(
+                ts(a, "now")?,
+                Duration::from_secs(int(a, "older_than_seconds")?),
+            )
+            .map(to_json),
+        "prune" => store.prune(ts(a, "before")?).map(to_json),
+        "create_api_key" => store
+            .create_api_key(&string(a, "organization_id")?, &string(a, "label")?)
+            .map(to_json),
+        "revoke_api_key" => store.revoke_api_key(&string(a, "key_id")?).map(to_json),
+        "authenticate" => store
+            .authenticate(&string(a, "authorization")?)
+            .map(|o| json!({ "organization_id": o.id() })),
+        _ => {
+            let org = org.ok_or_else(|| format!("{op} needs an org"))?;
+            let call = organization_op(op, a)?;
+            store.organization(org).and_then(|o| call(&o))
+        }
+    };
+    Ok(outcome)
+}
+
+type OrgCall = Box<dyn FnOnce(&Organization) -> Outcome>;
+
+/// Parses the arguments of an organization op, returning the call to make.
+fn organization_op(op: &str, a: &Map<String, Value>) -> VectorResult<OrgCall> {
+    let id = || string(a, "id");
+    Ok(match op {
+        "create" => {
+            let new = new_callback(a.get("callback").ok_or("no callback")?)?;
+            Box::new(move |o| o.create(new).map(to_json))
+        }
+        "create_many" => {
+            let batch = a
+                .get("callbacks")
+                .and_then(Value::as_array)
+                .ok_or("callbacks must be an array")?
+                .iter()
+                .map(new_callback)
+                .collect::<VectorResult<Vec<_>>>()?;
+            Box::new(move |o| o.create_many(batch).map(to_json))
+        }
+        "get" => {
+            let id = id()?;
+            Box::new(move |o| o.get(&id).map(to_json))
+        }
+        "list" => {
+            let query = list_query(a.get("query").ok_or("no query")?)?;
+            Box::new(move |o| o.list(&query).map(to_json))
+        }
+        "cancel" => {
+            let (id, reason) = (id()?, opt_string(a, "reason")?);
+            Box::new(move |o| o.cancel(&id, reason.as_deref()).map(to_json))
+        }
+        "dispatch" => {
+            let id = id()?;
+            Box::new(move |o| o.dispatch(&id).map(to_json))
+        }
+        "complete_dispatch" => {
+            let (id, session) = (id()?, string(a, "created_session_id")?);
+            Box::new(move |o| o.complete_dispatch(&id, &session).map(to_json))
+        }
+        "fail_dispatch" => {
+            let (id, cause) = (id()?, string(a, "failure_cause")?);
+            Box::new(move |o| o.fail_dispatch(&id, &cause).map(to_json))
+        }
+        "reschedule" => {
+            let (id, at) = (id()?, ts(a, "scheduled_at")?);
+            Box::new(move |o| o.reschedule(&id, at).map(to_json))
+        }
+        "history" => {
+            let id = id()?;
+            Box::new(move |o| o.history(&id).map(to_json))
+        }
+        other => return Err(format!("unknown op {other:?}")),
+    })
+}
+
+fn to_json<T: Serialize>(value: T) -> Value {
+    serde_json::to_value(value).expect("results serialize")
+}
+
+/// NewCallback from its JSON. `scheduled_at` is parsed without the range
+/// check (which serde's deserializer applies) so that the store refuses it.
+fn new_callback(value: &Value) -> VectorResult<NewCallback> {
+    let mut map = object(value, "callback")?.clone();
+    let scheduled_at = timestamp(map.get("scheduled_at").ok_or("no scheduled_at")?)?;
+    map.insert("scheduled_at".into(), json!("2000-01-01T00:00:00Z"));
+    let mut new: NewCallback =
+        serde_json::from_value(Value::Object(map)).map_err(|e| format!("bad callback: {e}"))?;
+    new.scheduled_at = scheduled_at;
+    Ok(new)
+}
+
+fn list_query(value: &Value) -> VectorResult<ListQuery> {
+    let q = object(value, "query")?;
+    let keys = [
+        "status",
+        "source_session_id",
+        "agent_id",
+        "to_number",
+        "scheduled_after",
+        "scheduled_before",
+        "order",
+        "limit",
+        "cursor",
+    ];
+    check_keys(q, &keys, "query")?;
+    let opt_ts = |key| q.get(key).map(timestamp).transpose();
+    Ok(ListQuery {
+        status: opt_string(q, "status")?
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|e: Error| e.to_string())?,
+        source_session_id: opt_string(q, "source_session_id")?,
+        agent_id: opt_string(q, "agent_id")?,
+        to_number: opt_string(q, "to_number")?,
+        scheduled_after: opt_ts("scheduled_after")?,
+        scheduled_before: opt_ts("scheduled_before")?,
+        order: opt_string(q, "order")?
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|e: Error| e.to_string())?
+            .unwrap_or_default(),
+        limit: match q.get("limit") {
+            Some(_) => u32_arg(q, "limit")?,
+            None => DEFAULT_LIMIT,
+        },
+        cursor: opt_string(q, "cursor")?,
+    })
+}
+
+// ---- expansion, comparison, paths -------------------------------------
+
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "any"
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// `{"$repeat": s, "times": n}`, `{"$concat": [...]}` and `"$name"`.
+fn expand(value: &Value, saved: &HashMap<String, String>) -> VectorResult<Value> {
+    Ok(match value {
+        Value::String(s) => match s.strip_prefix('$') {
+            Some(name) if is_name(name) => Value::String(
+                saved
+                    .get(name)
+                    .ok_or_else(|| format!("${name} was not saved"))?
+                    .clone(),
+            ),
+            _ => value.clone(),
+        },
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| expand(v, saved))
+                .collect::<VectorResult<_>>()?,
+        ),
+        Value::Object(map) if map.len() == 2 && map.contains_key("$repeat") => {
+            let s = map["$repeat"].as_str().ok_or("$repeat takes a string")?;
+            let times = map.get("times").and_then(Value::as_u64).ok_or("no times")?;
+            Value::String(s.repeat(times as usize))
+        }
+        Value::Object(map) if map.len() == 1 && map.contains_key("$concat") => {
+            let mut out = String::new();
+            for item in map["$concat"].as_array().ok_or("$concat takes an array")? {
+                out.push_str(
+                    expand(item, saved)?
+                        .as_str()
+                        .ok_or("$concat of a non-string")?,
+                );
+            }
+            Value::String(out)
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), expand(v, saved)?)))
+                .collect::<VectorResult<_>>()?,
+        ),
+        _ => value.clone(),
+    })
+}
+
+/// `{"error": "CODE"}`: the expectation of a failure.
+fn expected_error(expect: &Value) -> Option<&str> {
+    match expect.as_object() {
+        Some(map) if map.len() == 1 => map.get("error").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// The first place where `actual` differs from `expected`, by README rules.
+fn difference(expected: &Value, actual: &Value, path: &str) -> Option<String> {
+    let differs = || {
+        Some(format!(
+            "at {path}: expected {}, got {}",
+            short(expected),
+            short(actual)
+        ))
+    };
+    match (expected, actual) {
+        (Value::String(s), actual) if s == "$any" => actual.is_null().then(differs).flatten(),
+        (Value::Object(e), Value::Object(a)) => {
+            if let Some(k) = e.keys().find(|k| !a.contains_key(*k)) {
+                return Some(format!("at {path}: missing key {k:?}"));
+            }
+            if let Some(k) = a.keys().find(|k| !e.contains_key(*k)) {
+                return Some(format!("at {path}: unexpected key {k:?}"));
+            }
+            e.iter()
+                .find_map(|(k, v)| difference(v, &a[k], &format!("{path}.{k}")))
+        }
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => e
+            .iter()
+            .zip(a)
+            .enumerate()
+            .find_map(|(i, (e, a))| difference(e, a, &format!("{path}[{i}]"))),
+        (Value::Array(e), Value::Array(a)) => Some(format!(
+            "at {path}: expected {} items, got {}",
+            e.len(),
+            a.len()
+        )),
+        (Value::Number(e), Value::Number(a)) if e.as_f64() == a.as_f64() => None,
+        _ if expected == actual => None,
+        _ => differs(),
+    }
+}
+
+fn at_path<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    if path.is_empty() {
+        return Some(value);
+    }
+    path.split('.').try_fold(value, |v, seg| match v {
+        Value::Array(items) => items.get(seg.parse::<usize>().ok()?),
+        Value::Object(map) => map.get(seg),
+        _ => None,
+    })
+}
+
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}… ({} bytes)", &text[..i], text.len()),
+        None => text,
+    }
+}
+
+/// Pretty JSON with long strings cut, for failure messages.
+fn show(value: &Value) -> String {
+    fn cut(v: &Value) -> Value {
+        match v {
+            Value::String(s) if s.len() > 120 => {
+                let end = s.char_indices().nth(60).map_or(s.len(), |(i, _)| i);
+                Value::String(format!("{}… ({} bytes)", &s[..end], s.len()))
+            }
+            Value::Array(items) => Value::Array(items.iter().map(cut).collect()),
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), cut(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    let text = serde_json::to_string_pretty(&cut(value)).unwrap();
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+// ---- argument accessors ---------------------------------------------------
+
+fn object<'v>(value: &'v Value, what: &str) -> VectorResult<&'v Map<String, Value>> {
+    value
+        .as_object()
+        .ok_or_else(|| format!("{what} must be an object"))
+}
+
+fn check_keys(map: &Map<String, Value>, allowed: &[&str], what: &str) -> VectorResult<()> {
+    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!("unknown {what} key {k:?}")),
+        None => Ok(()),
+    }
+}
+
+/// An RFC 3339 timestamp, without the store's range check.
+fn timestamp(value: &Value) -> VectorResult<Timestamp> {
+    let text = value.as_str().ok_or("a timestamp is a string")?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("bad timestamp {text:?}: {e}"))
+}
+
+fn ts(a: &Map<String, Value>, key: &str) -> VectorResult<Timestamp> {
+    timestamp(
+        a.get(key)
+            .ok_or_else(|| format!("missing argument {key}"))?,
+    )
+}
+
+fn string(a: &Map<String, Value>, key: &str) -> VectorResult<String> {
+    opt_string(a, key)?.ok_or_else(|| format!("missing argument {key}"))
+}
+
+fn opt_string(a: &Map<String, Value>, key: &str) -> VectorResult<Option<String>> {
+    match a.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("{key} must be a string, got {other}")),
+    }
+}
+
+fn int(a: &Map<String, Value>, key: &str) -> VectorResult<u64> {
+    a.get(key)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("{key} must be a non-negative integer"))
+}
+
+fn u32_arg(a: &Map<String, Value>, key: &str) -> VectorResult<u32> {
+    u32::try_from(int(a, key)?).map_err(|_| format!("{key} does not fit a u32"))
+}
