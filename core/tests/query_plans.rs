@@ -1,0 +1,377 @@
+//! Every statement the store runs on callbacks finds its rows through an
+//! index, never by scanning the table, with no statistics (no ANALYZE): one
+//! EXPLAIN QUERY PLAN per list filter combination and order, with and
+//! without a cursor, and for claim_due, recover_stale, prune, get, the
+//! guarded transition UPDATE, idempotency look-ups and history.
+//!
+//! The SQL is copied from core/src/db.rs; the first test fails when db.rs
+//! no longer contains these templates, so that the copies are kept in step.
+
+mod common;
+
+use callback_store::transitions::{is_terminal, outcome, Action, Outcome};
+use callback_store::{Status, Store};
+use rusqlite::Connection;
+
+const DB_RS: &str = include_str!("../src/db.rs");
+
+// ---- Copied from core/src/db.rs ----
+
+const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
+    agent_id, phone_number_id, to_number, from_number, scheduled_at, status, reason, instructions, \
+    summary, pipeline_config, metadata, failure_cause, attempted_at, dispatched_at, cancelled_at, \
+    created_at, updated_at";
+
+/// `Dao::list`: the base, the optional filters in their order, the keyset
+/// condition and the ORDER BY.
+const LIST_BASE: &str = "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE organization_id = :org";
+const LIST_FILTERS: [&str; 6] = [
+    "status = :status",
+    "source_session_id = :source",
+    "agent_id = :agent",
+    "to_number = :to",
+    "scheduled_at >= :after",
+    "scheduled_at < :before",
+];
+const LIST_ORDERS: [(&str, &str, &str); 2] =
+    [("created_at", "DESC", "<"), ("scheduled_at", "ASC", ">")];
+const LIST_KEYSET: &str = " AND ({sort_column}, seq) {compare} (:sort_key, :seq)";
+const LIST_ORDER_BY: &str = " ORDER BY {sort_column} {direction}, seq {direction} LIMIT :rows";
+
+const GET: &str = "SELECT {CALLBACK_COLUMNS} FROM callbacks
+             WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)";
+
+const FIND_BY_IDEMPOTENCY_KEY: &str = "SELECT {CALLBACK_COLUMNS}, request_hash FROM callbacks
+             WHERE organization_id = ?1 AND idempotency_key = ?2";
+
+const APPLY_TRANSITION: &str = "UPDATE callbacks SET
+                 status = :to,
+                 updated_at = :now,
+                 scheduled_at = COALESCE(:scheduled_at, scheduled_at),
+                 created_session_id = COALESCE(:created_session_id, created_session_id),
+                 failure_cause = COALESCE(:failure_cause, failure_cause),
+                 attempted_at = COALESCE(:attempted_at, attempted_at),
+                 dispatched_at = COALESCE(:dispatched_at, dispatched_at),
+                 cancelled_at = COALESCE(:cancelled_at, cancelled_at)
+             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from
+             RETURNING {CALLBACK_COLUMNS}";
+
+const HISTORY: &str = "SELECT c.id, e.action, e.from_status, e.to_status, e.at, e.detail
+             FROM callbacks c JOIN callback_events e ON e.callback_seq = c.seq
+             WHERE c.id = ?1 AND c.organization_id = ?2
+             ORDER BY e.seq";
+
+const CLAIM_DUE: &str =
+    "UPDATE callbacks SET status = '{to}', attempted_at = :now, updated_at = :now
+             WHERE seq IN (
+                 SELECT seq FROM callbacks
+                 WHERE status = '{from}' AND scheduled_at <= :now
+                 ORDER BY scheduled_at, seq LIMIT :limit)
+             RETURNING {CALLBACK_COLUMNS}";
+
+const RECOVER_STALE: &str =
+    "UPDATE callbacks SET status = '{to}', failure_cause = :cause, updated_at = :now
+             WHERE status = '{from}' AND attempted_at < :horizon
+             RETURNING {CALLBACK_COLUMNS}";
+
+const PRUNE: &str = "DELETE FROM callbacks WHERE status IN ({}) AND updated_at < ?1";
+
+const COUNT_BY_STATUS: &str =
+    "SELECT status, COUNT(*) FROM callbacks WHERE organization_id = ?1 GROUP BY status";
+
+// ---- end of the copies ----
+
+/// Whitespace-insensitive text, with Rust's `\` line continuations joined.
+fn normalized(text: &str) -> String {
+    text.replace("\\\n", " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `(from, to)` of a store-wide action, from the public transition table.
+fn bulk_move(action: Action) -> (Status, Status) {
+    let moves: Vec<(Status, Status)> = Status::ALL
+        .into_iter()
+        .filter_map(|from| match outcome(from, action) {
+            Outcome::Move(to) => Some((from, to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moves.len(), 1, "{action}");
+    moves[0]
+}
+
+fn render(template: &str, action: Option<Action>) -> String {
+    let mut sql = template.replace("{CALLBACK_COLUMNS}", CALLBACK_COLUMNS);
+    if let Some(action) = action {
+        let (from, to) = bulk_move(action);
+        sql = sql
+            .replace("{from}", from.as_str())
+            .replace("{to}", to.as_str());
+    }
+    sql
+}
+
+/// The SQL `Dao::list` builds for these filters (indexes into
+/// LIST_FILTERS), this order and, when `cursor`, a keyset position.
+fn list_sql(filters: &[usize], order: (&str, &str, &str), cursor: bool) -> String {
+    let (sort_column, direction, compare) = order;
+    let mut sql = render(LIST_BASE, None);
+    for &f in filters {
+        sql.push_str(" AND ");
+        sql.push_str(LIST_FILTERS[f]);
+    }
+    if cursor {
+        sql.push_str(
+            &LIST_KEYSET
+                .replace("{sort_column}", sort_column)
+                .replace("{compare}", compare),
+        );
+    }
+    sql.push_str(
+        &LIST_ORDER_BY
+            .replace("{sort_column}", sort_column)
+            .replace("{direction}", direction),
+    );
+    sql
+}
+
+fn prune_sql() -> String {
+    let finished: Vec<String> = Status::ALL
+        .into_iter()
+        .filter(|s| is_terminal(*s))
+        .map(|s| format!("'{s}'"))
+        .collect();
+    PRUNE.replace("{}", &finished.join(", "))
+}
+
+/// The plan's lines, as `EXPLAIN QUERY PLAN` details. Parameters stay
+/// unbound (NULL): without statistics the plan does not depend on them.
+fn plan(store: &Store, sql: &str) -> Vec<String> {
+    store.with_connection(|conn: &Connection| {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap_or_else(|e| panic!("{e}: {sql}"));
+        let mut rows = stmt.raw_query();
+        let mut lines = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            lines.push(row.get::<_, String>("detail").unwrap());
+        }
+        lines
+    })
+}
+
+/// Fails on any full scan of a table (with or without a covering index:
+/// `SCAN t USING INDEX` still reads every entry), and requires that each
+/// of `indexes` is searched.
+fn assert_searches(what: &str, sql: &str, lines: &[String], indexes: &[&str]) {
+    let shown = || format!("{what}\n  SQL: {}\n  plan: {lines:#?}", normalized(sql));
+    for line in lines {
+        assert!(!line.starts_with("SCAN "), "full scan: {line}\n{}", shown());
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("SEARCH ")),
+        "no index search\n{}",
+        shown()
+    );
+    for index in indexes {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("SEARCH ") && l.contains(&format!("INDEX {index} "))),
+            "expected a SEARCH using {index}\n{}",
+            shown()
+        );
+    }
+}
+
+fn plans_store() -> Store {
+    common::store().0
+}
+
+#[test]
+fn the_sql_checked_here_is_the_sql_in_db_rs() {
+    let source = normalized(DB_RS);
+    let copies = [
+        CALLBACK_COLUMNS.to_owned(),
+        LIST_BASE.to_owned(),
+        LIST_KEYSET.to_owned(),
+        LIST_ORDER_BY.to_owned(),
+        GET.to_owned(),
+        FIND_BY_IDEMPOTENCY_KEY.to_owned(),
+        APPLY_TRANSITION.to_owned(),
+        HISTORY.to_owned(),
+        CLAIM_DUE.to_owned(),
+        RECOVER_STALE.to_owned(),
+        PRUNE.to_owned(),
+        COUNT_BY_STATUS.to_owned(),
+    ];
+    let fragments = LIST_FILTERS.iter().map(|f| format!("\"{f}\""));
+    let orders = LIST_ORDERS
+        .iter()
+        .map(|(c, d, o)| format!("(\"{c}\", \"{d}\", \"{o}\")"));
+    for copy in copies.into_iter().chain(fragments).chain(orders) {
+        assert!(
+            source.contains(&normalized(&copy)),
+            "core/src/db.rs no longer contains this statement; update the copy here \
+             and check its plan:\n{copy}"
+        );
+    }
+    // The filters are appended in this order, so the combinations below are
+    // the statements `Dao::list` can build.
+    let positions: Vec<usize> = LIST_FILTERS
+        .iter()
+        .map(|f| source.find(&format!("\"{f}\"")).unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|p| p[0] < p[1]));
+}
+
+#[test]
+fn every_list_filter_combination_and_order_searches_an_organization_index() {
+    let store = plans_store();
+    let mut checked = 0;
+    for mask in 0u32..(1 << LIST_FILTERS.len()) {
+        let filters: Vec<usize> = (0..LIST_FILTERS.len())
+            .filter(|f| mask & (1 << f) != 0)
+            .collect();
+        for order in LIST_ORDERS {
+            for cursor in [false, true] {
+                let sql = list_sql(&filters, order, cursor);
+                let lines = plan(&store, &sql);
+                assert_searches("list", &sql, &lines, &[]);
+                assert!(
+                    lines.iter().any(|l| l.contains("INDEX callbacks_by_org_")),
+                    "list must search an index led by the organization\n{sql}\n{lines:#?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 64 * 2 * 2);
+}
+
+#[test]
+fn a_list_by_one_filter_in_its_own_order_reads_its_index_in_order_without_sorting() {
+    let store = plans_store();
+    // (filter, order, index): the indexes the migration made for these.
+    let cases: [(Option<usize>, usize, &str); 7] = [
+        (None, 0, "callbacks_by_org_created"),
+        (Some(0), 0, "callbacks_by_org_status_created"),
+        (Some(1), 0, "callbacks_by_org_source_created"),
+        (Some(2), 0, "callbacks_by_org_agent_created"),
+        (Some(3), 0, "callbacks_by_org_to_number_created"),
+        (None, 1, "callbacks_by_org_scheduled"),
+        (Some(0), 1, "callbacks_by_org_status_scheduled"),
+    ];
+    for (filter, order, index) in cases {
+        for cursor in [false, true] {
+            let filters: Vec<usize> = filter.into_iter().collect();
+            let sql = list_sql(&filters, LIST_ORDERS[order], cursor);
+            let lines = plan(&store, &sql);
+            assert_searches("list", &sql, &lines, &[index]);
+            assert!(
+                !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+                "a page must not sort every match\n{sql}\n{lines:#?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn claim_due_searches_the_partial_index_of_due_callbacks() {
+    let store = plans_store();
+    let sql = render(CLAIM_DUE, Some(Action::ClaimDue));
+    assert!(sql.contains("status = 'scheduled'") && sql.contains("status = 'dispatching'"));
+    let lines = plan(&store, &sql);
+    assert_searches("claim_due", &sql, &lines, &["callbacks_due"]);
+    assert!(
+        !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+        "the due index gives the order\n{lines:#?}"
+    );
+}
+
+#[test]
+fn recover_stale_searches_the_partial_index_of_dispatching_callbacks() {
+    let store = plans_store();
+    let sql = render(RECOVER_STALE, Some(Action::RecoverStale));
+    assert!(sql.contains("status = 'dispatching'") && sql.contains("status = 'failed'"));
+    let lines = plan(&store, &sql);
+    assert_searches("recover_stale", &sql, &lines, &["callbacks_stale"]);
+}
+
+#[test]
+fn prune_searches_the_partial_index_of_finished_callbacks_and_their_events_by_callback() {
+    let store = plans_store();
+    let sql = prune_sql();
+    assert_eq!(
+        sql,
+        "DELETE FROM callbacks WHERE status IN ('dispatched', 'cancelled', 'failed') AND updated_at < ?1"
+    );
+    let lines = plan(&store, &sql);
+    assert_searches("prune", &sql, &lines, &["callbacks_finished"]);
+    // ON DELETE CASCADE finds each callback's events by callback_seq.
+    let cascade = "DELETE FROM callback_events WHERE callback_seq = ?1";
+    let lines = plan(&store, cascade);
+    assert_searches(
+        "prune's cascade",
+        cascade,
+        &lines,
+        &["callback_events_by_callback"],
+    );
+}
+
+#[test]
+fn get_by_id_and_the_guarded_transition_search_the_unique_id_index() {
+    let store = plans_store();
+    for (what, template) in [("get", GET), ("apply_transition", APPLY_TRANSITION)] {
+        let sql = render(template, None);
+        let lines = plan(&store, &sql);
+        assert_searches(what, &sql, &lines, &[]);
+        assert!(
+            lines.iter().any(|l| l.contains("(id=?)")),
+            "{what} must look the id up\n{lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn history_searches_the_callback_by_id_and_its_events_by_callback() {
+    let store = plans_store();
+    let lines = plan(&store, HISTORY);
+    assert_searches("history", HISTORY, &lines, &["callback_events_by_callback"]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("SEARCH c ") && l.contains("(id=?)")),
+        "history must look the callback up by id\n{lines:#?}"
+    );
+}
+
+#[test]
+fn idempotency_lookups_and_counts_by_status_search_an_organization_index() {
+    let store = plans_store();
+    let sql = render(FIND_BY_IDEMPOTENCY_KEY, None);
+    let lines = plan(&store, &sql);
+    assert_searches(
+        "find_by_idempotency_key",
+        &sql,
+        &lines,
+        &["callbacks_idempotency"],
+    );
+    let lines = plan(&store, COUNT_BY_STATUS);
+    assert_searches("count_by_status", COUNT_BY_STATUS, &lines, &[]);
+}
+
+#[test]
+fn the_plan_checker_rejects_a_full_scan() {
+    let store = plans_store();
+    let sql = "SELECT * FROM callbacks WHERE reason = 'x'";
+    let lines = plan(&store, sql);
+    assert!(
+        lines.iter().any(|l| l.starts_with("SCAN callbacks")),
+        "{lines:?}"
+    );
+    let caught = std::panic::catch_unwind(|| assert_searches("scan", sql, &lines, &[]));
+    assert!(caught.is_err(), "a full scan must fail the check");
+}
