@@ -88,18 +88,21 @@ pub fn failure_cause(value: &str) -> Result<()> {
 /// Checks size and depth and returns the object's JSON text, as stored.
 pub fn json_object(field: &str, value: &JsonObject) -> Result<String> {
     let mut stack: Vec<(&Value, usize)> = value.values().map(|v| (v, 2)).collect();
+    // Levels are objects and arrays, the outer object being level 1;
+    // scalars inside the deepest container do not add one.
     while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
         if depth > MAX_JSON_DEPTH {
             return Err(Error::validation(
                 field,
-                format!("must not nest deeper than {MAX_JSON_DEPTH} levels"),
+                format!("must not nest objects and arrays deeper than {MAX_JSON_DEPTH} levels"),
             ));
         }
-        match v {
-            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
-            Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
-            _ => {}
-        }
+        stack.extend(children.map(|c| (c, depth + 1)));
     }
     let text = serde_json::to_string(value)
         .map_err(|e| Error::validation(field, format!("must be serializable JSON ({e})")))?;
