@@ -30,14 +30,17 @@ CREATE TABLE callbacks (
     request_hash        BLOB
 );
 
--- One per list filter and order, each led by the organization.
-CREATE INDEX callbacks_by_org_created ON callbacks (organization_id, created_at, seq);
-CREATE INDEX callbacks_by_org_status_created ON callbacks (organization_id, status, created_at, seq);
-CREATE INDEX callbacks_by_org_source_created ON callbacks (organization_id, source_session_id, created_at, seq)
+-- One per list filter and order, each led by the organization. "Newest
+-- first" is insertion order (seq, the rowid, which every index ends with
+-- implicitly), so keyset paging is a seek even when many rows share a
+-- created_at (a create_many batch does).
+CREATE INDEX callbacks_by_org ON callbacks (organization_id);
+CREATE INDEX callbacks_by_org_status ON callbacks (organization_id, status);
+CREATE INDEX callbacks_by_org_source ON callbacks (organization_id, source_session_id)
     WHERE source_session_id IS NOT NULL;
-CREATE INDEX callbacks_by_org_agent_created ON callbacks (organization_id, agent_id, created_at, seq)
+CREATE INDEX callbacks_by_org_agent ON callbacks (organization_id, agent_id)
     WHERE agent_id IS NOT NULL;
-CREATE INDEX callbacks_by_org_to_number_created ON callbacks (organization_id, to_number, created_at, seq);
+CREATE INDEX callbacks_by_org_to_number ON callbacks (organization_id, to_number);
 CREATE INDEX callbacks_by_org_scheduled ON callbacks (organization_id, scheduled_at, seq);
 CREATE INDEX callbacks_by_org_status_scheduled ON callbacks (organization_id, status, scheduled_at, seq);
 

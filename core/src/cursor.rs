@@ -16,6 +16,8 @@ const TAG_LEN: usize = 16;
 const BODY_LEN: usize = 1 + FINGERPRINT_LEN + 8 + 8;
 
 /// Where the next page starts: after the row with this sort key and seq.
+/// The sort key is the row's scheduled_at for `scheduled_asc` and unused
+/// (0) for `created_desc`, which pages by seq alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Position {
     pub sort_key: i64,

@@ -115,6 +115,9 @@ impl<'c> Dao<'c> {
         Dao { conn, now }
     }
 
+    /// Inserts a new `scheduled` callback and its creation event. The record
+    /// returned is built from the input rather than read back: it is exactly
+    /// what was bound, and reading back would parse the JSON again.
     pub fn insert_callback(
         &self,
         organization_id: &str,
@@ -124,48 +127,71 @@ impl<'c> Dao<'c> {
         now: Timestamp,
     ) -> Result<Stored> {
         let input = new.input;
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let status = Status::Scheduled;
+        let mut stmt = self.conn.prepare_cached(
             "INSERT INTO callbacks (id, organization_id, source_session_id, agent_id, phone_number_id,
                  to_number, from_number, scheduled_at, status, reason, instructions, summary,
                  pipeline_config, metadata, created_at, updated_at, idempotency_key, request_hash)
              VALUES (:id, :org, :source, :agent, :phone_number_id, :to, :from, :scheduled_at,
                  :status, :reason, :instructions, :summary, :pipeline_config, :metadata, :now, :now,
-                 :idempotency_key, :request_hash)
-             RETURNING {CALLBACK_COLUMNS}"
-        ))?;
-        let stored = stmt.query_row(
-            named_params! {
-                ":id": id,
-                ":org": organization_id,
-                ":source": input.source_session_id,
-                ":agent": input.agent_id,
-                ":phone_number_id": input.phone_number_id,
-                ":to": input.to_number,
-                ":from": input.from_number,
-                ":scheduled_at": to_micros(new.scheduled_at),
-                ":status": Status::Scheduled.as_str(),
-                ":reason": input.reason,
-                ":instructions": input.instructions,
-                ":summary": input.summary,
-                ":pipeline_config": new.pipeline_config,
-                ":metadata": new.metadata,
-                ":now": to_micros(now),
-                ":idempotency_key": input.idempotency_key,
-                ":request_hash": request_hash,
-            },
-            Stored::from_row,
+                 :idempotency_key, :request_hash)",
         )?;
+        stmt.execute(named_params! {
+            ":id": id,
+            ":org": organization_id,
+            ":source": input.source_session_id,
+            ":agent": input.agent_id,
+            ":phone_number_id": input.phone_number_id,
+            ":to": input.to_number,
+            ":from": input.from_number,
+            ":scheduled_at": to_micros(new.scheduled_at),
+            ":status": status.as_str(),
+            ":reason": input.reason,
+            ":instructions": input.instructions,
+            ":summary": input.summary,
+            ":pipeline_config": new.pipeline_config,
+            ":metadata": new.metadata,
+            ":now": to_micros(now),
+            ":idempotency_key": input.idempotency_key,
+            ":request_hash": request_hash,
+        })?;
+        let seq = self.conn.last_insert_rowid();
         self.insert_event(
-            stored.seq,
+            seq,
             &NewEvent {
                 action: EventAction::Create,
                 from: None,
-                to: Status::Scheduled,
+                to: status,
                 at: now,
                 detail: None,
             },
         )?;
-        Ok(stored)
+        Ok(Stored {
+            seq,
+            callback: Callback {
+                id: id.to_owned(),
+                organization_id: organization_id.to_owned(),
+                source_session_id: input.source_session_id.clone(),
+                created_session_id: None,
+                agent_id: input.agent_id.clone(),
+                phone_number_id: input.phone_number_id.clone(),
+                to_number: input.to_number.clone(),
+                from_number: input.from_number.clone(),
+                scheduled_at: new.scheduled_at,
+                status,
+                reason: input.reason.clone(),
+                instructions: input.instructions.clone(),
+                summary: input.summary.clone(),
+                pipeline_config: input.pipeline_config.clone(),
+                metadata: input.metadata.clone(),
+                failure_cause: None,
+                attempted_at: None,
+                dispatched_at: None,
+                cancelled_at: None,
+                created_at: now,
+                updated_at: now,
+            },
+        })
     }
 
     /// The callback an idempotency key created, with the hash of its request.
@@ -288,6 +314,11 @@ impl<'c> Dao<'c> {
 
     /// One page (plus one row, to tell whether there is a next page).
     /// The SQL is assembled from fixed fragments only; every value is bound.
+    ///
+    /// Keyset paging must stay a seek when many rows tie on the sort key
+    /// (SQLite only seeks on the first column of a row-value comparison):
+    /// newest-first pages by `seq` alone, and soonest-first reads the rest
+    /// of the tie and the later times as two seeks, merged.
     pub fn list(
         &self,
         organization_id: &str,
@@ -295,12 +326,7 @@ impl<'c> Dao<'c> {
         after: Option<Position>,
         rows: u32,
     ) -> Result<Vec<Stored>> {
-        let (sort_column, direction, compare) = match query.order {
-            Order::CreatedDesc => ("created_at", "DESC", "<"),
-            Order::ScheduledAsc => ("scheduled_at", "ASC", ">"),
-        };
-        let mut sql =
-            format!("SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE organization_id = :org");
+        let mut filter = String::from("organization_id = :org");
         let status = query.status.map(Status::as_str);
         let after_micros = query.scheduled_after.map(to_micros);
         let before_micros = query.scheduled_before.map(to_micros);
@@ -340,22 +366,35 @@ impl<'c> Dao<'c> {
         ];
         for (name, clause, value) in filters {
             if let Some(value) = value {
-                sql.push_str(" AND ");
-                sql.push_str(clause);
+                filter.push_str(" AND ");
+                filter.push_str(clause);
                 params.push((name, value));
             }
         }
-        let position = after.map(|p| (p.sort_key, p.seq));
-        if let Some((sort_key, seq)) = &position {
-            sql.push_str(&format!(
-                " AND ({sort_column}, seq) {compare} (:sort_key, :seq)"
-            ));
-            params.push((":sort_key", sort_key));
-            params.push((":seq", seq));
+        if let Some(p) = &after {
+            params.push((":seq", &p.seq));
+            if query.order == Order::ScheduledAsc {
+                params.push((":sort_key", &p.sort_key));
+            }
         }
-        sql.push_str(&format!(
-            " ORDER BY {sort_column} {direction}, seq {direction} LIMIT :rows"
-        ));
+        let select = format!("SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE {filter}");
+        let sql = match (query.order, after.is_some()) {
+            (Order::CreatedDesc, false) => format!("{select} ORDER BY seq DESC LIMIT :rows"),
+            (Order::CreatedDesc, true) => {
+                format!("{select} AND seq < :seq ORDER BY seq DESC LIMIT :rows")
+            }
+            (Order::ScheduledAsc, false) => {
+                format!("{select} ORDER BY scheduled_at, seq LIMIT :rows")
+            }
+            (Order::ScheduledAsc, true) => format!(
+                "SELECT * FROM ({select} AND scheduled_at = :sort_key AND seq > :seq
+                     ORDER BY seq LIMIT :rows)
+                 UNION ALL
+                 SELECT * FROM ({select} AND scheduled_at > :sort_key
+                     ORDER BY scheduled_at, seq LIMIT :rows)
+                 ORDER BY scheduled_at, seq LIMIT :rows"
+            ),
+        };
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params.as_slice(), Stored::from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

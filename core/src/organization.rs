@@ -230,12 +230,13 @@ impl Organization {
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);
             rows.last().map(|last| {
+                // Newest-first pages by seq alone (see Dao::list).
                 let sort_key = match query.order {
-                    crate::Order::CreatedDesc => last.callback.created_at,
-                    crate::Order::ScheduledAsc => last.callback.scheduled_at,
+                    crate::Order::CreatedDesc => 0,
+                    crate::Order::ScheduledAsc => time::to_micros(last.callback.scheduled_at),
                 };
                 let position = cursor::Position {
-                    sort_key: time::to_micros(sort_key),
+                    sort_key,
                     seq: last.seq,
                 };
                 cursor::encode(secret, fingerprint, position)

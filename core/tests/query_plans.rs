@@ -22,9 +22,10 @@ const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, cre
     summary, pipeline_config, metadata, failure_cause, attempted_at, dispatched_at, cancelled_at, \
     created_at, updated_at";
 
-/// `Dao::list`: the base, the optional filters in their order, the keyset
-/// condition and the ORDER BY.
-const LIST_BASE: &str = "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE organization_id = :org";
+/// `Dao::list`: the organization, the optional filters in their order,
+/// then one of four shapes by order and cursor.
+const LIST_ORG: &str = "organization_id = :org";
+const LIST_SELECT: &str = "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE {filter}";
 const LIST_FILTERS: [&str; 6] = [
     "status = :status",
     "source_session_id = :source",
@@ -33,10 +34,19 @@ const LIST_FILTERS: [&str; 6] = [
     "scheduled_at >= :after",
     "scheduled_at < :before",
 ];
-const LIST_ORDERS: [(&str, &str, &str); 2] =
-    [("created_at", "DESC", "<"), ("scheduled_at", "ASC", ">")];
-const LIST_KEYSET: &str = " AND ({sort_column}, seq) {compare} (:sort_key, :seq)";
-const LIST_ORDER_BY: &str = " ORDER BY {sort_column} {direction}, seq {direction} LIMIT :rows";
+/// Indexed by `2 * order + cursor`: created_desc, created_desc after a
+/// cursor, scheduled_asc, scheduled_asc after a cursor.
+const LIST_SHAPES: [&str; 4] = [
+    "{select} ORDER BY seq DESC LIMIT :rows",
+    "{select} AND seq < :seq ORDER BY seq DESC LIMIT :rows",
+    "{select} ORDER BY scheduled_at, seq LIMIT :rows",
+    "SELECT * FROM ({select} AND scheduled_at = :sort_key AND seq > :seq
+                     ORDER BY seq LIMIT :rows)
+                 UNION ALL
+                 SELECT * FROM ({select} AND scheduled_at > :sort_key
+                     ORDER BY scheduled_at, seq LIMIT :rows)
+                 ORDER BY scheduled_at, seq LIMIT :rows",
+];
 
 const GET: &str = "SELECT {CALLBACK_COLUMNS} FROM callbacks
              WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)";
@@ -114,27 +124,16 @@ fn render(template: &str, action: Option<Action>) -> String {
 }
 
 /// The SQL `Dao::list` builds for these filters (indexes into
-/// LIST_FILTERS), this order and, when `cursor`, a keyset position.
-fn list_sql(filters: &[usize], order: (&str, &str, &str), cursor: bool) -> String {
-    let (sort_column, direction, compare) = order;
-    let mut sql = render(LIST_BASE, None);
+/// LIST_FILTERS), this order (0 created_desc, 1 scheduled_asc) and, when
+/// `cursor`, a keyset position.
+fn list_sql(filters: &[usize], order: usize, cursor: bool) -> String {
+    let mut filter = LIST_ORG.to_owned();
     for &f in filters {
-        sql.push_str(" AND ");
-        sql.push_str(LIST_FILTERS[f]);
+        filter.push_str(" AND ");
+        filter.push_str(LIST_FILTERS[f]);
     }
-    if cursor {
-        sql.push_str(
-            &LIST_KEYSET
-                .replace("{sort_column}", sort_column)
-                .replace("{compare}", compare),
-        );
-    }
-    sql.push_str(
-        &LIST_ORDER_BY
-            .replace("{sort_column}", sort_column)
-            .replace("{direction}", direction),
-    );
-    sql
+    let select = render(LIST_SELECT, None).replace("{filter}", &filter);
+    LIST_SHAPES[2 * order + usize::from(cursor)].replace("{select}", &select)
 }
 
 fn prune_sql() -> String {
@@ -168,7 +167,9 @@ fn plan(store: &Store, sql: &str) -> Vec<String> {
 fn assert_searches(what: &str, sql: &str, lines: &[String], indexes: &[&str]) {
     let shown = || format!("{what}\n  SQL: {}\n  plan: {lines:#?}", normalized(sql));
     for line in lines {
-        assert!(!line.starts_with("SCAN "), "full scan: {line}\n{}", shown());
+        // Reading a subquery's own rows back (at most a page) is no table scan.
+        let table_scan = line.starts_with("SCAN ") && !line.starts_with("SCAN (subquery");
+        assert!(!table_scan, "full scan: {line}\n{}", shown());
     }
     assert!(
         lines.iter().any(|l| l.starts_with("SEARCH ")),
@@ -195,9 +196,8 @@ fn the_sql_checked_here_is_the_sql_in_db_rs() {
     let source = normalized(DB_RS);
     let copies = [
         CALLBACK_COLUMNS.to_owned(),
-        LIST_BASE.to_owned(),
-        LIST_KEYSET.to_owned(),
-        LIST_ORDER_BY.to_owned(),
+        LIST_ORG.to_owned(),
+        LIST_SELECT.to_owned(),
         GET.to_owned(),
         FIND_BY_IDEMPOTENCY_KEY.to_owned(),
         APPLY_TRANSITION.to_owned(),
@@ -208,10 +208,8 @@ fn the_sql_checked_here_is_the_sql_in_db_rs() {
         COUNT_BY_STATUS.to_owned(),
     ];
     let fragments = LIST_FILTERS.iter().map(|f| format!("\"{f}\""));
-    let orders = LIST_ORDERS
-        .iter()
-        .map(|(c, d, o)| format!("(\"{c}\", \"{d}\", \"{o}\")"));
-    for copy in copies.into_iter().chain(fragments).chain(orders) {
+    let shapes = LIST_SHAPES.iter().map(|s| s.to_string());
+    for copy in copies.into_iter().chain(fragments).chain(shapes) {
         assert!(
             source.contains(&normalized(&copy)),
             "core/src/db.rs no longer contains this statement; update the copy here \
@@ -235,13 +233,13 @@ fn every_list_filter_combination_and_order_searches_an_organization_index() {
         let filters: Vec<usize> = (0..LIST_FILTERS.len())
             .filter(|f| mask & (1 << f) != 0)
             .collect();
-        for order in LIST_ORDERS {
+        for order in [0, 1] {
             for cursor in [false, true] {
                 let sql = list_sql(&filters, order, cursor);
                 let lines = plan(&store, &sql);
                 assert_searches("list", &sql, &lines, &[]);
                 assert!(
-                    lines.iter().any(|l| l.contains("INDEX callbacks_by_org_")),
+                    lines.iter().any(|l| l.contains("INDEX callbacks_by_org")),
                     "list must search an index led by the organization\n{sql}\n{lines:#?}"
                 );
                 checked += 1;
@@ -256,22 +254,30 @@ fn a_list_by_one_filter_in_its_own_order_reads_its_index_in_order_without_sortin
     let store = plans_store();
     // (filter, order, index): the indexes the migration made for these.
     let cases: [(Option<usize>, usize, &str); 7] = [
-        (None, 0, "callbacks_by_org_created"),
-        (Some(0), 0, "callbacks_by_org_status_created"),
-        (Some(1), 0, "callbacks_by_org_source_created"),
-        (Some(2), 0, "callbacks_by_org_agent_created"),
-        (Some(3), 0, "callbacks_by_org_to_number_created"),
+        (None, 0, "callbacks_by_org"),
+        (Some(0), 0, "callbacks_by_org_status"),
+        (Some(1), 0, "callbacks_by_org_source"),
+        (Some(2), 0, "callbacks_by_org_agent"),
+        (Some(3), 0, "callbacks_by_org_to_number"),
         (None, 1, "callbacks_by_org_scheduled"),
         (Some(0), 1, "callbacks_by_org_status_scheduled"),
     ];
     for (filter, order, index) in cases {
         for cursor in [false, true] {
             let filters: Vec<usize> = filter.into_iter().collect();
-            let sql = list_sql(&filters, LIST_ORDERS[order], cursor);
+            let sql = list_sql(&filters, order, cursor);
             let lines = plan(&store, &sql);
             assert_searches("list", &sql, &lines, &[index]);
+            // A page after a soonest-first cursor merges two seeks of at
+            // most a page each: that sort is of two pages, never of every match.
+            let merges = order == 1 && cursor;
+            let sorts = lines.iter().filter(|l| l.contains("TEMP B-TREE")).count();
             assert!(
-                !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+                sorts == 0
+                    || (merges
+                        && lines
+                            .iter()
+                            .any(|l| l.contains("MERGE") || l.contains("COMPOUND"))),
                 "a page must not sort every match\n{sql}\n{lines:#?}"
             );
         }

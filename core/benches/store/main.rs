@@ -1,0 +1,87 @@
+//! `cargo bench -p callback-store`: the store against raw rusqlite doing the
+//! same SQL work, side by side in one run. Prints a table and writes
+//! target/bench/results.json. Sizes: BENCH_ROWS (P1, P4; default 100000),
+//! BENCH_BIG (P3, P6, P7; default 1000000), BENCH_P5 (default 20000).
+
+mod data;
+mod raw;
+mod stats;
+mod workloads;
+
+use std::path::{Path, PathBuf};
+
+use callback_store::Durability;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn bench_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    dir
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--worker") => return workloads::worker(Path::new(&args[2]), Path::new(&args[3])),
+        Some("--p7") => return workloads::p7_child(Path::new(&args[2])),
+        _ => {}
+    }
+    let dir = bench_dir();
+    let data_dir = dir.join("data");
+    let rows_n = env_usize("BENCH_ROWS", 100_000);
+    let big_n = env_usize("BENCH_BIG", 1_000_000);
+    let p5_n = env_usize("BENCH_P5", 20_000);
+    let reps = env_usize("BENCH_REPS", 500);
+
+    let mut rows = Vec::new();
+    let step = |name: &str| eprintln!("bench: {name}");
+    step("P1");
+    rows.push(workloads::p1_create_many(&data_dir, rows_n));
+    step("P2");
+    rows.push(workloads::p2_create_one_by_one(
+        &data_dir,
+        5_000,
+        Durability::Normal,
+    ));
+    rows.push(workloads::p2_create_one_by_one(
+        &data_dir,
+        500,
+        Durability::Full,
+    ));
+    step("building the list data sets (cached in target/bench/data)");
+    let big = data_dir.join(format!("list-{big_n}-v1.db"));
+    let small = data_dir.join("list-10000-v1.db");
+    drop(data::populated(&big, big_n));
+    drop(data::populated(&small, 10_000));
+    step("P3");
+    rows.extend(workloads::p3_list(&big, &small, reps));
+    step("P4");
+    rows.push(workloads::p4_claim_and_complete(&data_dir, rows_n));
+    step("P5");
+    rows.push(workloads::p5_worker_processes(&data_dir, p5_n));
+    step("P6");
+    rows.extend(workloads::p6_get(&big, &small, reps.max(2_000)));
+    step("P7");
+    rows.push(workloads::p7_peak_memory(&big));
+
+    stats::print_table(&rows);
+    let report = serde_json::json!({
+        "date": chrono::Utc::now().to_rfc3339(),
+        "machine": {
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+        },
+        "sizes": {"rows": rows_n, "big": big_n, "p5": p5_n, "reps": reps},
+        "rows": rows,
+    });
+    let out = dir.join("results.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    eprintln!("bench: wrote {}", out.display());
+}
