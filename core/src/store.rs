@@ -96,6 +96,13 @@ impl Store {
     }
 
     fn from_connection(mut conn: Connection, options: StoreOptions) -> Result<Store> {
+        // SQLite takes the timeout in milliseconds as a C int.
+        if options.busy_timeout.as_millis() > i32::MAX as u128 {
+            return Err(Error::validation(
+                "busy_timeout",
+                format!("must be at most {} ms", i32::MAX),
+            ));
+        }
         conn.busy_timeout(options.busy_timeout)?;
         // Read-only checks first: a file we refuse is left as it was.
         schema::inspect(&conn)?;
@@ -131,13 +138,11 @@ impl Store {
         time::truncate_to_micros(self.inner.clock.now())
     }
 
-    /// Runs `f` in a read transaction: one consistent snapshot.
+    /// Runs `f`, which reads with a single statement: one statement is one
+    /// consistent snapshot by itself, so no transaction is opened around it.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Dao) -> Result<T>) -> Result<T> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let out = f(&Dao::new(&tx, self.now()))?;
-        tx.finish()?;
-        Ok(out)
+        let conn = self.lock();
+        f(&Dao::new(&conn, self.now()))
     }
 
     /// Runs `f` in a write transaction taken at once (BEGIN IMMEDIATE), so

@@ -461,3 +461,14 @@ fn count_by_status_reports_every_status() {
     assert!(counts.contains(&(Status::Cancelled, 1)));
     assert!(counts.contains(&(Status::Failed, 0)));
 }
+
+#[test]
+fn a_busy_timeout_sqlite_cannot_take_is_a_validation_error() {
+    let err = Store::open_in_memory_with(StoreOptions {
+        busy_timeout: Duration::from_secs(u64::MAX / 4),
+        ..StoreOptions::default()
+    })
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ValidationError);
+    assert!(err.to_string().starts_with("busy_timeout:"), "{err}");
+}

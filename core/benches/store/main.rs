@@ -55,8 +55,8 @@ fn main() {
         Durability::Full,
     ));
     step("building the list data sets (cached in target/bench/data)");
-    let big = data_dir.join(format!("list-{big_n}-v1.db"));
-    let small = data_dir.join("list-10000-v1.db");
+    let big = data_dir.join(format!("list-{big_n}-v2.db"));
+    let small = data_dir.join("list-10000-v2.db");
     drop(data::populated(&big, big_n));
     drop(data::populated(&small, 10_000));
     step("P3");

@@ -111,19 +111,19 @@ fn shapes(session: &str) -> Vec<Shape> {
             name: "no filter",
             query: q(None, None, Order::CreatedDesc),
             raw_where: "",
-            raw_order: "created_at DESC, seq DESC",
+            raw_order: "seq DESC",
         },
         Shape {
             name: "status",
             query: q(Some(Status::Scheduled), None, Order::CreatedDesc),
             raw_where: " AND status = 'scheduled'",
-            raw_order: "created_at DESC, seq DESC",
+            raw_order: "seq DESC",
         },
         Shape {
             name: "source_session_id",
             query: q(None, Some(session), Order::CreatedDesc),
             raw_where: " AND source_session_id = ?2",
-            raw_order: "created_at DESC, seq DESC",
+            raw_order: "seq DESC",
         },
         Shape {
             name: "status + scheduled_asc",
