@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+import callback_store as cs
+
+T0 = datetime.datetime(2030, 1, 1, 9, 0, tzinfo=datetime.timezone.utc)
+
+
+@pytest.fixture
+def clock() -> cs.ManualClock:
+    return cs.ManualClock(T0)
+
+
+@pytest.fixture
+def store(clock: cs.ManualClock) -> cs.Store:
+    return cs.Store.open_in_memory(cs.StoreOptions(clock=clock))
+
+
+@pytest.fixture
+def org(store: cs.Store) -> cs.Organization:
+    return store.organization("org_acme")
+
+
+def new(hours: float = 1, **kwargs) -> cs.NewCallback:
+    kwargs.setdefault("to_number", "+12015551234")
+    return cs.NewCallback(scheduled_at=T0 + datetime.timedelta(hours=hours), **kwargs)

@@ -1,0 +1,34 @@
+"""Checked by mypy --strict in scripts/test-bindings.sh and run by pytest: the
+package's type hints are usable as an analysis script would use them."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Dict, List
+
+import callback_store as cs
+
+
+class Dialer(cs.Dispatcher):
+    def place_call(self, callback: cs.Callback) -> str:
+        return f"sess_for_{callback.id}"
+
+
+def test_typed_usage() -> None:
+    when = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+    store: cs.Store = cs.Store.open_in_memory(cs.StoreOptions(clock=cs.ManualClock(when)))
+    org: cs.Organization = store.organization("org_a")
+    cb: cs.Callback = org.create(
+        cs.NewCallback(to_number="+12015551234", scheduled_at=when, metadata={"a": 1})
+    )
+    scheduled: datetime.datetime = cb.scheduled_at
+    metadata: Dict[str, Any] = cb.metadata
+    page: cs.Page = org.list(cs.ListQuery(limit=5, status=cs.Status.SCHEDULED))
+    rows: List[Dict[str, Any]] = cs.to_records(page)
+    try:
+        org.get("cb_missing")
+    except cs.CallbackStoreError.NotFound as e:
+        code: str = e.code
+        assert code == "NOT_FOUND" and e.message
+    report: cs.DispatchReport = store.dispatch_due(Dialer(), scheduled, 10)
+    assert [c.id for c in report.dispatched] == [cb.id] and rows and metadata == {"a": 1}

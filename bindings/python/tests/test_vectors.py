@@ -1,0 +1,205 @@
+"""Replays the conformance vectors (tests/vectors/*.json, format in
+tests/vectors/README.md) through the installed Python package."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import pytest
+
+import callback_store as cs
+
+VECTORS = Path(
+    os.environ.get(
+        "CALLBACK_STORE_VECTORS",
+        Path(__file__).resolve().parents[3] / "tests" / "vectors",
+    )
+)
+MIN_CASES = 45
+
+
+def load_cases() -> List[Dict[str, Any]]:
+    cases = []
+    for path in sorted(VECTORS.glob("*.json")):
+        for case in json.loads(path.read_text(encoding="utf-8")):
+            case["_file"] = path.name
+            cases.append(case)
+    return cases
+
+
+CASES = load_cases()
+
+
+class CaseFailure(AssertionError):
+    pass
+
+
+def ts(text: str) -> datetime.datetime:
+    """RFC 3339 (always `Z` in vectors) as an aware datetime, no range check."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def expand(value: Any, saved: Dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$repeat", "times"}:
+            return value["$repeat"] * value["times"]
+        if set(value) == {"$concat"}:
+            parts = [expand(p, saved) for p in value["$concat"]]
+            if not all(isinstance(p, str) for p in parts):
+                raise CaseFailure(f"$concat of non-strings: {parts!r}")
+            return "".join(parts)
+        return {k: expand(v, saved) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand(v, saved) for v in value]
+    if isinstance(value, str) and value.startswith("$") and value != "$any":
+        name = value[1:]
+        if name not in saved:
+            raise CaseFailure(f"broken vector: {value} was never saved")
+        return saved[name]
+    return value
+
+
+def matches(expected: Any, actual: Any) -> bool:
+    if expected == "$any":
+        return actual is not None
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(expected) is type(actual) and expected == actual
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        return expected == actual
+    if isinstance(expected, dict):
+        return (
+            isinstance(actual, dict)
+            and set(expected) == set(actual)
+            and all(matches(expected[k], actual[k]) for k in expected)
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(actual, list)
+            and len(expected) == len(actual)
+            and all(matches(e, a) for e, a in zip(expected, actual))
+        )
+    return type(expected) is type(actual) and expected == actual
+
+
+def at_path(result: Any, path: str) -> Any:
+    value = result
+    for segment in path.split(".") if path else []:
+        if segment.isdigit():
+            if not isinstance(value, list) or int(segment) >= len(value):
+                raise CaseFailure(f"save path {path!r}: no item {segment}")
+            value = value[int(segment)]
+        else:
+            if not isinstance(value, dict) or segment not in value:
+                raise CaseFailure(f"save path {path!r}: no key {segment!r}")
+            value = value[segment]
+    return value
+
+
+def new_callback(obj: Dict[str, Any]) -> cs.NewCallback:
+    kwargs = dict(obj)
+    kwargs["scheduled_at"] = ts(kwargs["scheduled_at"])
+    return cs.NewCallback(**kwargs)
+
+
+def list_query(obj: Dict[str, Any]) -> cs.ListQuery:
+    kwargs = dict(obj)
+    for key in ("scheduled_after", "scheduled_before"):
+        if key in kwargs:
+            kwargs[key] = ts(kwargs[key])
+    if "status" in kwargs:
+        kwargs["status"] = cs.Status[kwargs["status"].upper()]
+    if "order" in kwargs:
+        kwargs["order"] = cs.Order[kwargs["order"].upper()]
+    return cs.ListQuery(**kwargs)
+
+
+OrgOp = Callable[[cs.Organization, Dict[str, Any]], Any]
+StoreOp = Callable[[cs.Store, Dict[str, Any]], Any]
+
+ORG_OPS: Dict[str, OrgOp] = {
+    "create": lambda o, a: o.create(new_callback(a["callback"])),
+    "create_many": lambda o, a: o.create_many([new_callback(c) for c in a["callbacks"]]),
+    "get": lambda o, a: o.get(a["id"]),
+    "list": lambda o, a: o.list(list_query(a.get("query", {}))),
+    "cancel": lambda o, a: o.cancel(a["id"], a.get("reason")),
+    "dispatch": lambda o, a: o.dispatch(a["id"]),
+    "complete_dispatch": lambda o, a: o.complete_dispatch(a["id"], a["created_session_id"]),
+    "fail_dispatch": lambda o, a: o.fail_dispatch(a["id"], a["failure_cause"]),
+    "reschedule": lambda o, a: o.reschedule(a["id"], ts(a["scheduled_at"])),
+    "history": lambda o, a: o.history(a["id"]),
+}
+
+STORE_OPS: Dict[str, StoreOp] = {
+    "claim_due": lambda s, a: s.claim_due(ts(a["now"]), a["limit"]),
+    "recover_stale": lambda s, a: s.recover_stale(
+        ts(a["now"]), datetime.timedelta(seconds=a["older_than_seconds"])
+    ),
+    "prune": lambda s, a: s.prune(ts(a["before"])),
+    "create_api_key": lambda s, a: s.create_api_key(a["organization_id"], a["label"]),
+    "revoke_api_key": lambda s, a: s.revoke_api_key(a["key_id"]),
+    "authenticate": lambda s, a: {"organization_id": s.authenticate(a["authorization"]).id()},
+}
+
+
+def run_case(case: Dict[str, Any]) -> None:
+    clock = cs.ManualClock(ts(case["clock"]))
+    store = cs.Store.open_in_memory(cs.StoreOptions(clock=clock))
+    saved: Dict[str, str] = {}
+    for index, step in enumerate(case["steps"]):
+        op = step["op"]
+        where = f"case {case['name']} ({case['_file']}), step {index} ({op})"
+        args = expand(step.get("args", {}), saved)
+        if op == "set_clock":
+            clock.set(ts(args["now"]))
+            continue
+        if op == "advance_clock":
+            clock.advance(datetime.timedelta(seconds=args["seconds"]))
+            continue
+        expect = expand(step["expect"], saved) if "expect" in step else None
+        try:
+            if op in ORG_OPS:
+                org = expand(step["org"], saved)  # `org` may use $repeat too
+                result = ORG_OPS[op](store.organization(org), args)
+            elif op in STORE_OPS:
+                result = STORE_OPS[op](store, args)
+            else:
+                raise CaseFailure(f"{where}: unknown op")
+        except cs.CallbackStoreError as e:
+            if isinstance(expect, dict) and set(expect) == {"error"}:
+                if e.code != expect["error"]:
+                    raise CaseFailure(
+                        f"{where}: expected error {expect['error']}, got {e.code}: {e}"
+                    ) from None
+                continue
+            raise CaseFailure(f"{where}: expected success, got {e.code}: {e}") from None
+        actual = cs.to_api_dict(result)
+        if isinstance(expect, dict) and set(expect) == {"error"}:
+            raise CaseFailure(
+                f"{where}: expected error {expect['error']}, got success:\n"
+                + json.dumps(actual, indent=1)
+            )
+        if expect is not None and not matches(expect, actual):
+            raise CaseFailure(
+                f"{where}: result differs\nexpected: {json.dumps(expect, indent=1)}"
+                f"\nactual:   {json.dumps(actual, indent=1)}"
+            )
+        for name, path in step.get("save", {}).items():
+            value = at_path(actual, path)
+            if not isinstance(value, str):
+                raise CaseFailure(f"{where}: saved {name} at {path!r} is not a string: {value!r}")
+            saved[name] = value
+
+
+def test_there_are_enough_vectors() -> None:
+    assert len(CASES) >= MIN_CASES, f"only {len(CASES)} cases in {VECTORS}"
+    names = [c["name"] for c in CASES]
+    assert len(names) == len(set(names)), "case names must be unique"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_vector(case: Dict[str, Any]) -> None:
+    run_case(case)

@@ -1,0 +1,296 @@
+//! The objects: Store, Organization, ManualClock, and the foreign Dispatcher.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callback_store as core;
+
+use crate::error::{CallbackStoreError, DispatchError, Result};
+use crate::records::{
+    ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, ListQuery, NewCallback, Page,
+    StatusCount, StoreOptions,
+};
+use crate::types::Timestamp;
+
+/// A callback store over one SQLite file (or memory). Safe to share between
+/// threads; several processes may open the same file. The database is
+/// closed when the store and every Organization taken from it are released
+/// (Kotlin/Swift: `close()`/`use {}` or going out of scope).
+#[derive(Debug, uniffi::Object)]
+pub struct Store {
+    inner: core::Store,
+}
+
+#[uniffi::export]
+impl Store {
+    /// Opens (creating if needed) the store at `path` and applies pending
+    /// migrations. A file migrated by a newer version is a SCHEMA_ERROR.
+    #[uniffi::constructor(default(options = None))]
+    pub fn open(path: String, options: Option<StoreOptions>) -> Result<Arc<Store>> {
+        let options = StoreOptions::to_core(options)?;
+        Ok(Arc::new(Store {
+            inner: core::Store::open_with(path, options)?,
+        }))
+    }
+
+    /// A private store in memory, gone when it is released.
+    #[uniffi::constructor(default(options = None))]
+    pub fn open_in_memory(options: Option<StoreOptions>) -> Result<Arc<Store>> {
+        let options = StoreOptions::to_core(options)?;
+        Ok(Arc::new(Store {
+            inner: core::Store::open_in_memory_with(options)?,
+        }))
+    }
+
+    /// A handle on one organization's callbacks.
+    pub fn organization(&self, organization_id: String) -> Result<Arc<Organization>> {
+        Ok(Arc::new(Organization {
+            inner: self.inner.organization(&organization_id)?,
+        }))
+    }
+
+    /// The organization of a token given as `Bearer <token>` or bare;
+    /// missing, unknown and revoked tokens are UNAUTHORIZED.
+    pub fn authenticate(&self, authorization: String) -> Result<Arc<Organization>> {
+        Ok(Arc::new(Organization {
+            inner: self.inner.authenticate(&authorization)?,
+        }))
+    }
+
+    /// Creates an API key; its token is in the answer and nowhere else.
+    pub fn create_api_key(&self, organization_id: String, label: String) -> Result<CreatedApiKey> {
+        Ok(self.inner.create_api_key(&organization_id, &label)?.into())
+    }
+
+    pub fn list_api_keys(&self, organization_id: String) -> Result<Vec<ApiKey>> {
+        Ok(map(self.inner.list_api_keys(&organization_id)?))
+    }
+
+    /// Revokes a key at once; revoking it again changes nothing.
+    pub fn revoke_api_key(&self, key_id: String) -> Result<ApiKey> {
+        Ok(self.inner.revoke_api_key(&key_id)?.into())
+    }
+
+    /// The store's clock, at the microseconds it stores.
+    pub fn now(&self) -> Timestamp {
+        self.inner.now().into()
+    }
+
+    /// Takes up to `limit` callbacks due at `now` (scheduled_at <= now),
+    /// oldest first, across all organizations, and marks them dispatching.
+    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Callback>> {
+        Ok(map(self.inner.claim_due(now.parse("now")?, limit)?))
+    }
+
+    /// Fails, with cause `dispatch_interrupted`, every callback dispatching
+    /// since before `now - older_than`.
+    pub fn recover_stale(&self, now: Timestamp, older_than: Duration) -> Result<Vec<Callback>> {
+        Ok(map(self
+            .inner
+            .recover_stale(now.parse("now")?, older_than)?))
+    }
+
+    /// Deletes finished callbacks last updated before `before`, with their
+    /// history; returns how many.
+    pub fn prune(&self, before: Timestamp) -> Result<u64> {
+        Ok(self.inner.prune(before.parse("before")?)?)
+    }
+
+    /// Claims up to `limit` callbacks due at `now` and places each through
+    /// `dispatcher`, completing or failing it. An exception in `place_call`
+    /// fails the callback with the exception's message as failure_cause.
+    pub fn dispatch_due(
+        &self,
+        dispatcher: Arc<dyn Dispatcher>,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<DispatchReport> {
+        let adapter = Foreign(dispatcher.as_ref());
+        Ok(self
+            .inner
+            .dispatch_due(&adapter, now.parse("now")?, limit)?
+            .into())
+    }
+
+    /// Places the call of one callback already dispatching (from
+    /// `Organization.dispatch` or `claim_due`) and records the outcome.
+    pub fn place_call(
+        &self,
+        dispatcher: Arc<dyn Dispatcher>,
+        claimed: Callback,
+    ) -> Result<Callback> {
+        let adapter = Foreign(dispatcher.as_ref());
+        Ok(self.inner.place_call(&adapter, &claimed.to_core()?)?.into())
+    }
+}
+
+/// One organization's callbacks; every read and write is scoped to it.
+#[derive(Debug, uniffi::Object)]
+pub struct Organization {
+    inner: core::Organization,
+}
+
+#[uniffi::export]
+impl Organization {
+    pub fn id(&self) -> String {
+        self.inner.id().to_owned()
+    }
+
+    /// Creates a scheduled callback.
+    pub fn create(&self, callback: NewCallback) -> Result<Callback> {
+        Ok(self.inner.create(callback.to_core()?)?.into())
+    }
+
+    /// Creates several callbacks in one transaction: all of them or none.
+    pub fn create_many(&self, callbacks: Vec<NewCallback>) -> Result<Vec<Callback>> {
+        let batch = callbacks
+            .iter()
+            .enumerate()
+            .map(|(i, new)| {
+                new.to_core()
+                    .map_err(|e| within(e, &format!("callbacks[{i}]")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(map(self.inner.create_many(batch)?))
+    }
+
+    pub fn get(&self, id: String) -> Result<Callback> {
+        Ok(self.inner.get(&id)?.into())
+    }
+
+    /// One page of callbacks; follow `next_cursor` for the next.
+    #[uniffi::method(default(query = None))]
+    pub fn list(&self, query: Option<ListQuery>) -> Result<Page> {
+        let query = query.unwrap_or_default().to_core()?;
+        Ok(self.inner.list(&query)?.into())
+    }
+
+    /// Cancels a scheduled callback; a cancelled one is returned unchanged.
+    #[uniffi::method(default(reason = None))]
+    pub fn cancel(&self, id: String, reason: Option<String>) -> Result<Callback> {
+        Ok(self.inner.cancel(&id, reason.as_deref())?.into())
+    }
+
+    /// Dispatch now, whatever its scheduled_at: scheduled -> dispatching.
+    pub fn dispatch(&self, id: String) -> Result<Callback> {
+        Ok(self.inner.dispatch(&id)?.into())
+    }
+
+    pub fn complete_dispatch(&self, id: String, created_session_id: String) -> Result<Callback> {
+        Ok(self
+            .inner
+            .complete_dispatch(&id, &created_session_id)?
+            .into())
+    }
+
+    pub fn fail_dispatch(&self, id: String, failure_cause: String) -> Result<Callback> {
+        Ok(self.inner.fail_dispatch(&id, &failure_cause)?.into())
+    }
+
+    pub fn reschedule(&self, id: String, scheduled_at: Timestamp) -> Result<Callback> {
+        let at = scheduled_at.parse("scheduled_at")?;
+        Ok(self.inner.reschedule(&id, at)?.into())
+    }
+
+    /// The callback's creation and every transition since, oldest first.
+    pub fn history(&self, id: String) -> Result<Vec<CallbackEvent>> {
+        Ok(map(self.inner.history(&id)?))
+    }
+
+    /// How many of this organization's callbacks are in each status.
+    pub fn count_by_status(&self) -> Result<Vec<StatusCount>> {
+        Ok(self
+            .inner
+            .count_by_status()?
+            .into_iter()
+            .map(|(status, count)| StatusCount {
+                status: status.into(),
+                count,
+            })
+            .collect())
+    }
+}
+
+/// A clock that stands still until it is set or advanced. Give it to
+/// `StoreOptions.clock`; the store then reads "now" from it.
+#[derive(Debug, uniffi::Object)]
+pub struct ManualClock {
+    pub(crate) inner: core::ManualClock,
+}
+
+#[uniffi::export]
+impl ManualClock {
+    #[uniffi::constructor]
+    pub fn new(now: Timestamp) -> Result<Arc<ManualClock>> {
+        Ok(Arc::new(ManualClock {
+            inner: core::ManualClock::new(now.parse("now")?),
+        }))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        core::Clock::now(&self.inner).into()
+    }
+
+    pub fn set(&self, now: Timestamp) -> Result<()> {
+        self.inner.set(now.parse("now")?);
+        Ok(())
+    }
+
+    /// Moves the clock forward; past 9999-12-31 is a VALIDATION_ERROR.
+    pub fn advance(&self, by: Duration) -> Result<()> {
+        let now = core::Clock::now(&self.inner);
+        let later = chrono::Duration::from_std(by)
+            .ok()
+            .and_then(|by| now.checked_add_signed(by))
+            .filter(|t| *t <= core::max_timestamp())
+            .ok_or_else(|| {
+                core::Error::validation(
+                    "by",
+                    format!(
+                        "must keep the clock at or before {}",
+                        core::format_timestamp(core::max_timestamp())
+                    ),
+                )
+            })?;
+        self.inner.set(later);
+        Ok(())
+    }
+}
+
+/// Places the phone call of a claimed callback; implemented in Python,
+/// Kotlin or Swift. Return the new call's session id; raise (any
+/// exception, or `DispatchError.Failed`) to fail the callback with that
+/// message as failure_cause.
+#[uniffi::export(with_foreign)]
+pub trait Dispatcher: Send + Sync {
+    fn place_call(&self, callback: Callback) -> std::result::Result<String, DispatchError>;
+}
+
+/// The core's Dispatcher over a foreign one.
+struct Foreign<'a>(&'a dyn Dispatcher);
+
+impl core::Dispatcher for Foreign<'_> {
+    fn place_call(&self, callback: &core::Callback) -> std::result::Result<String, String> {
+        self.0
+            .place_call(callback.clone().into())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn map<T, U: From<T>>(items: Vec<T>) -> Vec<U> {
+    items.into_iter().map(Into::into).collect()
+}
+
+/// Prefixes the field of a validation error, like the core does for items
+/// of a batch: `callbacks[3].scheduled_at`.
+fn within(err: CallbackStoreError, prefix: &str) -> CallbackStoreError {
+    match err {
+        CallbackStoreError::ValidationError { code, reason } => {
+            CallbackStoreError::ValidationError {
+                code,
+                reason: format!("{prefix}.{reason}"),
+            }
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,173 @@
+/*
+ * Calls the built library through the C header generated for Swift
+ * (callback_storeFFI.h), as the Swift bindings do: contract version, every
+ * API checksum the Swift file expects, and real calls (open a store, create
+ * a callback, read it back, and a NOT_FOUND error decoded from its buffer).
+ *
+ * Built by scripts/test-bindings.sh with CHECKSUMS_INC naming a generated
+ * file of CHECKSUM(function, expected) lines, CHECKSUM_COUNT the number of
+ * checksum functions the header declares and CONTRACT_VERSION the version
+ * the Swift file expects.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "callback_storeFFI.h"
+
+static int failures = 0;
+
+#define EXPECT(cond, ...)                                   \
+    do {                                                    \
+        if (!(cond)) {                                      \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                   \
+            fprintf(stderr, "\n");                          \
+            failures++;                                     \
+        }                                                   \
+    } while (0)
+
+/* A growable byte buffer for serializing arguments the uniffi way. */
+typedef struct {
+    uint8_t data[512];
+    int32_t len;
+} Bytes;
+
+static void put_u8(Bytes *b, uint8_t v) { b->data[b->len++] = v; }
+
+static void put_i32(Bytes *b, int32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) put_u8(b, (uint8_t)((uint32_t)v >> shift));
+}
+
+static void put_string(Bytes *b, const char *s) {
+    int32_t n = (int32_t)strlen(s);
+    put_i32(b, n);
+    memcpy(b->data + b->len, s, (size_t)n);
+    b->len += n;
+}
+
+static RustBuffer to_rust(const uint8_t *data, int32_t len) {
+    RustCallStatus status = {0};
+    ForeignBytes bytes = {len, data};
+    RustBuffer buf = ffi_callback_store_ffi_rustbuffer_from_bytes(bytes, &status);
+    EXPECT(status.code == 0, "rustbuffer_from_bytes failed");
+    return buf;
+}
+
+/* A top-level String argument is its UTF-8 bytes. */
+static RustBuffer rust_string(const char *s) { return to_rust((const uint8_t *)s, (int32_t)strlen(s)); }
+
+static void free_buffer(RustBuffer buf) {
+    RustCallStatus status = {0};
+    ffi_callback_store_ffi_rustbuffer_free(buf, &status);
+    EXPECT(status.code == 0, "rustbuffer_free failed");
+}
+
+static int32_t read_i32(const uint8_t *p) {
+    return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
+}
+
+/* Copies the serialized string at *offset into out (NUL-terminated). */
+static void read_string(RustBuffer buf, uint64_t *offset, char *out, size_t size) {
+    int32_t n = read_i32(buf.data + *offset);
+    *offset += 4;
+    size_t copy = (size_t)n < size - 1 ? (size_t)n : size - 1;
+    memcpy(out, buf.data + *offset, copy);
+    out[copy] = 0;
+    *offset += (uint64_t)n;
+}
+
+static int check_checksums(void) {
+    int checked = 0;
+#define CHECKSUM(fn, expected)                                                        \
+    do {                                                                              \
+        EXPECT(fn() == (expected), "%s() is %u, the Swift file expects %u", #fn,      \
+               (unsigned)fn(), (unsigned)(expected));                                 \
+        checked++;                                                                    \
+    } while (0);
+#include CHECKSUMS_INC
+#undef CHECKSUM
+    return checked;
+}
+
+int main(void) {
+    RustCallStatus status = {0};
+
+    uint32_t contract = ffi_callback_store_ffi_uniffi_contract_version();
+    EXPECT(contract == CONTRACT_VERSION, "contract version %u, the Swift file expects %u", contract,
+           (unsigned)CONTRACT_VERSION);
+    int checksums = check_checksums();
+    EXPECT(checksums > 0 && checksums == CHECKSUM_COUNT, "%d checksums checked, the header declares %d", checksums,
+           CHECKSUM_COUNT);
+
+    /* A call with no buffers at all. */
+    uint32_t limit = uniffi_callback_store_ffi_fn_func_default_limit(&status);
+    EXPECT(status.code == 0 && limit == 25, "default_limit() = %u (status %d)", limit, status.code);
+
+    /* Store.open_in_memory(options: None): an Option is 0 for None. */
+    uint8_t none = 0;
+    uint64_t store = uniffi_callback_store_ffi_fn_constructor_store_open_in_memory(to_rust(&none, 1), &status);
+    EXPECT(status.code == 0 && store != 0, "open_in_memory failed (status %d)", status.code);
+
+    /* Methods consume a handle: pass a clone, keep the original. */
+    uint64_t store_ref = uniffi_callback_store_ffi_fn_clone_store(store, &status);
+    uint64_t org = uniffi_callback_store_ffi_fn_method_store_organization(store_ref, rust_string("org_c"), &status);
+    EXPECT(status.code == 0 && org != 0, "organization failed (status %d)", status.code);
+
+    /* create(NewCallback): to_number, scheduled_at, then ten absent Options. */
+    Bytes input = {{0}, 0};
+    put_string(&input, "+12015551234");
+    put_string(&input, "2030-03-05T10:00:00Z");
+    for (int i = 0; i < 10; i++) put_u8(&input, 0);
+    RustBuffer created = uniffi_callback_store_ffi_fn_method_organization_create(
+        uniffi_callback_store_ffi_fn_clone_organization(org, &status), to_rust(input.data, input.len), &status);
+    EXPECT(status.code == 0, "create failed (status %d)", status.code);
+    char id[128] = {0};
+    char org_id[128] = {0};
+    uint64_t offset = 0;
+    if (status.code == 0) {
+        read_string(created, &offset, id, sizeof id);
+        read_string(created, &offset, org_id, sizeof org_id);
+        free_buffer(created);
+    }
+    EXPECT(strncmp(id, "cb_", 3) == 0, "created id is '%s'", id);
+    EXPECT(strcmp(org_id, "org_c") == 0, "organization_id is '%s'", org_id);
+
+    /* get(id) finds it... */
+    RustBuffer got = uniffi_callback_store_ffi_fn_method_organization_get(
+        uniffi_callback_store_ffi_fn_clone_organization(org, &status), rust_string(id), &status);
+    EXPECT(status.code == 0, "get failed (status %d)", status.code);
+    if (status.code == 0) {
+        char again[128] = {0};
+        offset = 0;
+        read_string(got, &offset, again, sizeof again);
+        EXPECT(strcmp(again, id) == 0, "get returned '%s'", again);
+        free_buffer(got);
+    }
+
+    /* ...and a missing one is CallbackStoreError.NotFound (variant 2) with
+     * code "NOT_FOUND", decoded from the error buffer. */
+    RustCallStatus error = {0};
+    uniffi_callback_store_ffi_fn_method_organization_get(
+        uniffi_callback_store_ffi_fn_clone_organization(org, &status), rust_string("cb_missing"), &error);
+    EXPECT(error.code == 1, "get(missing) status %d, expected 1 (error)", error.code);
+    if (error.code == 1) {
+        char code[64] = {0};
+        char reason[256] = {0};
+        offset = 4;
+        read_string(error.errorBuf, &offset, code, sizeof code);
+        read_string(error.errorBuf, &offset, reason, sizeof reason);
+        EXPECT(read_i32(error.errorBuf.data) == 2, "error variant %d", read_i32(error.errorBuf.data));
+        EXPECT(strcmp(code, "NOT_FOUND") == 0, "error code '%s'", code);
+        EXPECT(strstr(reason, "cb_missing") != NULL, "error reason '%s'", reason);
+        free_buffer(error.errorBuf);
+    }
+
+    uniffi_callback_store_ffi_fn_free_organization(org, &status);
+    uniffi_callback_store_ffi_fn_free_store(store, &status);
+    EXPECT(status.code == 0, "free failed");
+
+    printf("C smoke test through the Swift header: %d checksums, contract %u: %s\n", checksums, contract,
+           failures ? "FAILED" : "ok");
+    return failures ? 1 : 0;
+}

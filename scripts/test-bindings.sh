@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# The bindings' checks, self-contained on a fresh machine of this kind:
+#   python  the wheel (pip install ./bindings/python, maturin) + pytest, with
+#           the conformance vectors
+#   kotlin  generated bindings + helpers + tests compiled with kotlinc (npm
+#           package kotlin-compiler), run with JUnit 4 on Java 17 (Debian's
+#           libjna-java and junit4), with the conformance vectors
+#   swift   generated .swift, header and modulemap; a C program compiled
+#           against the header calls into the library; every function the
+#           header declares must be exported by it
+# Installs what is missing (apt-get, npm and a venv under target/), builds the
+# library once, prints each suite's time, runs every suite even after one
+# failed, and exits non-zero if any failed. Nothing is ever skipped.
+# Usage: scripts/test-bindings.sh [python|kotlin|swift ...]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=${CALLBACK_STORE_CACHE:-$ROOT/target/bindings-cache} # venv, kotlinc
+OUT=$ROOT/target/bindings                                  # generated code, jars
+KOTLIN_COMPILER_VERSION=2.4.20
+LIB_DIR=$ROOT/target/debug
+LIB=$LIB_DIR/libcallback_store_ffi.so
+BINDGEN=$LIB_DIR/uniffi-bindgen
+started=$SECONDS
+failed=()
+report=()
+
+step() { printf '\n== bindings: %s\n' "$*"; }
+die() { echo "test-bindings: $*" >&2; exit 1; }
+suite() { # suite NAME FUNCTION: runs it, times it, records a failure
+    local name=$1 t=$SECONDS status=0
+    step "$name"
+    # Not `( ... ) || status=$?`: errexit is off inside a || list.
+    set +e
+    ( set -euo pipefail; "$2" )
+    status=$?
+    set -e
+    local line
+    if [ "$status" -eq 0 ]; then line="$name: passed in $((SECONDS - t))s"; else
+        line="$name: FAILED (exit $status) after $((SECONDS - t))s"; failed+=("$name"); fi
+    report+=("$line")
+    printf -- '-- %s\n' "$line"
+}
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---------------------------------------------------------------- set-up
+setup() {
+    local want=()
+    [ -f /usr/share/java/jna.jar ] || want+=(libjna-java)
+    [ -f /usr/share/java/junit4.jar ] || want+=(junit4)
+    command -v java >/dev/null || want+=(openjdk-17-jre-headless)
+    command -v gcc >/dev/null || want+=(gcc)
+    command -v nm >/dev/null || want+=(binutils)
+    command -v npm >/dev/null || want+=(npm)
+    python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
+    if [ ${#want[@]} -gt 0 ]; then
+        echo "installing from Debian: ${want[*]}"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${want[@]}" >/dev/null
+    fi
+    java -version 2>&1 | head -1
+
+    mkdir -p "$CACHE" "$OUT"
+    if [ ! -x "$CACHE/venv/bin/python" ]; then
+        python3 -m venv "$CACHE/venv"
+    fi
+    "$CACHE/venv/bin/python" -m pip install -q --disable-pip-version-check \
+        'maturin>=1.9,<2' pytest pandas mypy
+    "$CACHE/venv/bin/maturin" --version
+
+    KOTLIN_HOME=$CACHE/kotlin/node_modules/kotlin-compiler
+    if [ "$(cat "$KOTLIN_HOME/build.txt" 2>/dev/null)" != "$KOTLIN_COMPILER_VERSION" ]; then
+        npm install --silent --no-audit --no-fund --prefix "$CACHE/kotlin" \
+            "kotlin-compiler@$KOTLIN_COMPILER_VERSION"
+    fi
+    echo "kotlinc $(cat "$KOTLIN_HOME/build.txt")"
+
+    # The library (cdylib) and the workspace's own uniffi-bindgen, built once.
+    cargo build -p callback-store-ffi --locked
+    [ -f "$LIB" ] && [ -x "$BINDGEN" ] || die "the build left no $LIB or $BINDGEN"
+}
+
+# ---------------------------------------------------------------- python
+python_suite() {
+    # pip builds the wheel with maturin (bindings = "uniffi"), in the dev
+    # profile so that it reuses the library just built.
+    PATH="$CACHE/venv/bin:$PATH" MATURIN_PEP517_ARGS="--profile dev" \
+        "$CACHE/venv/bin/python" -m pip install -q --disable-pip-version-check \
+        --no-build-isolation --force-reinstall --no-deps ./bindings/python
+    cd bindings/python
+    CALLBACK_STORE_VECTORS="$ROOT/tests/vectors" \
+        "$CACHE/venv/bin/python" -m pytest -p no:cacheprovider -q -ra tests
+    # The type hints are usable: the package and a typed script pass mypy.
+    "$CACHE/venv/bin/mypy" --cache-dir "$OUT/mypy-cache" -p callback_store
+    "$CACHE/venv/bin/mypy" --cache-dir "$OUT/mypy-cache" --strict tests/test_typing.py
+}
+
+# ---------------------------------------------------------------- kotlin
+kotlin_suite() {
+    local gen=$OUT/kotlin-src jar=$OUT/callback-store-kotlin-tests.jar
+    local home=$CACHE/kotlin/node_modules/kotlin-compiler
+    local cp=/usr/share/java/jna.jar:/usr/share/java/junit4.jar:$home/lib/kotlin-test.jar:$home/lib/kotlin-test-junit.jar
+    rm -rf "$gen"
+    "$BINDGEN" generate --library "$LIB" --language kotlin --no-format --out-dir "$gen" >/dev/null
+    [ -f "$gen/dev/callbackstore/callback_store.kt" ] || die "no generated Kotlin"
+    "$home/bin/kotlinc" -nowarn -cp "$cp" -d "$jar" \
+        "$gen/dev/callbackstore/callback_store.kt" \
+        bindings/kotlin/src/main/kotlin/dev/callbackstore/*.kt \
+        bindings/kotlin/src/test/kotlin/dev/callbackstore/*.kt \
+        bindings/kotlin/examples/Quickstart.kt
+    local run_cp=$jar:$cp:/usr/share/java/hamcrest-core.jar:$home/lib/kotlin-stdlib.jar
+    # The quickstart runs as written.
+    local db
+    db=$(mktemp -d)/callbacks.db
+    java -Djna.library.path="$LIB_DIR" -cp "$run_cp" QuickstartKt "$db" | tee "$OUT/kotlin-quickstart.log"
+    grep -qE '^cb_[0-9a-f]+ SCHEDULED$' "$OUT/kotlin-quickstart.log"
+    grep -qx '1 dispatched' "$OUT/kotlin-quickstart.log"
+    grep -q '^INVALID_TRANSITION cannot cancel callback cb_' "$OUT/kotlin-quickstart.log"
+    rm -rf "$(dirname "$db")"
+    java -Djna.library.path="$LIB_DIR" -Dcallbackstore.vectors="$ROOT/tests/vectors" \
+        -cp "$run_cp" org.junit.runner.JUnitCore \
+        dev.callbackstore.ScenarioTest dev.callbackstore.VectorsCountTest dev.callbackstore.VectorsTest \
+        >"$OUT/kotlin-junit.log" 2>&1 || { cat "$OUT/kotlin-junit.log"; return 1; }
+    grep -E '^(OK|Tests run)' "$OUT/kotlin-junit.log"
+}
+
+# ---------------------------------------------------------------- swift
+swift_suite() {
+    local gen=$OUT/swift
+    rm -rf "$gen"
+    "$BINDGEN" generate --library "$LIB" --language swift --no-format --out-dir "$gen" >/dev/null
+    local swift=$gen/CallbackStore.swift header=$gen/callback_storeFFI.h
+    for f in "$swift" "$header" "$gen/callback_storeFFI.modulemap"; do
+        [ -s "$f" ] || die "missing generated $f"
+    done
+    grep -q 'header "callback_storeFFI.h"' "$gen/callback_storeFFI.modulemap"
+    # The converters the Swift file calls are in the package's sources.
+    for fn in callbackStoreDate callbackStoreRfc3339; do
+        grep -q "$fn(" "$swift" && grep -q "func $fn(" bindings/swift/Sources/CallbackStore/Timestamps.swift \
+            || die "Swift converter $fn is not wired"
+    done
+
+    # Every function the header declares is exported by the library.
+    grep -oE '\b(uniffi|ffi)_[A-Za-z0-9_]+\(' "$header" | tr -d '(' | sort -u >"$gen/declared.txt"
+    nm -D --defined-only "$LIB" | awk '{print $3}' | sort -u >"$gen/exported.txt"
+    local missing
+    missing=$(comm -23 "$gen/declared.txt" "$gen/exported.txt")
+    [ -z "$missing" ] || { echo "declared in the header but not exported:"; echo "$missing"; return 1; }
+    echo "$(wc -l <"$gen/declared.txt") functions declared by the header, all exported by the library"
+
+    # A C program through the header: contract version, every checksum the
+    # Swift file expects, real calls.
+    local contract
+    contract=$(grep -oE 'bindings_contract_version = [0-9]+' "$swift" | grep -oE '[0-9]+$')
+    grep -oE '(uniffi|ffi)_[a-z0-9_]+_checksum_[a-z0-9_]+\(\) != [0-9]+' "$swift" \
+        | sed -E 's/^([a-z0-9_]+)\(\) != ([0-9]+)$/CHECKSUM(\1, \2)/' >"$gen/checksums.inc"
+    gcc -std=c11 -Wall -Wextra -Werror -D_Nonnull= -D_Nullable= \
+        -I"$gen" -DCHECKSUMS_INC="\"$gen/checksums.inc\"" -DCONTRACT_VERSION="$contract" \
+        -DCHECKSUM_COUNT="$(grep -c '_checksum_' "$gen/declared.txt")" \
+        bindings/swift/tests/ffi_smoke.c -L"$LIB_DIR" -lcallback_store_ffi -Wl,-rpath,"$LIB_DIR" \
+        -o "$gen/ffi_smoke"
+    "$gen/ffi_smoke"
+}
+
+suite "set-up (tools, venv, kotlinc, cargo build)" setup
+if [ ${#failed[@]} -gt 0 ]; then
+    printf '\n== bindings: set-up failed; no suite can run\n' >&2
+    exit 1
+fi
+# `scripts/test-bindings.sh swift kotlin` runs only those suites (for
+# development; the summary names what ran). No argument: all three.
+for name in ${*:-python kotlin swift}; do
+    case $name in
+    python | kotlin | swift) suite "$name" "${name}_suite" ;;
+    *) die "unknown suite $name (python, kotlin, swift)" ;;
+    esac
+done
+
+printf '\n== bindings summary (%ss)\n' $((SECONDS - started))
+printf '   %s\n' "${report[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "bindings: ${#failed[@]} suite(s) failed: ${failed[*]}" >&2
+    exit 1
+fi
