@@ -24,3 +24,10 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     ).stdout.splitlines()
     assert again[0].split()[0] == out[0].split()[0]
     assert again[2] == "0 dispatched"
+
+
+def test_the_readme_shows_the_tested_quickstarts() -> None:
+    root = Path(__file__).resolve().parents[3]
+    readme = (root / "README.md").read_text()
+    for example in [EXAMPLE, root / "bindings" / "kotlin" / "examples" / "Quickstart.kt"]:
+        assert example.read_text().strip() in readme, f"README lost {example.name}"
