@@ -28,9 +28,10 @@ timed clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 step "rust tests"
 timed "cargo test" cargo test --workspace --locked
 
-if [ -f scripts/test-bindings.sh ]; then
-    step "bindings"
-    timed bindings bash scripts/test-bindings.sh
-fi
+step "bindings (Python, Kotlin, Swift)"
+timed bindings bash scripts/test-bindings.sh
+
+step "HTTP API against openapi.yaml (schemathesis)"
+timed schemathesis bash scripts/test-http.sh
 
 printf '\n== all suites passed in %ss\n' $((SECONDS - started))

@@ -1,0 +1,311 @@
+//! `callback-store`: scheduled callbacks from a shell, and the HTTP API
+//! server (`callback-store serve`).
+
+mod commands;
+mod import;
+mod output;
+mod serve;
+mod when;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use callback_store::ErrorCode;
+use clap::{Args, Parser, Subcommand};
+
+use output::Format;
+
+const EXIT_STATUS: &str = "\
+Output is the API's JSON (a callback, or {\"callbacks\": [...], \"next_cursor\": ...}), \
+one line when piped (for jq), or a table with --format table.
+
+Errors print the API's error body {\"error\": \"...\", \"code\": \"...\"} on stderr.
+Exit status:
+  0  success
+  1  failure outside the store (a file cannot be read, the address cannot be listened on)
+  2  usage error (unknown flag, missing argument)
+  3  UNAUTHORIZED        missing, unknown or revoked token
+  4  NOT_FOUND           no such callback (or key) in this organization
+  5  INVALID_TRANSITION  the action is not allowed from the callback's status
+  6  CONFLICT            idempotency key reused with a different payload
+  7  VALIDATION_ERROR    bad input; the message names the field and the rule
+  8  STORAGE_ERROR       SQLite failed (busy past the timeout, disk full, read-only, corrupt)
+  9  SCHEMA_ERROR        not a callback store, or migrated by a newer version";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "callback-store",
+    version,
+    about = "Scheduled callbacks for AI voice agents, over one SQLite file: store, list, cancel and dispatch them, or serve the Callbacks HTTP API.",
+    after_help = EXIT_STATUS,
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The database file; created and migrated on first use.
+    #[arg(
+        long,
+        global = true,
+        env = "CALLBACK_STORE_DB",
+        default_value = "./callbacks.db"
+    )]
+    pub db: PathBuf,
+    /// The organization to act for.
+    #[arg(long, global = true, env = "CALLBACK_STORE_ORG")]
+    pub org: Option<String>,
+    /// An API token: act for its organization, authenticated as the server does.
+    #[arg(
+        long,
+        global = true,
+        env = "CALLBACK_STORE_TOKEN",
+        conflicts_with = "org"
+    )]
+    pub token: Option<String>,
+    /// How to print results.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// How long a write waits for another writer before a busy STORAGE_ERROR.
+    #[arg(
+        long,
+        global = true,
+        env = "CALLBACK_STORE_BUSY_TIMEOUT",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub busy_timeout: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and migrate the database.
+    Init,
+    /// Create a scheduled callback.
+    Create(CreateArgs),
+    /// Create callbacks from JSON Lines (a file, or stdin), in one transaction.
+    Import {
+        /// One JSON object a line, with the fields of `create`; `-` or nothing for stdin.
+        file: Option<PathBuf>,
+    },
+    /// List callbacks, newest first; filters combine with AND.
+    List(ListArgs),
+    /// Show one callback.
+    Get { id: String },
+    /// Cancel a scheduled callback.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Dispatch now: `scheduled` → `dispatching`; then complete or fail it.
+    Dispatch { id: String },
+    /// Record the placed call of a dispatching callback: → `dispatched`.
+    Complete {
+        id: String,
+        /// The session id of the new call.
+        #[arg(long)]
+        session: String,
+    },
+    /// Record that the call of a dispatching callback failed: → `failed`.
+    Fail {
+        id: String,
+        #[arg(long)]
+        cause: String,
+    },
+    /// Move a scheduled callback to another time.
+    Reschedule {
+        id: String,
+        /// RFC 3339 (2030-03-05T10:00:00Z), `now`, or relative (+2d, -30m).
+        #[arg(long, allow_hyphen_values = true)]
+        at: String,
+    },
+    /// The callback's creation and every transition since.
+    History { id: String },
+    /// Worker: take due callbacks of every organization, marking them `dispatching`.
+    ClaimDue {
+        /// How many at most (1 to 10000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// The time callbacks must be due by (default: now).
+        #[arg(long, allow_hyphen_values = true)]
+        now: Option<String>,
+    },
+    /// Fail callbacks left `dispatching` for longer than a duration.
+    RecoverStale {
+        #[arg(long, default_value = "10m")]
+        older_than: String,
+    },
+    /// Delete finished callbacks (dispatched, cancelled, failed) last changed before a duration ago.
+    Prune {
+        #[arg(long)]
+        older_than: String,
+    },
+    /// API keys for the HTTP API.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Serve the Callbacks HTTP API.
+    Serve(serve::ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// E.164 number to call (+12015551234).
+    #[arg(long = "to-number", visible_alias = "to")]
+    pub to_number: String,
+    /// When to call: RFC 3339, `now`, or relative (+2d).
+    #[arg(
+        long = "scheduled-at",
+        visible_alias = "at",
+        allow_hyphen_values = true
+    )]
+    pub scheduled_at: String,
+    #[arg(long)]
+    pub source_session_id: Option<String>,
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    #[arg(long)]
+    pub phone_number_id: Option<String>,
+    /// E.164 number to call from.
+    #[arg(long = "from-number", visible_alias = "from")]
+    pub from_number: Option<String>,
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub instructions: Option<String>,
+    #[arg(long)]
+    pub summary: Option<String>,
+    /// A JSON object.
+    #[arg(long)]
+    pub pipeline_config: Option<String>,
+    /// A JSON object.
+    #[arg(long)]
+    pub metadata: Option<String>,
+    /// Creating again with the same key returns the first callback.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub source_session_id: Option<String>,
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    #[arg(long)]
+    pub to_number: Option<String>,
+    /// Scheduled at or after this time.
+    #[arg(long, allow_hyphen_values = true)]
+    pub scheduled_after: Option<String>,
+    /// Scheduled before this time.
+    #[arg(long, allow_hyphen_values = true)]
+    pub scheduled_before: Option<String>,
+    /// created_desc (default) or scheduled_asc.
+    #[arg(long)]
+    pub order: Option<String>,
+    /// Page size, 1 to 100.
+    #[arg(long, default_value_t = 25)]
+    pub limit: u32,
+    /// The next_cursor of the previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Follow the cursors and print every matching callback.
+    #[arg(long, conflicts_with = "cursor")]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for the organization (--org); the token is shown once.
+    Create {
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+    /// List the organization's keys (never their tokens).
+    List,
+    /// Revoke a key at once.
+    Revoke { key_id: String },
+}
+
+/// Why the command failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// An error of the store: its body on stderr, its own exit status.
+    Store(callback_store::Error),
+    /// Anything else (files, sockets): exit status 1.
+    Other(String),
+}
+
+impl From<callback_store::Error> for Failure {
+    fn from(err: callback_store::Error) -> Self {
+        Failure::Store(err)
+    }
+}
+
+/// The exit status of each error code (also in `--help` and the README).
+pub fn exit_status(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::Unauthorized => 3,
+        ErrorCode::NotFound => 4,
+        ErrorCode::InvalidTransition => 5,
+        ErrorCode::Conflict => 6,
+        ErrorCode::ValidationError => 7,
+        ErrorCode::StorageError => 8,
+        ErrorCode::SchemaError => 9,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = cli.global.format;
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Store(err)) => {
+            match format {
+                Format::Json => eprintln!(
+                    "{}",
+                    serde_json::to_string(&err.body()).expect("the error body serializes")
+                ),
+                Format::Table => eprintln!("error: {err} ({})", err.code()),
+            }
+            ExitCode::from(exit_status(err.code()))
+        }
+        Err(Failure::Other(message)) => {
+            eprintln!("callback-store: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_error_code_has_its_own_exit_status_listed_in_help() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let status = exit_status(code);
+            assert!(status > 2 && seen.insert(status), "{code}");
+            assert!(
+                EXIT_STATUS.contains(&format!("  {status}  {}", code.as_str())),
+                "{code}"
+            );
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The command's exit statuses (one per error code, the API's error body on
+//! stderr) and `import` of JSON Lines in one transaction.
+
+mod common;
+
+use std::fmt::Write as _;
+
+use callback_store::{Status, Store};
+use common::*;
+use serde_json::Value;
+
+fn create(db: &Db) -> String {
+    db.ok(&[
+        "--org",
+        "org_a",
+        "create",
+        "--to",
+        "+12015551234",
+        "--at",
+        "2030-01-01T00:00:00Z",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Runs, expects `status`, and returns the error body from stderr.
+fn fails(db: &Db, args: &[&str], status: i32, code: &str) -> Value {
+    let run = db.run(args);
+    assert_eq!(run.code, status, "{args:?}: {}", run.stderr);
+    assert_eq!(run.stdout, "", "{args:?}");
+    let body = run.error();
+    assert_eq!(body["code"], code, "{args:?}");
+    body
+}
+
+#[test]
+fn each_error_code_exits_with_its_own_status_and_prints_the_error_body() {
+    let db = Db::new();
+    let id = create(&db);
+    fails(&db, &["--token", "cbs_nope", "list"], 3, "UNAUTHORIZED");
+    fails(
+        &db,
+        &["--org", "org_a", "get", "cb_missing"],
+        4,
+        "NOT_FOUND",
+    );
+    fails(&db, &["--org", "org_b", "get", &id], 4, "NOT_FOUND");
+    db.ok(&["--org", "org_a", "dispatch", &id]);
+    let body = fails(
+        &db,
+        &["--org", "org_a", "cancel", &id],
+        5,
+        "INVALID_TRANSITION",
+    );
+    assert!(body["error"].as_str().unwrap().contains("dispatching"));
+    let key = [
+        "--org",
+        "org_a",
+        "create",
+        "--to",
+        "+12015551234",
+        "--at",
+        "2030-01-01T00:00:00Z",
+        "--idempotency-key",
+        "k",
+    ];
+    db.ok(&key);
+    let mut other = key.to_vec();
+    other.extend(["--reason", "different"]);
+    fails(&db, &other, 6, "CONFLICT");
+    let body = fails(
+        &db,
+        &["--org", "org_a", "create", "--to", "12345", "--at", "now"],
+        7,
+        "VALIDATION_ERROR",
+    );
+    assert!(body["error"].as_str().unwrap().starts_with("to_number: "));
+    fails(
+        &db,
+        &[
+            "--org",
+            "org_a",
+            "create",
+            "--to",
+            "+12015551234",
+            "--at",
+            "soon",
+        ],
+        7,
+        "VALIDATION_ERROR",
+    );
+    fails(
+        &db,
+        &[
+            "--org",
+            "org_a",
+            "create",
+            "--to",
+            "+1201",
+            "--at",
+            "now",
+            "--metadata",
+            "[1]",
+        ],
+        7,
+        "VALIDATION_ERROR",
+    );
+    fails(
+        &db,
+        &["--org", "org_a", "list", "--limit", "101"],
+        7,
+        "VALIDATION_ERROR",
+    );
+    fails(
+        &db,
+        &["--org", "org_a", "list", "--status", "done"],
+        7,
+        "VALIDATION_ERROR",
+    );
+    fails(&db, &["list"], 7, "VALIDATION_ERROR");
+    fails(
+        &db,
+        &["recover-stale", "--older-than", "ten minutes"],
+        7,
+        "VALIDATION_ERROR",
+    );
+    fails(&db, &["claim-due", "--limit", "0"], 7, "VALIDATION_ERROR");
+}
+
+#[test]
+fn storage_and_schema_failures_exit_8_and_9() {
+    let db = Db::new();
+    // A folder where the file should be: SQLite cannot open it.
+    let folder = db.dir.path().join("a-folder.db");
+    std::fs::create_dir(&folder).unwrap();
+    let run = db.run(&["--db", folder.to_str().unwrap(), "init"]);
+    assert_eq!(run.code, 8, "{}", run.stderr);
+    assert_eq!(run.error()["code"], "STORAGE_ERROR");
+    // A file that is not a callback store is refused and left as it was.
+    let other = db.dir.path().join("notes.txt");
+    std::fs::write(&other, "not a database, just notes\n".repeat(200)).unwrap();
+    let run = db.run(&["--db", other.to_str().unwrap(), "init"]);
+    assert_eq!(run.code, 9, "{}", run.stderr);
+    assert_eq!(run.error()["code"], "SCHEMA_ERROR");
+    assert_eq!(
+        std::fs::read_to_string(&other).unwrap(),
+        "not a database, just notes\n".repeat(200)
+    );
+    // serve refuses it the same way, before listening.
+    let run = db.run(&[
+        "--db",
+        other.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(run.code, 9, "{}", run.stderr);
+}
+
+#[test]
+fn usage_errors_exit_2_and_failures_outside_the_store_exit_1() {
+    let db = Db::new();
+    assert_eq!(db.run(&["frobnicate"]).code, 2);
+    assert_eq!(db.run(&["--org", "org_a", "create", "--at", "now"]).code, 2);
+    assert_eq!(db.run(&["--org", "a", "--token", "t", "list"]).code, 2);
+    let run = db.run(&["--org", "org_a", "import", "/nonexistent/file.jsonl"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("/nonexistent/file.jsonl"));
+    // A port already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let run = db.run(&["serve", "--listen", &address]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot listen"), "{}", run.stderr);
+}
+
+fn lines(count: usize) -> String {
+    let mut text = String::new();
+    for i in 0..count {
+        writeln!(
+            text,
+            r#"{{"to_number":"+1201555{:04}","scheduled_at":"2030-01-01T00:00:00Z","source_session_id":"sess_{i}","metadata":{{"row":{i}}}}}"#,
+            i % 10_000
+        )
+        .unwrap();
+        if i % 1000 == 999 {
+            text.push('\n'); // blank lines are skipped
+        }
+    }
+    text
+}
+
+#[test]
+fn import_of_10k_json_lines_creates_them_all_in_one_transaction() {
+    let db = Db::new();
+    let file = db.dir.path().join("callbacks.jsonl");
+    std::fs::write(&file, lines(10_000)).unwrap();
+    let out = db.ok(&["--org", "org_a", "import", file.to_str().unwrap()]);
+    assert_eq!(out["imported"], 10_000);
+    let ids = out["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 10_000);
+    let store = Store::open(&db.path).unwrap();
+    let org = store.organization("org_a").unwrap();
+    let counts = org.count_by_status().unwrap();
+    assert!(counts.contains(&(Status::Scheduled, 10_000)), "{counts:?}");
+    // Line order is kept: the 1234th line is the 1234th id.
+    let cb = org.get(ids[1233].as_str().unwrap()).unwrap();
+    assert_eq!(cb.source_session_id.as_deref(), Some("sess_1233"));
+    assert_eq!(cb.metadata["row"], 1233);
+}
+
+#[test]
+fn import_is_all_or_nothing_and_names_the_bad_line() {
+    let db = Db::new();
+    let mut text = lines(5);
+    text.push_str(
+        r#"{"to_number":"+12015551234","scheduled_at":"2030-01-01T00:00:00Z","colour":"red"}"#,
+    );
+    text.push('\n');
+    let run = db.run_with_input(&["--org", "org_a", "import", "-"], text.as_bytes());
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    let msg = run.error()["error"].as_str().unwrap().to_owned();
+    assert!(
+        msg.starts_with("line 6: body: unknown field colour"),
+        "{msg}"
+    );
+
+    let mut text = lines(3);
+    text.push_str("{not json\n");
+    let run = db.run_with_input(&["--org", "org_a", "import"], text.as_bytes());
+    assert_eq!(run.code, 7);
+    assert!(run.error()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("line 4: malformed JSON"));
+
+    // A rule the store checks (the number) is reported by line, too.
+    let text = lines(2) + "\n" + r#"{"to_number":"12","scheduled_at":"2030-01-01T00:00:00Z"}"#;
+    let run = db.run_with_input(&["--org", "org_a", "import"], text.as_bytes());
+    assert_eq!(run.code, 7);
+    let msg = run.error()["error"].as_str().unwrap().to_owned();
+    assert!(
+        msg.starts_with("line 4: to_number: must be an E.164"),
+        "{msg}"
+    );
+
+    // Nothing was written by the failed imports.
+    let listed = db.ok(&["--org", "org_a", "list"]);
+    assert_eq!(listed["callbacks"].as_array().unwrap().len(), 0);
+    // From stdin, it works.
+    let run = db.run_with_input(&["--org", "org_a", "import"], lines(3).as_bytes());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["imported"], 3);
+    assert_eq!(run.stderr, "", "no progress when stderr is not a terminal");
+}
+
+#[test]
+fn import_shows_progress_on_stderr_when_it_is_a_terminal() {
+    let db = Db::new();
+    let file = db.dir.path().join("callbacks.jsonl");
+    let out = db.dir.path().join("out.json");
+    std::fs::write(&file, lines(2500)).unwrap();
+    // `script` runs the command on a pseudo-terminal and copies what it shows.
+    let command = format!(
+        "{BIN} --db {} --org org_a import {} > {}",
+        db.path.display(),
+        file.display(),
+        out.display()
+    );
+    let shown = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(screen.contains("read 2000 callbacks"), "{screen}");
+    assert!(
+        screen.contains("read 2500 callbacks; writing them in one transaction"),
+        "{screen}"
+    );
+    assert!(screen.contains("imported 2500 callbacks"), "{screen}");
+    let printed: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(printed["imported"], 2500);
+}

@@ -1,0 +1,148 @@
+//! The Callbacks HTTP API over a [`callback_store::Store`].
+//!
+//! [`router`] (or [`Api::router`]) is an axum [`Router`](axum::Router) to
+//! mount in your own service; [`serve`] runs it on a listener with the
+//! webhook dispatcher, stale recovery and graceful shutdown, as the
+//! `callback-store serve` command does.
+//!
+//! ```no_run
+//! # async fn example() -> std::io::Result<()> {
+//! use callback_store::Store;
+//!
+//! let store = Store::open("callbacks.db").expect("open the store");
+//! let app = axum::Router::new().nest("/callbacks-api", callback_store_http::router(store));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! The store is synchronous: every call to it runs on tokio's blocking pool.
+
+mod error;
+pub mod openapi;
+pub mod request;
+mod routes;
+mod webhook;
+mod worker;
+
+use std::future::{Future, IntoFuture};
+use std::time::Duration;
+
+use callback_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{status_of, ApiError, INTERNAL_ERROR, MAX_BODY_BYTES, METHOD_NOT_ALLOWED};
+pub use routes::{router, Api};
+pub use webhook::{place_and_record, Webhook};
+pub use worker::{run_dispatcher, run_recovery, DispatcherOptions};
+
+/// How [`serve`] runs besides answering requests.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where calls are placed: `POST …/dispatch` and the dispatcher, which
+    /// claims due callbacks. None: dispatch leaves callbacks `dispatching`
+    /// for the caller's dialer, and nothing is claimed in the background.
+    pub webhook: Option<Webhook>,
+    pub dispatcher: DispatcherOptions,
+    /// Callbacks `dispatching` for longer than this are failed with cause
+    /// `dispatch_interrupted`. None: no recovery runs.
+    pub stale_after: Option<Duration>,
+    /// How often recovery runs.
+    pub recover_interval: Duration,
+    /// After the shutdown signal, how long in-flight requests may take
+    /// before the server stops waiting for them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            webhook: None,
+            dispatcher: DispatcherOptions::default(),
+            stale_after: Some(Duration::from_secs(600)),
+            recover_interval: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then stops
+/// accepting, lets in-flight requests and calls being placed finish (up to
+/// `shutdown_grace` for requests), and returns.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut api = Api::new(store.clone());
+    if let Some(webhook) = &options.webhook {
+        api = api.with_webhook(webhook.clone());
+    }
+    let stop = CancellationToken::new();
+    let mut background = Vec::new();
+    if let Some(webhook) = options.webhook.clone() {
+        background.push(tokio::spawn(run_dispatcher(
+            store.clone(),
+            webhook,
+            options.dispatcher.clone(),
+            api.tasks().clone(),
+            stop.clone(),
+        )));
+    }
+    if let Some(stale_after) = options.stale_after {
+        background.push(tokio::spawn(run_recovery(
+            store.clone(),
+            stale_after,
+            options.recover_interval,
+            stop.clone(),
+        )));
+    }
+
+    let signalled = stop.clone();
+    let server = axum::serve(listener, api.router()).with_graceful_shutdown(async move {
+        shutdown.await;
+        signalled.cancel();
+    });
+    let grace = options.shutdown_grace;
+    let gave_up = stop.clone();
+    let result = tokio::select! {
+        result = server.into_future() => result,
+        () = async move { gave_up.cancelled().await; tokio::time::sleep(grace).await } => {
+            worker::log(&format!("requests still running {} s after the shutdown signal were dropped", grace.as_secs()));
+            Ok(())
+        }
+    };
+    stop.cancel();
+    for task in background {
+        let _ = task.await;
+    }
+    api.tasks().close();
+    api.tasks().wait().await;
+    result
+}
+
+/// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are
+/// installed by this call (inside a tokio runtime), so a signal that
+/// arrives before the future is first polled is not lost.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}

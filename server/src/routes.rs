@@ -1,0 +1,418 @@
+//! The routes of the Callbacks API and their handlers. Every store call
+//! (authentication included) runs on tokio's blocking pool.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use callback_store::{Callback, Error, Organization, Store};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio_util::task::TaskTracker;
+
+use crate::error::{ApiError, MAX_BODY_BYTES};
+use crate::request::{self, Fields};
+use crate::webhook::{self, Webhook};
+
+/// The API over one store: build its [`Router`] with [`Api::router`] and
+/// mount it in your own service, or run it with [`crate::serve`].
+#[derive(Debug, Clone)]
+pub struct Api {
+    store: Store,
+    webhook: Option<Webhook>,
+    tasks: TaskTracker,
+}
+
+impl Api {
+    /// Without a webhook, `POST …/dispatch` leaves the callback
+    /// `dispatching` for the caller's own dialer to complete or fail.
+    pub fn new(store: Store) -> Api {
+        Api {
+            store,
+            webhook: None,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// With a webhook, `POST …/dispatch` places the call through it and
+    /// answers with the callback `dispatched` or `failed`.
+    pub fn with_webhook(mut self, webhook: Webhook) -> Api {
+        self.webhook = Some(webhook);
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Calls being placed for `POST …/dispatch`: they run to their end even
+    /// if the client goes away; wait on this before the process exits.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/openapi.json", get(openapi))
+            .route("/v1/callbacks", get(list).post(create))
+            .route("/v1/callbacks/{id}", get(get_one))
+            .route("/v1/callbacks/{id}/events", get(events))
+            .route("/v1/callbacks/{id}/cancel", post(cancel))
+            .route("/v1/callbacks/{id}/dispatch", post(dispatch))
+            .route("/v1/callbacks/{id}/complete", post(complete))
+            .route("/v1/callbacks/{id}/fail", post(fail))
+            .route("/v1/callbacks/{id}/reschedule", post(reschedule))
+            .fallback(route_not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(middleware::from_fn(guard))
+            .with_state(self.clone())
+    }
+}
+
+/// The router of an API over `store`, without a webhook.
+pub fn router(store: Store) -> Router {
+    Api::new(store).router()
+}
+
+/// Refuses announced oversized bodies before anything reads them, and turns
+/// any error answer that is not already JSON into the API's error body.
+async fn guard(request: Request, next: Next) -> Response {
+    let too_large = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    if too_large {
+        return ApiError::body_too_large().into_response();
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => ApiError::route_not_found(method.as_str(), &path),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::method_not_allowed(method.as_str(), &path),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::body_too_large(),
+        s if s.is_client_error() => ApiError::validation("request", s),
+        s => ApiError::internal(format!("the server failed: {s}")),
+    };
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut replaced = error.into_response();
+    if let Some(allow) = allow {
+        replaced.headers_mut().insert(header::ALLOW, allow);
+    }
+    replaced
+}
+
+async fn route_not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::route_not_found(method.as_str(), uri.path())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(method.as_str(), uri.path())
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(format!("cannot encode the answer: {e}")).into_response(),
+    }
+}
+
+async fn healthz() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn openapi() -> Response {
+    match crate::openapi::json() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// The Authorization header's value, if it is a well-formed bearer
+/// credential; the store decides whether the token is valid.
+fn authorization(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(ApiError::unauthorized)?;
+    match value.trim().split_once(' ') {
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("bearer") => Ok(value.to_owned()),
+        _ => Err(ApiError::unauthorized()),
+    }
+}
+
+/// Authenticates, then, if the request parsed, runs `op` for the caller's
+/// organization; all on the blocking pool. Authentication comes first, so
+/// a request without a valid token learns nothing but 401.
+async fn run<P, T>(
+    app: &Api,
+    headers: &HeaderMap,
+    parsed: Result<P, ApiError>,
+    op: impl FnOnce(&Organization, P) -> Result<T, Error> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    P: Send + 'static,
+    T: Send + 'static,
+{
+    let authorization = authorization(headers)?;
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || -> Result<T, ApiError> {
+        let org = store.authenticate(&authorization)?;
+        let parsed = parsed?;
+        Ok(op(&org, parsed)?)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the store task failed: {e}")))?
+}
+
+fn no_query(query: &Option<String>) -> Result<(), ApiError> {
+    request::query_pairs(query.as_deref(), &[])?;
+    Ok(())
+}
+
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(id)| id)
+        .map_err(|e| ApiError::validation("id", format!("cannot be read from the path ({e})")))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::body_too_large(),
+        _ => ApiError::validation("body", format!("cannot be read ({e})")),
+    })
+}
+
+/// The fields of an action's JSON body.
+fn action_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    optional: bool,
+    allowed: &[&str],
+) -> Result<Fields<'static>, ApiError> {
+    let bytes = body_bytes(body)?;
+    let map: Map<String, Value> = request::json_body(headers, &bytes, optional)?;
+    Ok(Fields::new("", map, allowed)?)
+}
+
+async fn list(State(app): State<Api>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let parsed = request::list_query(query.as_deref()).map_err(ApiError::from);
+    match run(&app, &headers, parsed, |org, q| org.list(&q)).await {
+        Ok(page) => json(StatusCode::OK, &page),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn create(
+    State(app): State<Api>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = (|| -> Result<_, ApiError> {
+        no_query(&query)?;
+        let bytes = body_bytes(body)?;
+        let map = request::json_body(&headers, &bytes, false)?;
+        let mut new = request::new_callback("", map)?;
+        if let Some(value) = headers.get("idempotency-key") {
+            let key = value.to_str().map_err(|_| {
+                ApiError::validation("Idempotency-Key", "must be visible ASCII text")
+            })?;
+            match &new.idempotency_key {
+                Some(in_body) if in_body != key => {
+                    return Err(ApiError::validation(
+                        "Idempotency-Key",
+                        "differs from the body's idempotency_key; give one or make them equal",
+                    ))
+                }
+                _ => new.idempotency_key = Some(key.to_owned()),
+            }
+        }
+        Ok(new)
+    })();
+    match run(&app, &headers, parsed, |org, new| org.create(new)).await {
+        Ok(callback) => {
+            let mut response = json(StatusCode::CREATED, &callback);
+            if let Ok(location) = HeaderValue::from_str(&format!("/v1/callbacks/{}", callback.id)) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn callback_response(result: Result<Callback, ApiError>) -> Response {
+    match result {
+        Ok(callback) => json(StatusCode::OK, &callback),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn get_one(
+    State(app): State<Api>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let parsed = no_query(&query).and_then(|()| path_id(path));
+    callback_response(run(&app, &headers, parsed, |org, id| org.get(&id)).await)
+}
+
+#[derive(Serialize)]
+struct Events {
+    events: Vec<callback_store::CallbackEvent>,
+}
+
+async fn events(
+    State(app): State<Api>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let parsed = no_query(&query).and_then(|()| path_id(path));
+    match run(&app, &headers, parsed, |org, id| org.history(&id)).await {
+        Ok(events) => json(StatusCode::OK, &Events { events }),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn cancel(
+    State(app): State<Api>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = (|| -> Result<_, ApiError> {
+        no_query(&query)?;
+        let id = path_id(path)?;
+        let reason = action_body(&headers, body, true, &["reason"])?.optional_string("reason")?;
+        Ok((id, reason))
+    })();
+    let result = run(&app, &headers, parsed, |org, (id, reason)| {
+        org.cancel(&id, reason.as_deref())
+    })
+    .await;
+    callback_response(result)
+}
+
+async fn dispatch(
+    State(app): State<Api>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let parsed = no_query(&query).and_then(|()| path_id(path));
+    let claimed = match run(&app, &headers, parsed, |org, id| org.dispatch(&id)).await {
+        Ok(claimed) => claimed,
+        Err(e) => return e.into_response(),
+    };
+    let Some(webhook) = app.webhook.clone() else {
+        return json(StatusCode::OK, &claimed);
+    };
+    // A task of its own: the call is placed and recorded even if the
+    // client hangs up, and shutdown waits for it.
+    let store = app.store.clone();
+    let placed = app
+        .tasks
+        .spawn(async move { webhook::place_and_record(&store, &webhook, claimed).await })
+        .await;
+    match placed {
+        Ok(result) => callback_response(result),
+        Err(e) => ApiError::internal(format!("the dispatch task failed: {e}")).into_response(),
+    }
+}
+
+async fn complete(
+    State(app): State<Api>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = (|| -> Result<_, ApiError> {
+        no_query(&query)?;
+        let id = path_id(path)?;
+        let session = action_body(&headers, body, false, &["created_session_id"])?
+            .string("created_session_id")?;
+        Ok((id, session))
+    })();
+    let result = run(&app, &headers, parsed, |org, (id, session)| {
+        org.complete_dispatch(&id, &session)
+    })
+    .await;
+    callback_response(result)
+}
+
+async fn fail(
+    State(app): State<Api>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = (|| -> Result<_, ApiError> {
+        no_query(&query)?;
+        let id = path_id(path)?;
+        let cause =
+            action_body(&headers, body, false, &["failure_cause"])?.string("failure_cause")?;
+        Ok((id, cause))
+    })();
+    let result = run(&app, &headers, parsed, |org, (id, cause)| {
+        org.fail_dispatch(&id, &cause)
+    })
+    .await;
+    callback_response(result)
+}
+
+async fn reschedule(
+    State(app): State<Api>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = (|| -> Result<_, ApiError> {
+        no_query(&query)?;
+        let id = path_id(path)?;
+        let at =
+            action_body(&headers, body, false, &["scheduled_at"])?.timestamp("scheduled_at")?;
+        Ok((id, at))
+    })();
+    let result = run(&app, &headers, parsed, |org, (id, at)| {
+        org.reschedule(&id, at)
+    })
+    .await;
+    callback_response(result)
+}

@@ -1,0 +1,194 @@
+//! The webhook dialer: a claimed callback's JSON is POSTed to a URL, and the
+//! answer decides its end. A 2xx JSON answer with a `created_session_id`
+//! string completes it; anything else (another status, a timeout, a refused
+//! connection, an answer without the session) fails it with that cause.
+
+use std::time::Duration;
+
+use callback_store::{Callback, Store};
+
+use crate::error::ApiError;
+
+/// The most of a dialer's answer that is read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// How much of an answer a failure cause quotes.
+const QUOTE_CHARS: usize = 200;
+
+/// Where and how calls are placed.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    url: reqwest::Url,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Webhook {
+    /// A webhook at `url` (http or https), giving up on an answer after `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Result<Webhook, String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{url} is not an http or https URL"));
+        }
+        if timeout.is_zero() {
+            return Err("the webhook timeout must be above zero".to_owned());
+        }
+        // reqwest leaves the choice of TLS crypto to the program; ring is
+        // the lighter of rustls' two to build. Installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("callback-store/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the webhook client: {e}"))?;
+        Ok(Webhook {
+            url,
+            client,
+            timeout,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Places the call: the created session id, or the failure cause.
+    pub async fn place_call(&self, callback: &Callback) -> Result<String, String> {
+        let body = serde_json::to_vec(callback).map_err(|e| format!("cannot encode: {e}"))?;
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .header("idempotency-key", callback.id.as_str())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let answer = read_limited(response)
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        if !status.is_success() {
+            return Err(format!(
+                "webhook answered HTTP {}: {}",
+                status.as_u16(),
+                quote(&answer)
+            ));
+        }
+        session_of(&answer).ok_or_else(|| {
+            format!(
+                "webhook answered HTTP {} without a created_session_id string in a JSON object: {}",
+                status.as_u16(),
+                quote(&answer)
+            )
+        })
+    }
+
+    fn transport_error(&self, err: &reqwest::Error) -> String {
+        if err.is_timeout() {
+            return format!("webhook timed out after {} ms", self.timeout.as_millis());
+        }
+        // The source chain says why (refused, reset, DNS...).
+        let mut message = format!("webhook request failed: {err}");
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        message
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut answer = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_ANSWER_BYTES - answer.len();
+        answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if answer.len() >= MAX_ANSWER_BYTES {
+            break;
+        }
+    }
+    Ok(answer)
+}
+
+fn session_of(answer: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    match value.get("created_session_id")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn quote(answer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(answer);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".to_owned();
+    }
+    let mut quoted: String = text.chars().take(QUOTE_CHARS).collect();
+    if text.chars().count() > QUOTE_CHARS {
+        quoted.push('…');
+    }
+    format!("{quoted:?}")
+}
+
+/// Places the call of a claimed (`dispatching`) callback through the
+/// webhook and records the outcome in the store: `dispatched` or `failed`.
+/// The store call runs on the blocking pool.
+pub async fn place_and_record(
+    store: &Store,
+    webhook: &Webhook,
+    claimed: Callback,
+) -> Result<Callback, ApiError> {
+    let outcome = webhook.place_call(&claimed).await;
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let dialer = move |_: &Callback| outcome.clone();
+        store.place_call(&dialer, &claimed)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the store task failed: {e}")))?
+    .map_err(ApiError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_is_read_from_a_json_object_only() {
+        assert_eq!(
+            session_of(br#"{"created_session_id":"sess_1","x":1}"#).as_deref(),
+            Some("sess_1")
+        );
+        for bad in [
+            &b"sess_1"[..],
+            br#"{"created_session_id":5}"#,
+            br#"["sess_1"]"#,
+            b"",
+        ] {
+            assert_eq!(session_of(bad), None);
+        }
+    }
+
+    #[test]
+    fn quotes_are_short_and_say_when_empty() {
+        assert_eq!(quote(b"  "), "(empty body)");
+        let long = "x".repeat(500);
+        assert!(quote(long.as_bytes()).chars().count() < 210);
+    }
+
+    #[test]
+    fn only_http_urls_and_positive_timeouts_are_accepted() {
+        assert!(Webhook::new("ftp://example.test/", Duration::from_secs(1)).is_err());
+        assert!(Webhook::new("not a url", Duration::from_secs(1)).is_err());
+        assert!(Webhook::new("http://127.0.0.1:9/", Duration::ZERO).is_err());
+        assert!(Webhook::new("http://127.0.0.1:9/", Duration::from_secs(1)).is_ok());
+    }
+}
