@@ -1,7 +1,8 @@
 //! `cargo bench -p callback-store`: the store against raw rusqlite doing the
 //! same SQL work, side by side in one run. Prints a table and writes
 //! target/bench/results.json. Sizes: BENCH_ROWS (P1, P4; default 100000),
-//! BENCH_BIG (P3, P6, P7; default 1000000), BENCH_P5 (default 20000).
+//! BENCH_BIG (P3, P6, P7; default 1000000), BENCH_P5 (default 20000),
+//! BENCH_REPS (latency samples; default 500), BENCH_ONLY (e.g. `P1,P3`).
 
 mod data;
 mod raw;
