@@ -174,6 +174,10 @@ impl From<rusqlite::Error> for Error {
             Some(rusqlite::ErrorCode::DiskFull) => {
                 format!("the disk is full; nothing was written ({err})")
             }
+            Some(rusqlite::ErrorCode::CannotOpen) => format!(
+                "cannot open the database file, or create its -wal and -shm files beside it: \
+                 check that its folder exists and is writable ({err})"
+            ),
             Some(rusqlite::ErrorCode::ReadOnly) => {
                 format!("the database file or its folder is read-only ({err})")
             }

@@ -14,6 +14,40 @@ use crate::organization::Organization;
 use crate::time::{self, Clock, SystemClock, Timestamp};
 use crate::{auth, schema, validate};
 
+/// Waiting for another writer. SQLite's own busy timeout sleeps up to
+/// 100 ms between tries and is not fair: under contention a sleeping writer
+/// keeps missing the lock while awake ones take turns, until it gives up.
+/// This handler tries again every millisecond or so, with jitter, until the
+/// operation's deadline. The handler is a plain function, so the deadline
+/// lives in a thread-local set when an operation takes the connection (a
+/// connection is used by one thread at a time, behind the store's mutex).
+mod busy {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, RandomState};
+    use std::time::{Duration, Instant};
+
+    thread_local! {
+        static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+
+    pub(super) fn wait_until(timeout: Duration) {
+        DEADLINE.with(|d| d.set(Instant::now().checked_add(timeout)));
+    }
+
+    pub(super) fn retry_until_deadline(attempt: i32) -> bool {
+        let Some(deadline) = DEADLINE.with(Cell::get) else {
+            return false;
+        };
+        if Instant::now() >= deadline {
+            return false;
+        }
+        // 0.5 to 2 ms, different for each waiter and each attempt.
+        let jitter = RandomState::new().hash_one(attempt) % 1500;
+        std::thread::sleep(Duration::from_micros(500 + jitter));
+        true
+    }
+}
+
 /// The cause recorded on callbacks failed by `recover_stale`.
 pub const DISPATCH_INTERRUPTED: &str = "dispatch_interrupted";
 
@@ -61,6 +95,7 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     conn: Mutex<Connection>,
+    busy_timeout: Duration,
     clock: Arc<dyn Clock>,
     cursor_secret: Vec<u8>,
     /// Keeps ids made in the same millisecond in creation order.
@@ -103,7 +138,8 @@ impl Store {
                 format!("must be at most {} ms", i32::MAX),
             ));
         }
-        conn.busy_timeout(options.busy_timeout)?;
+        busy::wait_until(options.busy_timeout);
+        conn.busy_handler(Some(busy::retry_until_deadline))?;
         // Read-only checks first: a file we refuse is left as it was.
         schema::inspect(&conn)?;
         let synchronous = match options.durability {
@@ -120,6 +156,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                busy_timeout: options.busy_timeout,
                 clock: options.clock,
                 cursor_secret,
                 ids: Mutex::new(uuid::ContextV7::new()),
@@ -159,7 +196,10 @@ impl Store {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic inside a closure unwound through the transaction guard,
         // which rolled back: the connection itself is sound.
-        self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
+        let conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // The busy timeout counts from here, for the whole operation.
+        busy::wait_until(self.inner.busy_timeout);
+        conn
     }
 
     pub(crate) fn cursor_secret(&self) -> &[u8] {

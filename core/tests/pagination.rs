@@ -96,13 +96,13 @@ fn fixture() -> (Store, ManualClock, Organization, Vec<Known>) {
 
 /// Whether the callback passes the query's filters, computed here.
 fn matches(query: &ListQuery, c: &Callback) -> bool {
-    query.status.map_or(true, |s| c.status == s)
+    query.status.is_none_or(|s| c.status == s)
         && (query.source_session_id.as_ref())
-            .map_or(true, |s| c.source_session_id.as_ref() == Some(s))
-        && (query.agent_id.as_ref()).map_or(true, |a| c.agent_id.as_ref() == Some(a))
-        && (query.to_number.as_ref()).map_or(true, |t| &c.to_number == t)
-        && query.scheduled_after.map_or(true, |t| c.scheduled_at >= t)
-        && query.scheduled_before.map_or(true, |t| c.scheduled_at < t)
+            .is_none_or(|s| c.source_session_id.as_ref() == Some(s))
+        && (query.agent_id.as_ref()).is_none_or(|a| c.agent_id.as_ref() == Some(a))
+        && (query.to_number.as_ref()).is_none_or(|t| &c.to_number == t)
+        && query.scheduled_after.is_none_or(|t| c.scheduled_at >= t)
+        && query.scheduled_before.is_none_or(|t| c.scheduled_at < t)
 }
 
 /// What walking the query must return: the matches, sorted here.
