@@ -1,0 +1,392 @@
+//! The audit of a store file: is the file sound, and does every callback's
+//! history follow the transition table of `callback_store::transitions`?
+//!
+//! It reads the tables directly, in one snapshot, so that thousands of
+//! callbacks are checked in milliseconds after every kill.
+
+use std::collections::{BTreeMap, HashMap};
+
+use callback_store::transitions::{self, Action, Outcome};
+use callback_store::Status;
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// One callback as the audit sees it.
+#[derive(Debug, Clone)]
+pub struct CallbackRow {
+    pub seq: i64,
+    pub id: String,
+    pub organization_id: String,
+    pub status: Status,
+    pub failure_cause: Option<String>,
+    pub metadata: serde_json::Map<String, Value>,
+}
+
+/// One event of a history, as stored.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub action: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub detail: Option<String>,
+}
+
+/// Every callback and its events, read in one transaction.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub callbacks: Vec<CallbackRow>,
+    /// Events per callback seq, oldest first.
+    pub events: BTreeMap<i64, Vec<EventRow>>,
+}
+
+/// `PRAGMA integrity_check` and `PRAGMA foreign_key_check` on the file.
+pub fn integrity(conn: &Connection) -> Result<(), String> {
+    let mut stmt = conn
+        .prepare("PRAGMA integrity_check")
+        .map_err(|e| e.to_string())?;
+    let lines: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| format!("integrity_check failed to run: {e}"))?;
+    if lines != ["ok"] {
+        return Err(format!("integrity_check: {}", lines.join("; ")));
+    }
+    let mut stmt = conn
+        .prepare("PRAGMA foreign_key_check")
+        .map_err(|e| e.to_string())?;
+    let orphans = stmt
+        .query_map([], |_| Ok(()))
+        .map_err(|e| e.to_string())?
+        .count();
+    if orphans > 0 {
+        return Err(format!("foreign_key_check: {orphans} rows point nowhere"));
+    }
+    Ok(())
+}
+
+pub fn status(text: &str) -> Option<Status> {
+    serde_json::from_value(Value::String(text.to_owned())).ok()
+}
+
+/// An event's action as the transition table names it (`None` for `create`
+/// and for names the table does not know).
+pub fn action(text: &str) -> Option<Action> {
+    serde_json::from_value(Value::String(text.to_owned())).ok()
+}
+
+pub fn snapshot(conn: &Connection) -> rusqlite::Result<Snapshot> {
+    conn.execute_batch("BEGIN")?;
+    let read = || -> rusqlite::Result<Snapshot> {
+        let mut snap = Snapshot::default();
+        let mut stmt = conn.prepare(
+            "SELECT seq, id, organization_id, status, failure_cause, metadata FROM callbacks ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let status_text: String = r.get(3)?;
+            let metadata: String = r.get(5)?;
+            Ok(CallbackRow {
+                seq: r.get(0)?,
+                id: r.get(1)?,
+                organization_id: r.get(2)?,
+                status: status(&status_text).unwrap_or_else(|| {
+                    panic!("callback with unknown status {status_text:?} in the file")
+                }),
+                failure_cause: r.get(4)?,
+                metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+            })
+        })?;
+        snap.callbacks = rows.collect::<rusqlite::Result<_>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT callback_seq, action, from_status, to_status, detail FROM callback_events ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                EventRow {
+                    action: r.get(1)?,
+                    from: r.get(2)?,
+                    to: r.get(3)?,
+                    detail: r.get(4)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (seq, event) = row?;
+            snap.events.entry(seq).or_default().push(event);
+        }
+        Ok(snap)
+    };
+    let out = read();
+    conn.execute_batch("COMMIT")?;
+    out
+}
+
+impl Snapshot {
+    pub fn by_id(&self) -> HashMap<&str, &CallbackRow> {
+        self.callbacks.iter().map(|c| (c.id.as_str(), c)).collect()
+    }
+
+    pub fn history(&self, callback: &CallbackRow) -> &[EventRow] {
+        self.events.get(&callback.seq).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many times each callback was taken for dispatch (claim_due or
+    /// dispatch events): at most once is the promise.
+    pub fn claims(&self) -> HashMap<&str, usize> {
+        self.callbacks
+            .iter()
+            .map(|c| {
+                let n = self
+                    .history(c)
+                    .iter()
+                    .filter(|e| {
+                        matches!(action(&e.action), Some(Action::ClaimDue | Action::Dispatch))
+                    })
+                    .count();
+                (c.id.as_str(), n)
+            })
+            .collect()
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.callbacks.iter().filter(|c| c.status == status).count()
+    }
+
+    /// Every way a history breaks the transition table: a first event that
+    /// is not `create` none → scheduled, an event whose `from` is not the
+    /// previous `to`, an action the table does not know or does not allow
+    /// from there, a last `to` that is not the callback's status, a callback
+    /// completed twice, events of no callback.
+    pub fn history_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for cb in &self.callbacks {
+            let events = self.history(cb);
+            let Some((first, rest)) = events.split_first() else {
+                problems.push(format!("{}: no history at all", cb.id));
+                continue;
+            };
+            if first.action != "create" || first.from.is_some() || first.to != "scheduled" {
+                problems.push(format!(
+                    "{}: first event is {} {:?} -> {}, not create None -> scheduled",
+                    cb.id, first.action, first.from, first.to
+                ));
+            }
+            let mut current = first.to.clone();
+            let mut completions = 0;
+            for e in rest {
+                let path = format!("{} {:?} -> {}", e.action, e.from, e.to);
+                if e.from.as_deref() != Some(current.as_str()) {
+                    problems.push(format!(
+                        "{}: {path} does not start where {current} ended",
+                        cb.id
+                    ));
+                }
+                let (Some(act), Some(from), Some(to)) =
+                    (action(&e.action), status(&current), status(&e.to))
+                else {
+                    problems.push(format!(
+                        "{}: {path} has names the table does not know",
+                        cb.id
+                    ));
+                    current.clone_from(&e.to);
+                    continue;
+                };
+                if transitions::outcome(from, act) != Outcome::Move(to) {
+                    problems.push(format!(
+                        "{}: {path} is not allowed: the table says {:?}",
+                        cb.id,
+                        transitions::outcome(from, act)
+                    ));
+                }
+                if act == Action::CompleteDispatch {
+                    completions += 1;
+                }
+                current.clone_from(&e.to);
+            }
+            if completions > 1 {
+                problems.push(format!("{}: completed {completions} times", cb.id));
+            }
+            if current != cb.status.as_str() {
+                problems.push(format!(
+                    "{}: history ends in {current} but the callback is {}",
+                    cb.id, cb.status
+                ));
+            }
+        }
+        let seqs: std::collections::HashSet<i64> = self.callbacks.iter().map(|c| c.seq).collect();
+        for seq in self.events.keys().filter(|s| !seqs.contains(s)) {
+            problems.push(format!(
+                "events of callback seq {seq}, which does not exist"
+            ));
+        }
+        problems
+    }
+
+    /// Batches (metadata `batch` and `batch_size`) that are not whole:
+    /// `create_many` is all or nothing.
+    pub fn partial_batches(&self) -> Vec<String> {
+        let mut found: HashMap<&str, (u64, u64)> = HashMap::new();
+        for cb in &self.callbacks {
+            let (Some(batch), Some(size)) = (
+                cb.metadata.get("batch").and_then(Value::as_str),
+                cb.metadata.get("batch_size").and_then(Value::as_u64),
+            ) else {
+                continue;
+            };
+            let entry = found.entry(batch).or_insert((size, 0));
+            entry.1 += 1;
+        }
+        let mut partial: Vec<String> = found
+            .into_iter()
+            .filter(|(_, (size, n))| size != n)
+            .map(|(batch, (size, n))| format!("batch {batch}: {n} of {size} callbacks"))
+            .collect();
+        partial.sort();
+        partial
+    }
+
+    /// Callbacks per batch id.
+    pub fn batch_sizes(&self) -> HashMap<String, u64> {
+        let mut sizes = HashMap::new();
+        for cb in &self.callbacks {
+            if let Some(batch) = cb.metadata.get("batch").and_then(Value::as_str) {
+                *sizes.entry(batch.to_owned()).or_insert(0) += 1;
+            }
+        }
+        sizes
+    }
+}
+
+/// Fails with the first problems found, and how many there were.
+pub fn assert_none(what: &str, problems: &[String]) {
+    if !problems.is_empty() {
+        let shown: Vec<&str> = problems.iter().take(20).map(String::as_str).collect();
+        panic!("{} {what}:\n  {}", problems.len(), shown.join("\n  "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callback_store::{NewCallback, Store};
+
+    /// A store with one batch of three callbacks: one dispatched, one
+    /// cancelled, one scheduled.
+    fn store() -> (Store, Vec<String>) {
+        let store = Store::open_in_memory().unwrap();
+        let org = store.organization("org").unwrap();
+        let batch = (0..3)
+            .map(|i| {
+                let mut metadata = serde_json::Map::new();
+                metadata.insert("batch".into(), "b1".into());
+                metadata.insert("batch_size".into(), 3.into());
+                metadata.insert("item".into(), i.into());
+                NewCallback {
+                    metadata,
+                    ..NewCallback::new("+12015551234", chrono::Utc::now())
+                }
+            })
+            .collect();
+        let ids: Vec<String> = org
+            .create_many(batch)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        org.dispatch(&ids[0]).unwrap();
+        org.complete_dispatch(&ids[0], "sess_1").unwrap();
+        org.cancel(&ids[1], None).unwrap();
+        (store, ids)
+    }
+
+    fn problems(store: &Store) -> (Vec<String>, Vec<String>) {
+        let snap = store.with_connection(snapshot).unwrap();
+        (snap.history_problems(), snap.partial_batches())
+    }
+
+    fn sql(store: &Store, sql: &str) {
+        store.with_connection(|c| c.execute_batch(sql)).unwrap();
+    }
+
+    #[test]
+    fn a_sound_store_has_no_problems_and_counts_one_claim_per_dispatch() {
+        let (store, ids) = store();
+        assert_eq!(problems(&store), (vec![], vec![]));
+        store.with_connection(integrity).unwrap();
+        let snap = store.with_connection(snapshot).unwrap();
+        assert_eq!(snap.claims()[ids[0].as_str()], 1);
+        assert_eq!(snap.claims()[ids[2].as_str()], 0);
+    }
+
+    #[test]
+    fn a_dispatched_callback_moved_back_to_scheduled_is_an_invalid_path() {
+        let (store, ids) = store();
+        sql(
+            &store,
+            &format!(
+                "UPDATE callbacks SET status = 'scheduled' WHERE id = '{0}';
+                 INSERT INTO callback_events (callback_seq, action, from_status, to_status, at)
+                 SELECT seq, 'reschedule', 'dispatched', 'scheduled', 0 FROM callbacks WHERE id = '{0}'",
+                ids[0]
+            ),
+        );
+        let (history, _) = problems(&store);
+        assert_eq!(history.len(), 1, "{history:?}");
+        assert!(history[0].contains("not allowed"), "{history:?}");
+    }
+
+    #[test]
+    fn a_status_changed_without_an_event_or_completed_twice_is_caught() {
+        let (store, ids) = store();
+        sql(
+            &store,
+            &format!(
+                "UPDATE callbacks SET status = 'failed' WHERE id = '{}'",
+                ids[2]
+            ),
+        );
+        sql(
+            &store,
+            &format!(
+                "INSERT INTO callback_events (callback_seq, action, from_status, to_status, at)
+                 SELECT seq, 'complete_dispatch', 'dispatched', 'dispatched', 0 FROM callbacks WHERE id = '{}'",
+                ids[0]
+            ),
+        );
+        let (history, _) = problems(&store);
+        assert!(
+            history
+                .iter()
+                .any(|p| p.contains("history ends in scheduled")),
+            "{history:?}"
+        );
+        assert!(
+            history.iter().any(|p| p.contains("completed 2 times")),
+            "{history:?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_missing_a_callback_is_partial() {
+        let (store, ids) = store();
+        sql(
+            &store,
+            &format!("DELETE FROM callbacks WHERE id = '{}'", ids[1]),
+        );
+        let (history, partial) = problems(&store);
+        assert!(history.is_empty(), "{history:?}");
+        assert_eq!(partial, vec!["batch b1: 2 of 3 callbacks".to_owned()]);
+    }
+
+    #[test]
+    fn a_work_log_line_cut_short_is_ignored() {
+        let dir = std::env::temp_dir().join(format!("worklog-{}", std::process::id()));
+        std::fs::write(&dir, "placed cb_1\ncommitted b1 3\nplaced cb_").unwrap();
+        let lines = crate::read_log(&dir);
+        std::fs::remove_file(&dir).ok();
+        assert_eq!(
+            lines,
+            vec![vec!["placed", "cb_1"], vec!["committed", "b1", "3"]]
+        );
+    }
+}

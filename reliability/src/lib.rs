@@ -1,0 +1,131 @@
+//! Shared pieces of the reliability suites: a seeded random generator, the
+//! fsynced work logs the worker processes keep, the audit of a store file
+//! after a crash or a race, and the figures the long runs report.
+//!
+//! The suites themselves are in `tests/`; the worker processes they spawn
+//! and kill are the `crash-worker` binary (`src/bin/crash-worker.rs`).
+
+pub mod audit;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// SplitMix64: small, seedable, good enough to pick operations and delays.
+/// The same seed gives the same sequence on every machine.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A size of a suite, from the environment (the long runs raise them).
+pub fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a whole number, got {v:?}")),
+        Err(_) => default,
+    }
+}
+
+/// The seed of a suite: `RELIABILITY_SEED`, or the suite's fixed default.
+pub fn seed(default: u64) -> u64 {
+    env_usize("RELIABILITY_SEED", default as usize) as u64
+}
+
+/// An append-only log of facts a worker must not forget across a crash:
+/// each line is written with one `write` and fsynced before the worker goes
+/// on, so a line in the log happened, whatever happens next.
+#[derive(Debug)]
+pub struct WorkLog {
+    file: File,
+    sync: bool,
+}
+
+impl WorkLog {
+    pub fn open(path: &Path, sync: bool) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(WorkLog { file, sync })
+    }
+
+    pub fn line(&mut self, line: &str) -> std::io::Result<()> {
+        self.file.write_all(format!("{line}\n").as_bytes())?;
+        if self.sync {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// The complete lines of a work log, split into words. A last line without
+/// its newline (a write cut short) is ignored: it was never acknowledged.
+pub fn read_log(path: &Path) -> Vec<Vec<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("cannot read {}: {e}", path.display()),
+    };
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    complete
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .filter(|words: &Vec<String>| !words.is_empty())
+        .collect()
+}
+
+/// Where the suites write their figures: `RELIABILITY_FIGURES_DIR` (set by
+/// scripts/reliability.sh to `target/reliability`), or else
+/// `target/reliability/short`, so a short run never mixes with a long one.
+pub fn figures_dir() -> PathBuf {
+    match std::env::var_os("RELIABILITY_FIGURES_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reliability/short"),
+    }
+}
+
+/// Records one suite's figures as `<figures_dir>/<suite>.json` and prints
+/// them, so that a test run shows what it proved.
+pub fn write_figures(suite: &str, figures: &serde_json::Value) {
+    let text = serde_json::to_string_pretty(figures).expect("figures are JSON");
+    println!("figures of {suite}: {text}");
+    let dir = figures_dir();
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(format!("{suite}.json")), &text));
+    if let Err(e) = written {
+        eprintln!(
+            "could not write the figures of {suite} to {}: {e}",
+            dir.display()
+        );
+    }
+}

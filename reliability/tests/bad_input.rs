@@ -1,0 +1,452 @@
+//! Bad input, the Rust part: every case of `reliability/catalogue.json` whose
+//! layers include `rust` is replayed through the library on a fresh copy of
+//! the fixture store. Each refused input must get its documented code (and a
+//! VALIDATION_ERROR must name its field), leave every row as it was and the
+//! file sound; each input the catalogue marks as acceptable must succeed.
+//!
+//! The catalogue is data so that the Python and HTTP runners replay the same
+//! cases; see its `fields` and `placeholders` for the format.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use callback_store::validate::parse_json_object;
+use callback_store::{
+    parse_timestamp, Error, JsonObject, ListQuery, NewCallback, Order, Status, Store, Timestamp,
+};
+use callback_store_reliability::audit::{self, assert_none};
+use callback_store_reliability::write_figures;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+const CATALOGUE: &str = include_str!("../catalogue.json");
+
+/// The ids a case may refer to, the same in every copy of the fixture.
+struct Fixture {
+    dir: tempfile::TempDir,
+    template: PathBuf,
+    organization_id: String,
+    callback_id: String,
+    other_callback_id: String,
+}
+
+fn fixture(doc: &Value) -> Fixture {
+    let spec = &doc["fixture"];
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("fixture.db");
+    let store = Store::open(&template).unwrap();
+    let mut ids = Vec::new();
+    for (org_key, list_key) in [
+        ("organization_id", "callbacks"),
+        ("other_organization_id", "other_callbacks"),
+    ] {
+        let org = store.organization(spec[org_key].as_str().unwrap()).unwrap();
+        let batch = spec[list_key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| new_callback(c, "").expect("the fixture is valid"))
+            .collect();
+        let created = org.create_many(batch).unwrap();
+        ids.push(created[0].id.clone());
+    }
+    drop(store); // the last connection checkpoints: the file holds everything
+    Fixture {
+        organization_id: spec["organization_id"].as_str().unwrap().to_owned(),
+        callback_id: ids[0].clone(),
+        other_callback_id: ids[1].clone(),
+        dir,
+        template,
+    }
+}
+
+// ------------------------------------------------- from JSON to the Rust API
+
+/// A timestamp as the bindings and the CLI take one: any RFC 3339 text
+/// chrono reads goes to the store as it is (so the store's own range checks
+/// are what refuses it); other text is refused by `parse_timestamp`.
+fn timestamp(field: &str, value: &Value) -> Result<Timestamp, Error> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{field}: not a string"));
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(t) => Ok(t.with_timezone(&Utc)),
+        Err(_) => parse_timestamp(field, text),
+    }
+}
+
+/// An object argument; anything else goes through `parse_json_object`, as a
+/// binding's JSON text does.
+fn object(field: &str, value: &Value) -> Result<JsonObject, Error> {
+    match value {
+        Value::Object(map) => Ok(map.clone()),
+        other => parse_json_object(field, &other.to_string()),
+    }
+}
+
+fn text(input: &Value, key: &str) -> Option<String> {
+    match &input[key] {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => panic!("{key}: {other} is not text"),
+    }
+}
+
+fn required(input: &Value, key: &str) -> String {
+    text(input, key).unwrap_or_else(|| panic!("{key} is required"))
+}
+
+/// The request body of a create, as a `NewCallback`; `prefix` is
+/// `callbacks[i].` inside a batch.
+fn new_callback(body: &Value, prefix: &str) -> Result<NewCallback, Error> {
+    const KNOWN: [&str; 12] = [
+        "to_number",
+        "scheduled_at",
+        "source_session_id",
+        "agent_id",
+        "phone_number_id",
+        "from_number",
+        "reason",
+        "instructions",
+        "summary",
+        "pipeline_config",
+        "metadata",
+        "idempotency_key",
+    ];
+    for key in body.as_object().expect("a body is an object").keys() {
+        assert!(KNOWN.contains(&key.as_str()), "unknown field {key}");
+    }
+    let json = |key: &str| match body.get(key) {
+        None => Ok(JsonObject::new()),
+        Some(v) => object(&format!("{prefix}{key}"), v),
+    };
+    Ok(NewCallback {
+        to_number: required(body, "to_number"),
+        scheduled_at: timestamp(&format!("{prefix}scheduled_at"), &body["scheduled_at"])?,
+        source_session_id: text(body, "source_session_id"),
+        agent_id: text(body, "agent_id"),
+        phone_number_id: text(body, "phone_number_id"),
+        from_number: text(body, "from_number"),
+        reason: text(body, "reason"),
+        instructions: text(body, "instructions"),
+        summary: text(body, "summary"),
+        pipeline_config: json("pipeline_config")?,
+        metadata: json("metadata")?,
+        idempotency_key: text(body, "idempotency_key"),
+    })
+}
+
+fn list_query(input: &Value) -> Result<ListQuery, Error> {
+    let time = |key: &str| match input.get(key) {
+        None => Ok(None),
+        Some(v) => timestamp(key, v).map(Some),
+    };
+    Ok(ListQuery {
+        status: text(input, "status")
+            .map(|s| Status::from_str(&s))
+            .transpose()?,
+        source_session_id: text(input, "source_session_id"),
+        agent_id: text(input, "agent_id"),
+        to_number: text(input, "to_number"),
+        scheduled_after: time("scheduled_after")?,
+        scheduled_before: time("scheduled_before")?,
+        order: text(input, "order")
+            .map(|s| Order::from_str(&s))
+            .transpose()?
+            .unwrap_or_default(),
+        limit: match input.get("limit") {
+            None => ListQuery::default().limit,
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .expect("a limit the Rust API can take"),
+        },
+        cursor: text(input, "cursor"),
+    })
+}
+
+// ------------------------------------------------------------ placeholders
+
+fn expand(value: &Value, fx: &Fixture, store: &Store) -> Value {
+    match value {
+        Value::String(s) if s == "$callback_id" => json!(fx.callback_id),
+        Value::String(s) if s == "$other_organization_callback_id" => json!(fx.other_callback_id),
+        Value::Object(map) if map.contains_key("$repeat") => {
+            let unit = map["$repeat"].as_str().unwrap();
+            json!(unit.repeat(map["times"].as_u64().unwrap() as usize))
+        }
+        Value::Object(map) if map.contains_key("$nest") => {
+            let mut v = json!(0);
+            for _ in 0..map["$nest"].as_u64().unwrap() {
+                v = Value::Array(vec![v]);
+            }
+            v
+        }
+        Value::Object(map) if map.contains_key("$cursor") => cursor(&map["$cursor"], fx, store),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), expand(v, fx, store)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| expand(v, fx, store)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The next_cursor of a first page of one callback, then tampered with.
+fn cursor(spec: &Value, fx: &Fixture, store: &Store) -> Value {
+    let org_id = spec["organization_id"]
+        .as_str()
+        .unwrap_or(&fx.organization_id);
+    let query = ListQuery {
+        limit: 1,
+        ..list_query(&spec["query"]).unwrap()
+    };
+    let page = store.organization(org_id).unwrap().list(&query).unwrap();
+    let mut text = page.next_cursor.expect("the fixture has a second page");
+    match spec["tamper"].as_str().unwrap() {
+        "none" => {}
+        "flip" => {
+            let mid = text.len() / 2;
+            let replacement = if &text[mid..=mid] == "A" { "B" } else { "A" };
+            text.replace_range(mid..=mid, replacement);
+        }
+        "truncate" => text.truncate(text.len() - 4),
+        "append" => text.push_str("AA"),
+        other => panic!("unknown tamper {other}"),
+    }
+    json!(text)
+}
+
+// --------------------------------------------------------------- the runner
+
+/// What an accepted input gave back, to check against the case.
+enum Done {
+    Rows(usize),
+    Created(Value),
+    Other,
+}
+
+fn execute(store: &Store, fx: &Fixture, op: &str, input: &Value) -> Result<Done, Error> {
+    let org_id = text(input, "organization_id").unwrap_or_else(|| fx.organization_id.clone());
+    let org = || store.organization(&org_id);
+    let id = || required(input, "id");
+    Ok(match op {
+        "organization" => {
+            store.organization(&org_id)?;
+            Done::Other
+        }
+        "create" => {
+            Done::Created(serde_json::to_value(org()?.create(new_callback(input, "")?)?).unwrap())
+        }
+        "create_many" => {
+            let items = input["callbacks"].as_array().unwrap();
+            let batch = items
+                .iter()
+                .enumerate()
+                .map(|(i, c)| new_callback(c, &format!("callbacks[{i}].")))
+                .collect::<Result<Vec<_>, _>>()?;
+            org()?.create_many(batch)?;
+            Done::Other
+        }
+        "list" => Done::Rows(org()?.list(&list_query(input)?)?.callbacks.len()),
+        "get" => {
+            org()?.get(&id())?;
+            Done::Other
+        }
+        "history" => {
+            org()?.history(&id())?;
+            Done::Other
+        }
+        "cancel" => {
+            org()?.cancel(&id(), text(input, "reason").as_deref())?;
+            Done::Other
+        }
+        "dispatch" => {
+            org()?.dispatch(&id())?;
+            Done::Other
+        }
+        "complete_dispatch" => {
+            org()?.complete_dispatch(&id(), &required(input, "created_session_id"))?;
+            Done::Other
+        }
+        "fail_dispatch" => {
+            org()?.fail_dispatch(&id(), &required(input, "failure_cause"))?;
+            Done::Other
+        }
+        "reschedule" => {
+            let at = timestamp("scheduled_at", &input["scheduled_at"])?;
+            org()?.reschedule(&id(), at)?;
+            Done::Other
+        }
+        "claim_due" => {
+            let now = timestamp("now", &input["now"])?;
+            let limit = u32::try_from(input["limit"].as_u64().unwrap()).unwrap();
+            Done::Rows(store.claim_due(now, limit)?.len())
+        }
+        "recover_stale" => {
+            let now = timestamp("now", &input["now"])?;
+            let older = Duration::from_secs(input["older_than_seconds"].as_u64().unwrap());
+            Done::Rows(store.recover_stale(now, older)?.len())
+        }
+        "prune" => Done::Rows(store.prune(timestamp("before", &input["before"])?)? as usize),
+        "authenticate" => {
+            store.authenticate(&required(input, "authorization"))?;
+            Done::Other
+        }
+        "create_api_key" => {
+            store.create_api_key(&org_id, &required(input, "label"))?;
+            Done::Other
+        }
+        "revoke_api_key" => {
+            store.revoke_api_key(&required(input, "key_id"))?;
+            Done::Other
+        }
+        other => panic!("unknown op {other}"),
+    })
+}
+
+fn rows(store: &Store) -> Vec<i64> {
+    store.with_connection(|c| {
+        ["callbacks", "callback_events", "api_keys"]
+            .iter()
+            .map(|t| {
+                c.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
+                    .unwrap()
+            })
+            .collect()
+    })
+}
+
+/// Runs one case on a fresh copy of the fixture; returns what went wrong.
+fn run_case(case: &Value, fx: &Fixture, n: usize) -> Option<String> {
+    let name = case["name"].as_str().unwrap();
+    let path: PathBuf = fx.dir.path().join(format!("case-{n}.db"));
+    std::fs::copy(&fx.template, &path).unwrap();
+    let store = Store::open(&path).unwrap();
+    let before = rows(&store);
+    let input = expand(&case["input"], fx, &store);
+    let op = case["op"].as_str().unwrap();
+    let answer = match catch_unwind(AssertUnwindSafe(|| execute(&store, fx, op, &input))) {
+        Ok(answer) => answer,
+        Err(_) => return Some(format!("{name}: panicked")),
+    };
+    let problem = match (case["expected_code"].as_str(), answer) {
+        (Some(code), Ok(_)) => Some(format!("{name}: accepted, expected {code}")),
+        (Some(code), Err(e)) if e.code().as_str() != code => {
+            Some(format!("{name}: got {} ({e}), expected {code}", e.code()))
+        }
+        (Some(_), Err(e)) => match case["field"].as_str() {
+            Some(field) if !e.to_string().starts_with(&format!("{field}: ")) => {
+                Some(format!("{name}: the message {e:?} does not name {field}"))
+            }
+            _ if rows(&store) != before => Some(format!("{name}: refused, but rows changed")),
+            _ => None,
+        },
+        (None, Err(e)) => Some(format!(
+            "{name}: refused with {} ({e}), expected to succeed",
+            e.code()
+        )),
+        (None, Ok(Done::Rows(n))) => match case["expected_rows"].as_u64() {
+            Some(expected) if expected as usize != n => {
+                Some(format!("{name}: {n} rows, expected {expected}"))
+            }
+            _ => None,
+        },
+        (None, Ok(Done::Created(created))) => input
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "idempotency_key")
+            .find(|(k, v)| created[k.as_str()] != **v)
+            .map(|(k, _)| format!("{name}: {k} was not stored as given")),
+        (None, Ok(Done::Other)) => None,
+    };
+    let sound = store.with_connection(audit::integrity);
+    drop(store);
+    std::fs::remove_file(&path).ok();
+    problem.or_else(|| sound.err().map(|e| format!("{name}: {e}")))
+}
+
+/// Whether a case applies to a layer: all of them when it names none.
+fn applies(case: &Value, layer: &str) -> bool {
+    match case.get("layers").and_then(Value::as_array) {
+        None => true,
+        Some(layers) => layers.iter().any(|l| l == layer),
+    }
+}
+
+#[test]
+fn every_bad_input_of_the_catalogue_gets_its_documented_code_and_changes_no_row() {
+    let doc: Value = serde_json::from_str(CATALOGUE).expect("catalogue.json is JSON");
+    let cases = doc["cases"].as_array().unwrap();
+    let fx = fixture(&doc);
+    let mut problems = Vec::new();
+    let mut rejected = 0;
+    let mut accepted = 0;
+    let mut by_code = std::collections::BTreeMap::<String, u64>::new();
+    let rust: Vec<&Value> = cases.iter().filter(|c| applies(c, "rust")).collect();
+    for (n, case) in rust.iter().enumerate() {
+        match run_case(case, &fx, n) {
+            Some(problem) => problems.push(problem),
+            None => match case["expected_code"].as_str() {
+                Some(code) => {
+                    rejected += 1;
+                    *by_code.entry(code.to_owned()).or_insert(0) += 1;
+                }
+                None => accepted += 1,
+            },
+        }
+    }
+    let layer = |l: &str| cases.iter().filter(|c| applies(c, l)).count();
+    write_figures(
+        "bad_input",
+        &json!({
+            "catalogue_cases": cases.len(),
+            "cases_for_rust": rust.len(),
+            "cases_for_python": layer("python"),
+            "cases_for_http": layer("http"),
+            "rust_inputs_rejected": rejected,
+            "rust_inputs_accepted": accepted,
+            "rust_rejected_by_code": by_code,
+            "rust_problems": problems.len(),
+        }),
+    );
+    assert_none("catalogue cases failed", &problems);
+    assert!(
+        rust.len() >= 60,
+        "the Rust catalogue has only {} cases",
+        rust.len()
+    );
+}
+
+#[test]
+fn the_catalogue_is_well_formed_for_every_runner() {
+    let doc: Value = serde_json::from_str(CATALOGUE).unwrap();
+    let codes = callback_store::ErrorCode::ALL.map(|c| c.as_str());
+    let mut names = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    for case in doc["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap_or("");
+        if !names.insert(name.to_owned()) || name.is_empty() {
+            problems.push(format!("duplicate or empty name {name:?}"));
+        }
+        match &case["expected_code"] {
+            Value::Null => {}
+            Value::String(code) if codes.contains(&code.as_str()) => {}
+            other => problems.push(format!("{name}: unknown expected_code {other}")),
+        }
+        if case["field"].is_string() && case["expected_code"] != "VALIDATION_ERROR" {
+            problems.push(format!("{name}: a field only goes with VALIDATION_ERROR"));
+        }
+        if !case["input"].is_object() || !case["op"].is_string() {
+            problems.push(format!("{name}: op and input are required"));
+        }
+    }
+    assert_none("malformed catalogue cases", &problems);
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("catalogue.json")
+        .exists());
+}
