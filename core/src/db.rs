@@ -340,7 +340,8 @@ impl<'c> Dao<'c> {
     /// Keyset paging must stay a seek when many rows tie on the sort key
     /// (SQLite only seeks on the first column of a row-value comparison):
     /// newest-first pages by `seq` alone, and soonest-first reads the rest
-    /// of the tie and the later times as two seeks, merged.
+    /// of the tie, then, if the page is not full, the later times: two
+    /// seeks in index order, nothing to sort.
     pub fn list(
         &self,
         organization_id: &str,
@@ -352,8 +353,7 @@ impl<'c> Dao<'c> {
         let status = query.status.map(Status::as_str);
         let after_micros = query.scheduled_after.map(to_micros);
         let before_micros = query.scheduled_before.map(to_micros);
-        let mut params: Vec<(&str, &dyn ToSql)> =
-            vec![(":org", &organization_id), (":rows", &rows)];
+        let mut params: Vec<(&str, &dyn ToSql)> = vec![(":org", &organization_id)];
         let filters: [(&str, &str, Option<&dyn ToSql>); 6] = [
             (
                 ":status",
@@ -400,26 +400,50 @@ impl<'c> Dao<'c> {
             }
         }
         let select = format!("SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE {filter}");
-        let sql = match (query.order, after.is_some()) {
-            (Order::CreatedDesc, false) => format!("{select} ORDER BY seq DESC LIMIT :rows"),
-            (Order::CreatedDesc, true) => {
-                format!("{select} AND seq < :seq ORDER BY seq DESC LIMIT :rows")
+        let run = |sql: String, limit: u32| -> Result<Vec<Stored>> {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            // The two soonest-first statements do not name every parameter.
+            let mut bound = Vec::with_capacity(params.len() + 1);
+            for (name, value) in &params {
+                if stmt.parameter_index(name)?.is_some() {
+                    bound.push((*name, *value));
+                }
             }
-            (Order::ScheduledAsc, false) => {
-                format!("{select} ORDER BY scheduled_at, seq LIMIT :rows")
-            }
-            (Order::ScheduledAsc, true) => format!(
-                "SELECT * FROM ({select} AND scheduled_at = :sort_key AND seq > :seq
-                     ORDER BY seq LIMIT :rows)
-                 UNION ALL
-                 SELECT * FROM ({select} AND scheduled_at > :sort_key
-                     ORDER BY scheduled_at, seq LIMIT :rows)
-                 ORDER BY scheduled_at, seq LIMIT :rows"
-            ),
+            bound.push((":rows", &limit));
+            let rows = stmt.query_map(bound.as_slice(), Stored::from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         };
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params.as_slice(), Stored::from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        match (query.order, after.is_some()) {
+            (Order::CreatedDesc, false) => {
+                run(format!("{select} ORDER BY seq DESC LIMIT :rows"), rows)
+            }
+            (Order::CreatedDesc, true) => run(
+                format!("{select} AND seq < :seq ORDER BY seq DESC LIMIT :rows"),
+                rows,
+            ),
+            (Order::ScheduledAsc, false) => run(
+                format!("{select} ORDER BY scheduled_at, seq LIMIT :rows"),
+                rows,
+            ),
+            (Order::ScheduledAsc, true) => {
+                let mut page = run(
+                    format!(
+                        "{select} AND scheduled_at = :sort_key AND seq > :seq ORDER BY seq LIMIT :rows"
+                    ),
+                    rows,
+                )?;
+                let missing = rows - page.len() as u32;
+                if missing > 0 {
+                    page.extend(run(
+                        format!(
+                            "{select} AND scheduled_at > :sort_key ORDER BY scheduled_at, seq LIMIT :rows"
+                        ),
+                        missing,
+                    )?);
+                }
+                Ok(page)
+            }
+        }
     }
 
     /// Moves up to `limit` due callbacks, oldest scheduled first, from
