@@ -94,11 +94,14 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
         if inspect(conn)? == latest {
             return Ok(());
         }
-        // refinery reads its history with unwrap(); a damaged history table
-        // must not take the caller down with it.
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            embedded::migrations::runner().run(conn)
-        }));
+        // Grouped: every pending migration and its history row in one
+        // transaction. Ungrouped, refinery commits a migration and its
+        // history row separately, and a process killed between the two
+        // leaves a file that can never be migrated again (the crash suite
+        // found this). refinery reads its history with unwrap(); a damaged
+        // history table must not take the caller down with it.
+        let runner = embedded::migrations::runner().set_grouped(true);
+        let outcome = catch_unwind(AssertUnwindSafe(|| runner.run(conn)));
         let failure = match outcome {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(e)) => e.to_string(),
@@ -247,5 +250,34 @@ mod tests {
             assert!(err.to_string().contains("not a callback store"), "{err}");
             assert_eq!(std::fs::read(&path).unwrap(), before, "{}", path.display());
         }
+    }
+
+    #[test]
+    fn migrations_and_their_history_commit_together_or_not_at_all() {
+        // V2 cannot apply (its table is already there), after V1 could: a
+        // store that committed V1 on its own would be left with tables and
+        // no history of them, which no later open can repair.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("half.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE refinery_schema_history (version INT4 PRIMARY KEY, name VARCHAR(255),
+                     applied_on VARCHAR(255), checksum VARCHAR(255));
+                 CREATE TABLE api_keys (id TEXT);",
+            )
+            .unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::StorageError, "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let callbacks: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'callbacks'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(callbacks, 0, "V1 was committed without V2");
+        assert_eq!(inspect(&conn).unwrap(), 0);
     }
 }
