@@ -61,7 +61,9 @@ setup() {
     java -version 2>&1 | head -1
 
     mkdir -p "$CACHE" "$OUT"
-    if [ ! -x "$CACHE/venv/bin/python" ]; then
+    # A venv's scripts name its own path: one that was moved is rebuilt.
+    if ! head -1 "$CACHE/venv/bin/pip" 2>/dev/null | grep -qF "$CACHE/venv/bin/python"; then
+        rm -rf "$CACHE/venv"
         python3 -m venv "$CACHE/venv"
     fi
     "$CACHE/venv/bin/python" -m pip install -q --disable-pip-version-check \
