@@ -18,6 +18,7 @@
 //!
 //! The store is synchronous: every call to it runs on tokio's blocking pool.
 
+mod connection;
 mod error;
 pub mod openapi;
 pub mod request;
@@ -32,6 +33,7 @@ use callback_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use connection::{JsonErrorListener, JsonErrors};
 pub use error::{status_of, ApiError, INTERNAL_ERROR, MAX_BODY_BYTES, METHOD_NOT_ALLOWED};
 pub use routes::{router, Api};
 pub use webhook::{place_and_record, Webhook};
@@ -69,7 +71,9 @@ impl Default for ServeOptions {
 
 /// Serves the API on `listener` until `shutdown` completes, then stops
 /// accepting, lets in-flight requests and calls being placed finish (up to
-/// `shutdown_grace` for requests), and returns.
+/// `shutdown_grace` for requests), and returns. Connections go through
+/// [`JsonErrorListener`], so that even the answers hyper writes itself to a
+/// request it cannot read (400, 414, 431) carry the API's JSON error body.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
@@ -101,10 +105,12 @@ pub async fn serve(
     }
 
     let signalled = stop.clone();
-    let server = axum::serve(listener, api.router()).with_graceful_shutdown(async move {
-        shutdown.await;
-        signalled.cancel();
-    });
+    // Hyper's own answers to unreadable requests get JSON bodies too.
+    let server =
+        axum::serve(JsonErrorListener(listener), api.router()).with_graceful_shutdown(async move {
+            shutdown.await;
+            signalled.cancel();
+        });
     let grace = options.shutdown_grace;
     let gave_up = stop.clone();
     let result = tokio::select! {

@@ -138,3 +138,63 @@ def _wrap_trait_call(original):  # type: ignore[no-untyped-def]
 _native._uniffi_trait_interface_call_with_error = _wrap_trait_call(  # type: ignore[attr-defined]
     _native._uniffi_trait_interface_call_with_error  # type: ignore[attr-defined]
 )
+
+
+# Arguments uniffi checks in Python before the call (an enum, an unsigned
+# integer) would otherwise fail with a bare ValueError or TypeError that
+# names neither the field nor the rule: `ListQuery(status="pending")`,
+# `ListQuery(limit=-1)`, `claim_due(now, -1)`. They are VALIDATION_ERRORs
+# naming the field, as every other bad value is.
+_U32_MAX = 2**32 - 1
+_MISSING = object()  # an argument not given: uniffi's own TypeError says so
+
+
+def _refuse(field: str, rule: str) -> None:
+    raise CallbackStoreError.ValidationError("VALIDATION_ERROR", f"{field}: {rule}")  # type: ignore[call-arg]
+
+
+def _check_u32(field: str, value: object, high: int) -> None:
+    if value is _MISSING:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        _refuse(field, f"must be an integer between 1 and {high}, got {value!r}")
+    elif not 0 <= value <= _U32_MAX:  # inside u32, the store's own rule speaks
+        _refuse(field, f"must be between 1 and {high}, got {value}")
+
+
+def _check_list_query(query: object) -> None:
+    if not isinstance(query, ListQuery):
+        return  # uniffi refuses a query of another type
+    for field, kind in (("status", Status), ("order", Order)):
+        value = getattr(query, field)
+        if value is not None and not isinstance(value, kind):
+            names = ", ".join(m.name.lower() for m in kind)
+            _refuse(field, f"must be a callback_store.{kind.__name__} ({names}), got {value!r}")
+    if query.limit is not None:
+        _check_u32("limit", query.limit, max_limit())
+
+
+def _checked(method, check):  # type: ignore[no-untyped-def]
+    def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        check(*args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    call.__name__, call.__qualname__, call.__doc__ = method.__name__, method.__qualname__, method.__doc__
+    return call
+
+
+def _list_args(query: object = _MISSING) -> None:
+    _check_list_query(query)
+
+
+def _claim_args(now: object = _MISSING, limit: object = _MISSING) -> None:
+    _check_u32("limit", limit, max_claim())
+
+
+def _dispatch_due_args(dispatcher: object = _MISSING, now: object = _MISSING, limit: object = _MISSING) -> None:
+    _check_u32("limit", limit, max_claim())
+
+
+setattr(Organization, "list", _checked(Organization.list, _list_args))
+setattr(Store, "claim_due", _checked(Store.claim_due, _claim_args))
+setattr(Store, "dispatch_due", _checked(Store.dispatch_due, _dispatch_due_args))
