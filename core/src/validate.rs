@@ -134,7 +134,8 @@ pub fn parse_json_object(field: &str, text: &str) -> Result<JsonObject> {
     }
 }
 
-pub(crate) fn json_kind(value: &Value) -> &'static str {
+/// How a JSON value is named in error messages ("an array", "null", ...).
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

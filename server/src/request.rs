@@ -3,6 +3,7 @@
 //! The same readers serve the command's `import` (one JSON object a line).
 
 use axum::http::{header, HeaderMap};
+use callback_store::validate::json_kind;
 use callback_store::{
     parse_timestamp, Error, JsonObject, ListQuery, NewCallback, Order, Status, Timestamp,
     DEFAULT_LIMIT, MAX_LIMIT,
@@ -144,7 +145,7 @@ pub fn json_object(field: &str, bytes: &[u8]) -> Result<Map<String, Value>, Erro
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(Error::validation(
             field,
-            format!("must be a JSON object, got {}", kind(&other)),
+            format!("must be a JSON object, got {}", json_kind(&other)),
         )),
         Err(e) => Err(Error::validation(field, format!("malformed JSON ({e})"))),
     }
@@ -165,17 +166,6 @@ pub fn json_body(
     }
     require_json_content_type(headers)?;
     Ok(json_object("body", bytes)?)
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Reads the fields of one JSON object, refusing fields it does not know.
@@ -217,7 +207,7 @@ impl<'a> Fields<'a> {
             Some(Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(Error::validation(
                 self.name(field),
-                format!("must be a string or null, got {}", kind(&other)),
+                format!("must be a string or null, got {}", json_kind(&other)),
             )),
         }
     }
@@ -239,7 +229,7 @@ impl<'a> Fields<'a> {
             Some(Value::Object(map)) => Ok(map),
             Some(other) => Err(Error::validation(
                 self.name(field),
-                format!("must be a JSON object, got {}", kind(&other)),
+                format!("must be a JSON object, got {}", json_kind(&other)),
             )),
         }
     }
