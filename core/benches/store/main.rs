@@ -2,7 +2,9 @@
 //! same SQL work, side by side in one run. Prints a table and writes
 //! target/bench/results.json. Sizes: BENCH_ROWS (P1, P4; default 100000),
 //! BENCH_BIG (P3, P6, P7; default 1000000), BENCH_P5 (default 20000),
-//! BENCH_REPS (latency samples; default 500), BENCH_ONLY (e.g. `P1,P3`).
+//! BENCH_REPS (latency samples; default 500), BENCH_ONLY (e.g. `P1,P3`;
+//! `GET10K` is the 10k-table row of P6 alone, without the 1M data set: the
+//! Rust figure bench/python/bench_peers.py pairs its `org.get(id)` with).
 
 mod data;
 mod raw;
@@ -40,36 +42,82 @@ fn main() {
     let p5_n = env_usize("BENCH_P5", 20_000);
     let reps = env_usize("BENCH_REPS", 500);
 
+    // BENCH_ONLY: a comma-separated list of workload ids; unset or empty: all.
+    let only: Option<Vec<String>> = std::env::var("BENCH_ONLY")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_ascii_uppercase())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|v| !v.is_empty());
+    let runs = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == id));
+    if let Some(o) = &only {
+        let known = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "GET10K"];
+        if let Some(bad) = o.iter().find(|x| !known.contains(&x.as_str())) {
+            eprintln!(
+                "bench: unknown workload {bad} in BENCH_ONLY (known: {})",
+                known.join(", ")
+            );
+            std::process::exit(2);
+        }
+    }
+
     let mut rows = Vec::new();
     let step = |name: &str| eprintln!("bench: {name}");
-    step("P1");
-    rows.push(workloads::p1_create_many(&data_dir, rows_n));
-    step("P2");
-    rows.push(workloads::p2_create_one_by_one(
-        &data_dir,
-        5_000,
-        Durability::Normal,
-    ));
-    rows.push(workloads::p2_create_one_by_one(
-        &data_dir,
-        500,
-        Durability::Full,
-    ));
-    step("building the list data sets (cached in target/bench/data)");
+    if runs("P1") {
+        step("P1");
+        rows.push(workloads::p1_create_many(&data_dir, rows_n));
+    }
+    if runs("P2") {
+        step("P2");
+        rows.push(workloads::p2_create_one_by_one(
+            &data_dir,
+            5_000,
+            Durability::Normal,
+        ));
+        rows.push(workloads::p2_create_one_by_one(
+            &data_dir,
+            500,
+            Durability::Full,
+        ));
+    }
+    let needs_big = runs("P3") || runs("P6") || runs("P7");
     let big = data_dir.join(format!("list-{big_n}-v2.db"));
     let small = data_dir.join("list-10000-v2.db");
-    drop(data::populated(&big, big_n));
-    drop(data::populated(&small, 10_000));
-    step("P3");
-    rows.extend(workloads::p3_list(&big, &small, reps));
-    step("P4");
-    rows.push(workloads::p4_claim_and_complete(&data_dir, rows_n));
-    step("P5");
-    rows.push(workloads::p5_worker_processes(&data_dir, p5_n));
-    step("P6");
-    rows.extend(workloads::p6_get(&big, &small, reps.max(2_000)));
-    step("P7");
-    rows.push(workloads::p7_peak_memory(&big));
+    if needs_big || runs("GET10K") {
+        step("building the list data sets (cached in target/bench/data)");
+        if needs_big {
+            drop(data::populated(&big, big_n));
+        }
+        drop(data::populated(&small, 10_000));
+    }
+    if runs("P3") {
+        step("P3");
+        rows.extend(workloads::p3_list(&big, &small, reps));
+    }
+    if runs("P4") {
+        step("P4");
+        rows.push(workloads::p4_claim_and_complete(&data_dir, rows_n));
+    }
+    if runs("P5") {
+        step("P5");
+        rows.push(workloads::p5_worker_processes(&data_dir, p5_n));
+    }
+    if runs("P6") || runs("GET10K") {
+        step(if runs("P6") {
+            "P6"
+        } else {
+            "GET10K (the 10k row of P6)"
+        });
+        let big = runs("P6").then_some(big.as_path());
+        rows.extend(workloads::p6_get(big, &small, reps.max(2_000)));
+    }
+    if runs("P7") {
+        step("P7");
+        rows.push(workloads::p7_peak_memory(&big));
+    }
 
     stats::print_table(&rows);
     let report = serde_json::json!({
@@ -80,6 +128,7 @@ fn main() {
             "arch": std::env::consts::ARCH,
         },
         "sizes": {"rows": rows_n, "big": big_n, "p5": p5_n, "reps": reps},
+        "only": only,
         "rows": rows,
     });
     let out = dir.join("results.json");

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The benchmarks (issue 5), self-contained on a fresh machine of this kind:
+#   rust    cargo bench -p callback-store --bench store: P1-P7, the store
+#           against raw rusqlite doing the same SQL work (core/benches/store)
+#   python  bench/python/bench_peers.py: the Python binding (a release wheel)
+#           against APScheduler 3, huey and hand-written sqlite3 on one
+#           workload, and one binding call against the same call in Rust
+# Every row goes to target/bench/results.json (the Python rows as PY1..PY4,
+# with the Rust rows' fields) and is printed in one table with its baseline
+# from the same run and the ratio. Timings are never asserted: a missed
+# target prints NO and the script still exits 0.
+#
+# Usage: scripts/bench.sh [--quick] [rust|python ...]     (default: both)
+#   --quick  small sizes, a smoke run of a minute or two once built
+# Sizes (environment):
+#   BENCH_ROWS (P1, P4; 100000), BENCH_BIG (P3, P6, P7; 1000000),
+#   BENCH_P5 (20000), BENCH_REPS (latency samples; 500), BENCH_ONLY (e.g. P1,P3)
+#   BENCH_PY_N (callbacks per Python run at Normal; 10000),
+#   BENCH_PY_N_FULL (at Full; 2000), BENCH_PY_REPS (runs per contender; 5)
+# The 1M-row list data set is built once and kept in target/bench/data (about
+# 1.4 GB; the first run spends most of its time there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=${CALLBACK_STORE_BENCH_CACHE:-$ROOT/target/bench-cache} # venv, wheel
+RESULTS=$ROOT/target/bench/results.json
+started=$SECONDS
+
+die() { echo "bench: $*" >&2; exit 1; }
+step() { printf '\n== bench: %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+quick=0
+parts=()
+for arg in "$@"; do
+    case $arg in
+    --quick) quick=1 ;;
+    rust | python) parts+=("$arg") ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) die "unknown argument $arg (--quick, rust, python)" ;;
+    esac
+done
+[ ${#parts[@]} -gt 0 ] || parts=(rust python)
+wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
+
+if [ "$quick" -eq 1 ]; then
+    export BENCH_ROWS=${BENCH_ROWS:-2000} BENCH_BIG=${BENCH_BIG:-20000}
+    export BENCH_P5=${BENCH_P5:-2000} BENCH_REPS=${BENCH_REPS:-100}
+    BENCH_PY_N=${BENCH_PY_N:-1000} BENCH_PY_N_FULL=${BENCH_PY_N_FULL:-200} BENCH_PY_REPS=${BENCH_PY_REPS:-1}
+fi
+py_args=(--n "${BENCH_PY_N:-10000}" --n-full "${BENCH_PY_N_FULL:-2000}" --reps "${BENCH_PY_REPS:-5}")
+[ "$quick" -eq 0 ] || py_args+=(--get-reps 200)
+# The Python get row is paired with the Rust 10k get row: keep it in a subset.
+if [ -n "${BENCH_ONLY:-}" ] && wants python && ! [[ ",${BENCH_ONLY^^}," =~ ,(P6|GET10K), ]]; then
+    export BENCH_ONLY="$BENCH_ONLY,GET10K"
+fi
+
+printf 'bench: %s on %s cores, load average %s\n' "${parts[*]}" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------- set-up
+if wants python; then
+    step "set-up: venv with maturin, APScheduler 3, SQLAlchemy, huey"
+    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+    fi
+    [ -x "$CACHE/venv/bin/python" ] || python3 -m venv "$CACHE/venv"
+    "$CACHE/venv/bin/python" -m pip install -q --disable-pip-version-check \
+        'maturin>=1.9,<2' 'APScheduler>=3.10,<4' 'SQLAlchemy>=2,<3' 'huey>=2.5,<3'
+
+    step "the release wheel of the binding"
+    rm -rf "$CACHE/wheels"
+    # maturin builds the uniffi cdylib in the release profile (target/release).
+    (cd bindings/python && PATH="$CACHE/venv/bin:$PATH" "$CACHE/venv/bin/maturin" build \
+        --release --locked -q -i "$CACHE/venv/bin/python" -o "$CACHE/wheels")
+    "$CACHE/venv/bin/python" -m pip install -q --disable-pip-version-check \
+        --force-reinstall --no-deps "$CACHE"/wheels/callback_store-*.whl
+fi
+
+# ---------------------------------------------------------------- rust
+if wants rust; then
+    step "cargo bench -p callback-store --bench store (rows ${BENCH_ROWS:-100000}, big ${BENCH_BIG:-1000000}, p5 ${BENCH_P5:-20000}, reps ${BENCH_REPS:-500}${BENCH_ONLY:+, only $BENCH_ONLY})"
+    cargo bench --locked -p callback-store --bench store
+else
+    # The Python get row is paired with the Rust get on the same 10k table,
+    # measured in this run (results.json then holds this run's rows only).
+    step "the Rust get figure the Python get row is paired with (BENCH_ONLY=GET10K)"
+    BENCH_ONLY=GET10K cargo bench --locked -p callback-store --bench store
+fi
+
+# ---------------------------------------------------------------- python
+if wants python; then
+    step "bench/python/bench_peers.py ${py_args[*]}"
+    "$CACHE/venv/bin/python" bench/python/bench_peers.py "${py_args[@]}" \
+        --get-db target/bench/data/list-10000-v2.db --rust-results "$RESULTS" --merge-into "$RESULTS"
+fi
+
+printf '\nbench: done in %ss on %s cores, load average now %s; every row is in %s\n' \
+    $((SECONDS - started)) "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "${RESULTS#"$ROOT"/}"
