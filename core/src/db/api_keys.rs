@@ -1,0 +1,66 @@
+//! Data access for API keys: only token hashes are stored.
+
+use rusqlite::{OptionalExtension, Row};
+
+use super::Dao;
+use crate::error::Result;
+use crate::model::ApiKey;
+use crate::time::{from_micros, to_micros, Timestamp};
+
+impl Dao<'_> {
+    pub fn insert_api_key(&self, key: &ApiKey, token_hash: &[u8]) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO api_keys (id, organization_id, label, token_hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        stmt.execute(rusqlite::params![
+            key.id,
+            key.organization_id,
+            key.label,
+            token_hash,
+            to_micros(key.created_at)
+        ])?;
+        Ok(())
+    }
+
+    /// The organization of an unrevoked key with this token hash.
+    pub fn organization_of_token(&self, token_hash: &[u8]) -> Result<Option<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT organization_id FROM api_keys WHERE token_hash = ?1 AND revoked_at IS NULL",
+        )?;
+        Ok(stmt.query_row([token_hash], |row| row.get(0)).optional()?)
+    }
+
+    pub fn list_api_keys(&self, organization_id: &str) -> Result<Vec<ApiKey>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, organization_id, label, created_at, revoked_at FROM api_keys
+             WHERE organization_id = ?1 ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([organization_id], api_key_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Revokes a key (again, harmlessly, if it already was) and returns it.
+    pub fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKey>> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1
+             RETURNING id, organization_id, label, created_at, revoked_at",
+        )?;
+        Ok(stmt
+            .query_row(rusqlite::params![key_id, to_micros(now)], api_key_from_row)
+            .optional()?)
+    }
+}
+
+fn api_key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.get("id")?,
+        organization_id: row.get("organization_id")?,
+        label: row.get("label")?,
+        created_at: from_micros(row.get("created_at")?)?,
+        revoked_at: row
+            .get::<_, Option<i64>>("revoked_at")?
+            .map(from_micros)
+            .transpose()?,
+    })
+}
