@@ -213,16 +213,22 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-/// The fields of an action's JSON body.
-fn action_body(
+/// The path's callback id and the one field of a transition's JSON body;
+/// the query string must be empty.
+fn id_and_body_field<T>(
+    query: &Option<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    optional: bool,
-    allowed: &[&str],
-) -> Result<Fields<'static>, ApiError> {
+    (field, optional_body): (&str, bool),
+    read: fn(&mut Fields<'static>, &str) -> Result<T, Error>,
+) -> Result<(String, T), ApiError> {
+    no_query(query)?;
+    let id = path_id(path)?;
     let bytes = body_bytes(body)?;
-    let map: Map<String, Value> = request::json_body(headers, &bytes, optional)?;
-    Ok(Fields::new("", map, allowed)?)
+    let map: Map<String, Value> = request::json_body(headers, &bytes, optional_body)?;
+    let value = read(&mut Fields::new("", map, &[field])?, field)?;
+    Ok((id, value))
 }
 
 async fn list(State(app): State<Api>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
@@ -314,12 +320,14 @@ async fn cancel(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = (|| -> Result<_, ApiError> {
-        no_query(&query)?;
-        let id = path_id(path)?;
-        let reason = action_body(&headers, body, true, &["reason"])?.optional_string("reason")?;
-        Ok((id, reason))
-    })();
+    let parsed = id_and_body_field(
+        &query,
+        path,
+        &headers,
+        body,
+        ("reason", true),
+        Fields::optional_string,
+    );
     let result = run(&app, &headers, parsed, |org, (id, reason)| {
         org.cancel(&id, reason.as_deref())
     })
@@ -361,13 +369,14 @@ async fn complete(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = (|| -> Result<_, ApiError> {
-        no_query(&query)?;
-        let id = path_id(path)?;
-        let session = action_body(&headers, body, false, &["created_session_id"])?
-            .string("created_session_id")?;
-        Ok((id, session))
-    })();
+    let parsed = id_and_body_field(
+        &query,
+        path,
+        &headers,
+        body,
+        ("created_session_id", false),
+        Fields::string,
+    );
     let result = run(&app, &headers, parsed, |org, (id, session)| {
         org.complete_dispatch(&id, &session)
     })
@@ -382,13 +391,14 @@ async fn fail(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = (|| -> Result<_, ApiError> {
-        no_query(&query)?;
-        let id = path_id(path)?;
-        let cause =
-            action_body(&headers, body, false, &["failure_cause"])?.string("failure_cause")?;
-        Ok((id, cause))
-    })();
+    let parsed = id_and_body_field(
+        &query,
+        path,
+        &headers,
+        body,
+        ("failure_cause", false),
+        Fields::string,
+    );
     let result = run(&app, &headers, parsed, |org, (id, cause)| {
         org.fail_dispatch(&id, &cause)
     })
@@ -403,13 +413,14 @@ async fn reschedule(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = (|| -> Result<_, ApiError> {
-        no_query(&query)?;
-        let id = path_id(path)?;
-        let at =
-            action_body(&headers, body, false, &["scheduled_at"])?.timestamp("scheduled_at")?;
-        Ok((id, at))
-    })();
+    let parsed = id_and_body_field(
+        &query,
+        path,
+        &headers,
+        body,
+        ("scheduled_at", false),
+        Fields::timestamp,
+    );
     let result = run(&app, &headers, parsed, |org, (id, at)| {
         org.reschedule(&id, at)
     })
