@@ -13,6 +13,9 @@ use crate::transitions;
 use crate::validate::ValidNewCallback;
 
 mod api_keys;
+mod moves;
+
+pub(crate) use moves::{Changes, NewEvent};
 
 /// Every column of a callback, for SELECT and RETURNING.
 const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
@@ -102,27 +105,6 @@ fn status_column(row: &Row, column: usize) -> rusqlite::Result<Status> {
 fn json_column(row: &Row, column: usize) -> rusqlite::Result<JsonObject> {
     let text: String = row.get(column)?;
     serde_json::from_str(&text).map_err(|e| conversion_error(column, e))
-}
-
-/// The columns a transition sets besides status and updated_at; `None`
-/// leaves a column as it is.
-#[derive(Debug, Default)]
-pub(crate) struct Changes<'a> {
-    pub scheduled_at: Option<Timestamp>,
-    pub created_session_id: Option<&'a str>,
-    pub failure_cause: Option<&'a str>,
-    pub attempted_at: Option<Timestamp>,
-    pub dispatched_at: Option<Timestamp>,
-    pub cancelled_at: Option<Timestamp>,
-}
-
-/// One event of a callback's history, to append.
-pub(crate) struct NewEvent<'a> {
-    pub action: EventAction,
-    pub from: Option<Status>,
-    pub to: Status,
-    pub at: Timestamp,
-    pub detail: Option<&'a str>,
 }
 
 pub(crate) struct Dao<'c> {
@@ -247,66 +229,6 @@ impl<'c> Dao<'c> {
         Ok(stmt
             .query_row(rusqlite::params![id, organization_id], Stored::from_row)
             .optional()?)
-    }
-
-    /// The guarded UPDATE of one transition: it only matches while the
-    /// callback is still in `from`, so of two racing writers one wins.
-    pub fn apply_transition(
-        &self,
-        organization_id: Option<&str>,
-        id: &str,
-        from: Status,
-        to: Status,
-        changes: &Changes<'_>,
-        now: Timestamp,
-    ) -> Result<Option<Stored>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "UPDATE callbacks SET
-                 status = :to,
-                 updated_at = :now,
-                 scheduled_at = COALESCE(:scheduled_at, scheduled_at),
-                 created_session_id = COALESCE(:created_session_id, created_session_id),
-                 failure_cause = COALESCE(:failure_cause, failure_cause),
-                 attempted_at = COALESCE(:attempted_at, attempted_at),
-                 dispatched_at = COALESCE(:dispatched_at, dispatched_at),
-                 cancelled_at = COALESCE(:cancelled_at, cancelled_at)
-             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from
-             RETURNING {CALLBACK_COLUMNS}"
-        ))?;
-        Ok(stmt
-            .query_row(
-                named_params! {
-                    ":to": to.as_str(),
-                    ":now": to_micros(now),
-                    ":scheduled_at": changes.scheduled_at.map(to_micros),
-                    ":created_session_id": changes.created_session_id,
-                    ":failure_cause": changes.failure_cause,
-                    ":attempted_at": changes.attempted_at.map(to_micros),
-                    ":dispatched_at": changes.dispatched_at.map(to_micros),
-                    ":cancelled_at": changes.cancelled_at.map(to_micros),
-                    ":id": id,
-                    ":org": organization_id,
-                    ":from": from.as_str(),
-                },
-                Stored::from_row,
-            )
-            .optional()?)
-    }
-
-    pub fn insert_event(&self, callback_seq: i64, event: &NewEvent<'_>) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO callback_events (callback_seq, action, from_status, to_status, at, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        stmt.execute(rusqlite::params![
-            callback_seq,
-            event.action.as_str(),
-            event.from.map(Status::as_str),
-            event.to.as_str(),
-            to_micros(event.at),
-            event.detail,
-        ])?;
-        Ok(())
     }
 
     pub fn history(&self, organization_id: &str, id: &str) -> Result<Vec<CallbackEvent>> {
@@ -444,83 +366,6 @@ impl<'c> Dao<'c> {
                 Ok(page)
             }
         }
-    }
-
-    /// Moves up to `limit` due callbacks, oldest scheduled first, from
-    /// `scheduled` to `dispatching`, across all organizations.
-    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Stored>> {
-        let (from, to) = transitions::bulk_move(transitions::Action::ClaimDue);
-        // The statuses are literals so that SQLite can use the partial index
-        // of due callbacks; they come from the transition table, not input.
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "UPDATE callbacks SET status = '{to}', attempted_at = :now, updated_at = :now
-             WHERE seq IN (
-                 SELECT seq FROM callbacks
-                 WHERE status = '{from}' AND scheduled_at <= :now
-                 ORDER BY scheduled_at, seq LIMIT :limit)
-             RETURNING {CALLBACK_COLUMNS}"
-        ))?;
-        let rows = stmt.query_map(
-            named_params! { ":now": to_micros(now), ":limit": limit },
-            Stored::from_row,
-        )?;
-        let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-        // RETURNING gives no order; workers expect the oldest first.
-        claimed.sort_by_key(|s| (s.callback.scheduled_at, s.seq));
-        self.record_bulk(&claimed, transitions::Action::ClaimDue, from, now, None)?;
-        Ok(claimed)
-    }
-
-    /// Fails callbacks left `dispatching` since before `horizon`.
-    pub fn recover_stale(
-        &self,
-        now: Timestamp,
-        horizon: Timestamp,
-        cause: &str,
-    ) -> Result<Vec<Stored>> {
-        let (from, to) = transitions::bulk_move(transitions::Action::RecoverStale);
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "UPDATE callbacks SET status = '{to}', failure_cause = :cause, updated_at = :now
-             WHERE status = '{from}' AND attempted_at < :horizon
-             RETURNING {CALLBACK_COLUMNS}"
-        ))?;
-        let rows = stmt.query_map(
-            named_params! { ":now": to_micros(now), ":horizon": to_micros(horizon), ":cause": cause },
-            Stored::from_row,
-        )?;
-        let mut recovered = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-        recovered.sort_by_key(|s| s.seq);
-        self.record_bulk(
-            &recovered,
-            transitions::Action::RecoverStale,
-            from,
-            now,
-            Some(cause),
-        )?;
-        Ok(recovered)
-    }
-
-    fn record_bulk(
-        &self,
-        moved: &[Stored],
-        action: transitions::Action,
-        from: Status,
-        at: Timestamp,
-        detail: Option<&str>,
-    ) -> Result<()> {
-        for stored in moved {
-            self.insert_event(
-                stored.seq,
-                &NewEvent {
-                    action: action.into(),
-                    from: Some(from),
-                    to: stored.callback.status,
-                    at,
-                    detail,
-                },
-            )?;
-        }
-        Ok(())
     }
 
     /// Deletes finished callbacks last updated before `before`, with their

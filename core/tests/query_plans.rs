@@ -4,8 +4,9 @@
 //! without a cursor, and for claim_due, recover_stale, prune, get, the
 //! guarded transition UPDATE, idempotency look-ups and history.
 //!
-//! The SQL is copied from core/src/db.rs; the first test fails when db.rs
-//! no longer contains these templates, so that the copies are kept in step.
+//! The SQL is copied from core/src/db.rs and db/moves.rs; the first test fails
+//! when they no longer contain these templates, so that the copies are kept in
+//! step.
 
 mod common;
 
@@ -13,9 +14,12 @@ use callback_store::transitions::{is_terminal, outcome, Action, Outcome};
 use callback_store::{Status, Store};
 use rusqlite::Connection;
 
-const DB_RS: &str = include_str!("../src/db.rs");
+const DB_RS: &str = concat!(
+    include_str!("../src/db.rs"),
+    include_str!("../src/db/moves.rs")
+);
 
-// ---- Copied from core/src/db.rs ----
+// ---- Copied from core/src/db.rs and core/src/db/moves.rs ----
 
 const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
     agent_id, phone_number_id, to_number, from_number, scheduled_at, status, reason, instructions, \
@@ -51,15 +55,8 @@ const GET: &str = "SELECT {CALLBACK_COLUMNS} FROM callbacks
 const FIND_BY_IDEMPOTENCY_KEY: &str = "SELECT {CALLBACK_COLUMNS}, request_hash FROM callbacks
              WHERE organization_id = ?1 AND idempotency_key = ?2";
 
-const APPLY_TRANSITION: &str = "UPDATE callbacks SET
-                 status = :to,
-                 updated_at = :now,
-                 scheduled_at = COALESCE(:scheduled_at, scheduled_at),
-                 created_session_id = COALESCE(:created_session_id, created_session_id),
-                 failure_cause = COALESCE(:failure_cause, failure_cause),
-                 attempted_at = COALESCE(:attempted_at, attempted_at),
-                 dispatched_at = COALESCE(:dispatched_at, dispatched_at),
-                 cancelled_at = COALESCE(:cancelled_at, cancelled_at)
+/// `{set}` is the transition's own columns, e.g. `, dispatched_at = :dispatched_at`.
+const APPLY_TRANSITION: &str = "UPDATE callbacks SET status = :to, updated_at = :now{set}
              WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from
              RETURNING {CALLBACK_COLUMNS}";
 
@@ -110,7 +107,9 @@ fn bulk_move(action: Action) -> (Status, Status) {
 }
 
 fn render(template: &str, action: Option<Action>) -> String {
-    let mut sql = template.replace("{CALLBACK_COLUMNS}", CALLBACK_COLUMNS);
+    let mut sql = template
+        .replace("{CALLBACK_COLUMNS}", CALLBACK_COLUMNS)
+        .replace("{set}", ", dispatched_at = :dispatched_at");
     if let Some(action) = action {
         let (from, to) = bulk_move(action);
         sql = sql
@@ -218,7 +217,7 @@ fn the_sql_checked_here_is_the_sql_in_db_rs() {
     for copy in copies.into_iter().chain(fragments).chain(shapes) {
         assert!(
             source.contains(&normalized(&copy)),
-            "core/src/db.rs no longer contains this statement; update the copy here \
+            "core/src/db.rs and db/moves.rs no longer contain this statement; update the copy here \
              and check its plan:\n{copy}"
         );
     }

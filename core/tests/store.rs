@@ -387,7 +387,7 @@ fn prune_deletes_only_finished_callbacks_older_than_the_cutoff_with_their_histor
 }
 
 #[test]
-fn a_reopened_file_keeps_its_callbacks_with_either_durability() {
+fn a_reopened_file_keeps_its_callbacks_with_either_durability_and_its_settings() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cb.db");
     for durability in [Durability::Full, Durability::Normal] {
@@ -401,6 +401,18 @@ fn a_reopened_file_keeps_its_callbacks_with_either_durability() {
             let sync: i64 = store
                 .with_connection(|c| c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap());
             assert_eq!(sync, if durability == Durability::Full { 2 } else { 1 });
+            // Normal checkpoints less often (no sync at commit); Full keeps a
+            // short WAL that is reused in place.
+            let checkpoint_pages: i64 = store.with_connection(|c| {
+                c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+                    .unwrap()
+            });
+            let expected = if durability == Durability::Full {
+                1000
+            } else {
+                8192
+            };
+            assert_eq!(checkpoint_pages, expected);
             let mode: String = store.with_connection(|c| {
                 c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
                     .unwrap()

@@ -12,14 +12,11 @@ pub fn open(path: &Path, durability: Durability) -> Connection {
     // The store creates the schema; the baseline only uses it.
     drop(super::data::open(path, durability));
     let conn = Connection::open(path).unwrap();
-    let synchronous = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
-    ))
-    .unwrap();
+    // The store's own settings of this durability, so that only the SQL work
+    // differs.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
+        .unwrap();
+    conn.execute_batch(durability.pragmas()).unwrap();
     conn
 }
 
