@@ -65,6 +65,18 @@ pub fn select_rows(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) 
     rows.map(Result::unwrap).collect()
 }
 
+/// metadata and pipeline_config of a row of `COLUMNS`, parsed into the
+/// maps the store returns.
+pub fn parse_json_columns(row: &[Value]) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    [14, 15]
+        .iter()
+        .map(|&i| match &row[i] {
+            Value::Text(text) => serde_json::from_str(text).unwrap(),
+            other => panic!("column {i} is not JSON text: {other:?}"),
+        })
+        .collect()
+}
+
 pub const COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
     agent_id, phone_number_id, to_number, from_number, scheduled_at, status, reason, instructions, \
     summary, pipeline_config, metadata, failure_cause, attempted_at, dispatched_at, cancelled_at, \
