@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import _buffers
 from ._native import callback_store as _native
 from ._native.callback_store import (
     ApiKey,
@@ -138,6 +139,12 @@ def _wrap_trait_call(original):  # type: ignore[no-untyped-def]
 _native._uniffi_trait_interface_call_with_error = _wrap_trait_call(  # type: ignore[attr-defined]
     _native._uniffi_trait_interface_call_with_error  # type: ignore[attr-defined]
 )
+
+# Records cross the FFI through _buffers' builder, stream and string
+# converter instead of uniffi's slower generated ones (same bytes); the import
+# fails if the generated runtime is not the uniffi version they were written
+# against. See _buffers.py.
+_buffers.install(_native)
 
 
 # Arguments uniffi checks in Python before the call (an enum, an unsigned
