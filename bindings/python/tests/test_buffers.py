@@ -11,7 +11,7 @@ import types
 from typing import Any, Callable, List, Tuple
 
 import pytest
-from conftest import T0
+from conftest import T0, new
 
 import callback_store as cs
 from callback_store import _buffers
@@ -321,3 +321,36 @@ def test_a_generated_runtime_other_than_uniffi_0_32_2s_fails_the_import_naming_t
     assert _buffers.generated is generated  # nothing replaced
     assert pristine._UniffiRustBufferBuilder is not _buffers.RustBufferBuilder
     assert _buffers.UNIFFI_VERSION == "0.32.2"
+
+
+def test_each_json_object_and_timestamp_argument_is_converted_once(
+    org: cs.Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callback_store import _convert
+
+    calls: List[str] = []
+    lower_json, lower_timestamp = _convert.lower_json, _convert.lower_timestamp
+
+    def counting_json(value: Any) -> str:
+        calls.append("json")
+        return lower_json(value)
+
+    def counting_timestamp(value: Any) -> str:
+        calls.append("timestamp")
+        return lower_timestamp(value)
+
+    monkeypatch.setattr(_convert, "lower_json", counting_json)
+    monkeypatch.setattr(_convert, "lower_timestamp", counting_timestamp)
+    metadata = {"crm": "123", "tags": ["a", "b"]}
+    org.create_many([new(1, metadata=metadata, pipeline_config={"voice": "x"}), new(2)])
+    # The first callback's two objects (the second leaves both out: None) and
+    # both scheduled_at: uniffi's own argument check would double each.
+    assert sorted(calls) == ["json"] * 2 + ["timestamp"] * 2
+
+
+def test_a_value_the_converters_refuse_is_still_a_validation_error_naming_the_field(org: cs.Organization) -> None:
+    with pytest.raises(cs.CallbackStoreError.ValidationError, match="^metadata:"):
+        org.create(new(1, metadata={"bad": {1, 2}}))
+    with pytest.raises(cs.CallbackStoreError.ValidationError, match="^scheduled_at:"):
+        org.create(cs.NewCallback(to_number="+12015551234", scheduled_at=datetime.datetime(2030, 1, 1)))
+    assert org.list(cs.ListQuery()).callbacks == []
