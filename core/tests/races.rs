@@ -12,7 +12,8 @@ use std::thread;
 use std::time::Duration;
 
 use callback_store::{
-    Callback, Error, ErrorCode, EventAction, ListQuery, ManualClock, Status, Store, StoreOptions,
+    Action, Callback, Error, ErrorCode, EventAction, ListQuery, ManualClock, Status, Store,
+    StoreOptions,
 };
 use common::{at_minutes, file_store, new_callback, row_count, t0};
 
@@ -440,5 +441,47 @@ fn claim_due_from_four_connections_claims_every_due_callback_exactly_once() {
             .collect();
         assert_eq!(left.len(), 10, "{org_id}: the not yet due stay scheduled");
         assert!(left.is_subset(&not_due));
+    }
+}
+
+#[test]
+fn of_two_stores_racing_on_one_file_exactly_one_transition_wins_and_the_loser_names_what_it_found()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    let clock = ManualClock::new(t0());
+    let first = file_store(&path, &clock).organization("org_a").unwrap();
+    let second = file_store(&path, &clock).organization("org_a").unwrap();
+    for round in 0..20 {
+        let id = first.create(new_callback(round)).unwrap().id;
+        let barrier = Barrier::new(2);
+        let (dispatched, cancelled) = thread::scope(|s| {
+            let dispatcher = s.spawn(|| {
+                barrier.wait();
+                first.dispatch(&id)
+            });
+            let canceller = s.spawn(|| {
+                barrier.wait();
+                second.cancel(&id, None)
+            });
+            (dispatcher.join().unwrap(), canceller.join().unwrap())
+        });
+        let (winner, lost, action) = match (dispatched, cancelled) {
+            (Ok(won), Err(lost)) => (won, lost, Action::Cancel),
+            (Err(lost), Ok(won)) => (won, lost, Action::Dispatch),
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
+        let (id, from) = (id.clone(), winner.status);
+        assert_eq!(
+            lost,
+            Error::InvalidTransition {
+                id: id.clone(),
+                action,
+                from
+            }
+        );
+        let history = first.history(&id).unwrap();
+        assert_eq!(history.len(), 2, "round {round}: one transition recorded");
+        assert_eq!(history[1].to, winner.status);
     }
 }
