@@ -413,6 +413,11 @@ fn a_reopened_file_keeps_its_callbacks_with_either_durability_and_its_settings()
                 8192
             };
             assert_eq!(checkpoint_pages, expected);
+            let wal_limit: i64 = store.with_connection(|c| {
+                c.query_row("PRAGMA journal_size_limit", [], |r| r.get(0))
+                    .unwrap()
+            });
+            assert_eq!(wal_limit, 64 << 20);
             let mode: String = store.with_connection(|c| {
                 c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
                     .unwrap()
