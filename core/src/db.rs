@@ -15,7 +15,7 @@ use crate::validate::ValidNewCallback;
 mod api_keys;
 mod moves;
 
-pub(crate) use moves::{Changes, NewEvent};
+pub(crate) use moves::{ClaimGuard, Changes, NewEvent};
 
 /// Every column of a callback, for SELECT and RETURNING.
 const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
@@ -55,6 +55,8 @@ mod col {
     pub const CANCELLED_AT: usize = 19;
     pub const CREATED_AT: usize = 20;
     pub const UPDATED_AT: usize = 21;
+    /// Where a statement returns the claim token after the callback's columns.
+    pub const CLAIM_TOKEN: usize = 22;
 }
 
 impl Stored {

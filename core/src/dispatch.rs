@@ -3,6 +3,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::claim::Claim;
 use crate::error::Result;
 use crate::model::{Callback, DispatchReport, Status};
 use crate::organization::{transition, Request};
@@ -38,8 +39,8 @@ impl Store {
         limit: u32,
     ) -> Result<DispatchReport> {
         let mut report = DispatchReport::default();
-        for claimed in self.claim_due(now, limit)? {
-            let done = self.place_call(dispatcher, &claimed)?;
+        for claim in self.claim_due(now, limit)? {
+            let done = self.place_call(dispatcher, &claim)?;
             match done.status {
                 Status::Dispatched => report.dispatched.push(done),
                 _ => report.failed.push(done),
@@ -48,23 +49,31 @@ impl Store {
         Ok(report)
     }
 
-    /// Places the call of one callback already `dispatching` (from
-    /// `claim_due` or `Organization::dispatch`) and records the outcome.
-    /// An error, an unusable session id or a panic in the dispatcher ends
-    /// in `failed`, never in a callback stuck `dispatching`.
-    pub fn place_call(&self, dispatcher: &dyn Dispatcher, claimed: &Callback) -> Result<Callback> {
-        let placed = catch_unwind(AssertUnwindSafe(|| dispatcher.place_call(claimed)));
+    /// Places the call of a claim (from `claim_due`, `Organization::dispatch`
+    /// or `claim_by_token`) and records the outcome.
+    ///
+    /// The claim is spent first, in one guarded statement (the callback is
+    /// `dispatching`, its token is this claim's, the claim is unspent), and
+    /// the dialer runs only if that statement won: a claim already placed,
+    /// a claim whose callback was recovered or finished since, or a forged
+    /// token is refused with INVALID_TRANSITION and nobody is called. A
+    /// process killed after the spend leaves the callback `dispatching`, for
+    /// `recover_stale` to fail. An error, an unusable session id or a panic
+    /// in the dispatcher ends in `failed`, never in a callback stuck
+    /// `dispatching`.
+    pub fn place_call(&self, dispatcher: &dyn Dispatcher, claim: &Claim) -> Result<Callback> {
+        let token = claim.token();
+        let spent = transition(self, None, claim.id(), Request::PlaceCall { claim: token })?;
+        let callback = spent.callback;
+        let placed = catch_unwind(AssertUnwindSafe(|| dispatcher.place_call(&callback)));
         let failure_cause = match placed {
             Ok(Ok(session)) => match validate::identifier("created_session_id", &session) {
                 Ok(()) => {
-                    return transition(
-                        self,
-                        None,
-                        &claimed.id,
-                        Request::Complete {
-                            created_session_id: &session,
-                        },
-                    )
+                    let request = Request::Complete {
+                        created_session_id: &session,
+                        claim: Some(token),
+                    };
+                    return Ok(transition(self, None, &callback.id, request)?.callback);
                 }
                 Err(e) => format!("the dispatcher returned an unusable session id: {e}"),
             },
@@ -75,14 +84,11 @@ impl Store {
             Err(panic) => format!("the dispatcher panicked: {}", panic_message(&*panic)),
         };
         let failure_cause = sanitize(&failure_cause);
-        transition(
-            self,
-            None,
-            &claimed.id,
-            Request::Fail {
-                failure_cause: &failure_cause,
-            },
-        )
+        let request = Request::Fail {
+            failure_cause: &failure_cause,
+            claim: Some(token),
+        };
+        Ok(transition(self, None, &callback.id, request)?.callback)
     }
 }
 

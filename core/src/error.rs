@@ -70,6 +70,16 @@ pub enum Error {
         from: Status,
     },
 
+    /// A claim that can no longer do what was asked: already spent on a
+    /// call, its callback recovered or finished since, or a token that is
+    /// not the callback's claim. Code INVALID_TRANSITION.
+    #[error("cannot {action} callback {id}: stale claim: {reason}")]
+    StaleClaim {
+        id: String,
+        action: Action,
+        reason: String,
+    },
+
     #[error("{message}")]
     Conflict { message: String },
 
@@ -107,7 +117,9 @@ impl Error {
         match self {
             Error::Unauthorized => ErrorCode::Unauthorized,
             Error::NotFound { .. } => ErrorCode::NotFound,
-            Error::InvalidTransition { .. } => ErrorCode::InvalidTransition,
+            Error::InvalidTransition { .. } | Error::StaleClaim { .. } => {
+                ErrorCode::InvalidTransition
+            }
             Error::Conflict { .. } => ErrorCode::Conflict,
             Error::Validation { .. } => ErrorCode::ValidationError,
             Error::Storage { .. } => ErrorCode::StorageError,

@@ -34,12 +34,13 @@
 //!     100,
 //! )?;
 //! assert_eq!(report.dispatched[0].status, Status::Dispatched);
-//! assert_eq!(acme.history(&callback.id)?.len(), 3); // create, claim_due, complete_dispatch
+//! assert_eq!(acme.history(&callback.id)?.len(), 4); // create, claim_due, place_call, complete_dispatch
 //! # Ok(())
 //! # }
 //! ```
 
 mod auth;
+mod claim;
 mod cursor;
 mod db;
 mod dispatch;
@@ -52,6 +53,7 @@ mod time;
 pub mod transitions;
 pub mod validate;
 
+pub use claim::Claim;
 pub use dispatch::Dispatcher;
 pub use error::{Error, ErrorBody, ErrorCode, Result};
 pub use model::{

@@ -231,6 +231,8 @@ pub enum EventAction {
     FailDispatch,
     Reschedule,
     RecoverStale,
+    /// A claim was spent: the call is being placed.
+    PlaceCall,
 }
 
 impl EventAction {
@@ -244,6 +246,7 @@ impl EventAction {
             EventAction::FailDispatch => Action::FailDispatch.as_str(),
             EventAction::Reschedule => Action::Reschedule.as_str(),
             EventAction::RecoverStale => Action::RecoverStale.as_str(),
+            EventAction::PlaceCall => Action::PlaceCall.as_str(),
         }
     }
 
@@ -258,6 +261,7 @@ impl EventAction {
             FailDispatch,
             Reschedule,
             RecoverStale,
+            PlaceCall,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -274,6 +278,7 @@ impl From<Action> for EventAction {
             Action::FailDispatch => EventAction::FailDispatch,
             Action::Reschedule => EventAction::Reschedule,
             Action::RecoverStale => EventAction::RecoverStale,
+            Action::PlaceCall => EventAction::PlaceCall,
         }
     }
 }

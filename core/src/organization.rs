@@ -4,7 +4,8 @@
 use sha2::{Digest, Sha256};
 
 use crate::cursor;
-use crate::db::{Changes, NewEvent, Stored};
+use crate::claim::{self, Claim};
+use crate::db::{Changes, ClaimGuard, NewEvent, Stored};
 use crate::error::{Error, Result};
 use crate::model::{Callback, CallbackEvent, ListQuery, NewCallback, Page, Status};
 use crate::store::Store;
@@ -18,14 +19,28 @@ pub struct Organization {
     id: String,
 }
 
-/// A transition asked of one callback, with its arguments.
+/// A transition asked of one callback, with its arguments. `claim` is the
+/// token of the claim the caller holds, when it gave one.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Request<'a> {
-    Cancel { reason: Option<&'a str> },
+    Cancel {
+        reason: Option<&'a str>,
+    },
     Dispatch,
-    Complete { created_session_id: &'a str },
-    Fail { failure_cause: &'a str },
-    Reschedule { scheduled_at: Timestamp },
+    Complete {
+        created_session_id: &'a str,
+        claim: Option<&'a str>,
+    },
+    Fail {
+        failure_cause: &'a str,
+        claim: Option<&'a str>,
+    },
+    Reschedule {
+        scheduled_at: Timestamp,
+    },
+    PlaceCall {
+        claim: &'a str,
+    },
 }
 
 impl Request<'_> {
@@ -36,6 +51,22 @@ impl Request<'_> {
             Request::Complete { .. } => Action::CompleteDispatch,
             Request::Fail { .. } => Action::FailDispatch,
             Request::Reschedule { .. } => Action::Reschedule,
+            Request::PlaceCall { .. } => Action::PlaceCall,
+        }
+    }
+
+    /// What the guarded UPDATE requires of the callback's claim.
+    fn guard(&self) -> ClaimGuard<'_> {
+        match *self {
+            Request::Complete { claim, .. } | Request::Fail { claim, .. } => ClaimGuard {
+                token: claim,
+                unspent: false,
+            },
+            Request::PlaceCall { claim } => ClaimGuard {
+                token: Some(claim),
+                unspent: true,
+            },
+            _ => ClaimGuard::default(),
         }
     }
 
@@ -47,19 +78,26 @@ impl Request<'_> {
             },
             Request::Dispatch => Changes {
                 attempted_at: Some(now),
+                new_claim: transitions::makes_claim(Action::Dispatch),
                 ..Changes::default()
             },
-            Request::Complete { created_session_id } => Changes {
+            Request::Complete {
+                created_session_id, ..
+            } => Changes {
                 created_session_id: Some(created_session_id),
                 dispatched_at: Some(now),
                 ..Changes::default()
             },
-            Request::Fail { failure_cause } => Changes {
+            Request::Fail { failure_cause, .. } => Changes {
                 failure_cause: Some(failure_cause),
                 ..Changes::default()
             },
             Request::Reschedule { scheduled_at } => Changes {
                 scheduled_at: Some(scheduled_at),
+                ..Changes::default()
+            },
+            Request::PlaceCall { .. } => Changes {
+                claim_spent_at: Some(now),
                 ..Changes::default()
             },
         }
@@ -69,14 +107,34 @@ impl Request<'_> {
     fn detail(&self, before: &Callback) -> Option<String> {
         match *self {
             Request::Cancel { reason } => reason.map(str::to_owned),
-            Request::Dispatch => None,
-            Request::Complete { created_session_id } => Some(created_session_id.to_owned()),
-            Request::Fail { failure_cause } => Some(failure_cause.to_owned()),
+            Request::Dispatch | Request::PlaceCall { .. } => None,
+            Request::Complete {
+                created_session_id, ..
+            } => Some(created_session_id.to_owned()),
+            Request::Fail { failure_cause, .. } => Some(failure_cause.to_owned()),
             Request::Reschedule { .. } => Some(format!(
                 "previously scheduled at {}",
                 time::format(before.scheduled_at)
             )),
         }
+    }
+}
+
+/// A callback after a transition, with its claim token (set once it has
+/// entered `dispatching`).
+pub(crate) struct Applied {
+    pub callback: Callback,
+    pub claim_token: Option<String>,
+}
+
+impl Applied {
+    /// The claim a transition into `dispatching` handed out.
+    pub(crate) fn into_claim(self) -> Result<Claim> {
+        let token = self.claim_token.ok_or_else(|| Error::Storage {
+            message: format!("callback {} entered dispatching without a claim token", self.callback.id),
+            busy: false,
+        })?;
+        Ok(Claim::new(self.callback, token))
     }
 }
 
@@ -87,32 +145,49 @@ pub(crate) fn transition(
     organization_id: Option<&str>,
     id: &str,
     request: Request<'_>,
-) -> Result<Callback> {
+) -> Result<Applied> {
     validate::identifier("id", id)?;
     let action = request.action();
+    let guard = request.guard();
+    if let Some(token) = guard.token {
+        validate::identifier("claim_token", token)?;
+    }
     store.write(|dao| {
         let now = dao.now;
         let current = dao
             .get(organization_id, id)?
             .ok_or_else(|| Error::callback_not_found(id))?
             .callback;
-        let invalid = |from| Error::InvalidTransition {
-            id: id.to_owned(),
-            action,
-            from,
+        // A caller holding a claim learns why the claim is stale.
+        let refused = |from: Status| -> Result<Error> {
+            let Some(token) = guard.token else {
+                return Ok(Error::InvalidTransition {
+                    id: id.to_owned(),
+                    action,
+                    from,
+                });
+            };
+            let columns = dao.claim_columns(id)?;
+            let reason = claim::stale_reason(from, columns.as_ref(), token, guard.unspent)
+                .ok_or_else(|| Error::Storage {
+                    message: format!("the guarded {action} of callback {id} lost to nothing"),
+                    busy: false,
+                })?;
+            Ok(claim::stale(id, action, reason))
         };
         match transitions::outcome(current.status, action) {
             Outcome::Move(to) => {
-                let Stored { seq, callback } = dao
-                    .apply_transition(
-                        organization_id,
-                        id,
-                        current.status,
-                        to,
-                        &request.changes(now),
-                        now,
-                    )?
-                    .ok_or_else(|| invalid(current.status))?;
+                let moved = dao.apply_transition(
+                    organization_id,
+                    id,
+                    (current.status, to),
+                    &request.changes(now),
+                    guard,
+                    now,
+                )?;
+                let Some((Stored { seq, callback }, claim_token)) = moved else {
+                    return Err(refused(current.status)?);
+                };
                 let detail = request.detail(&current);
                 dao.insert_event(
                     seq,
@@ -124,10 +199,16 @@ pub(crate) fn transition(
                         detail: detail.as_deref(),
                     },
                 )?;
-                Ok(callback)
+                Ok(Applied {
+                    callback,
+                    claim_token,
+                })
             }
-            Outcome::Unchanged => Ok(current),
-            Outcome::Invalid | Outcome::NotSelected => Err(invalid(current.status)),
+            Outcome::Unchanged => Ok(Applied {
+                callback: current,
+                claim_token: None,
+            }),
+            Outcome::Invalid | Outcome::NotSelected => Err(refused(current.status)?),
         }
     })
 }
@@ -253,43 +334,60 @@ impl Organization {
     /// Cancels a scheduled callback; a cancelled one is returned unchanged.
     pub fn cancel(&self, id: &str, reason: Option<&str>) -> Result<Callback> {
         validate::free_text("reason", reason)?;
-        transition(&self.store, Some(&self.id), id, Request::Cancel { reason })
+        self.apply(id, Request::Cancel { reason })
     }
 
     /// Dispatch now, whatever its scheduled_at: `scheduled` → `dispatching`.
-    /// The caller places the call, then completes or fails it.
-    pub fn dispatch(&self, id: &str) -> Result<Callback> {
-        transition(&self.store, Some(&self.id), id, Request::Dispatch)
+    /// Returns the claim: place the call with `Store::place_call`, or place
+    /// it yourself and complete or fail it with the claim's token.
+    pub fn dispatch(&self, id: &str) -> Result<Claim> {
+        transition(&self.store, Some(&self.id), id, Request::Dispatch)?.into_claim()
     }
 
-    pub fn complete_dispatch(&self, id: &str, created_session_id: &str) -> Result<Callback> {
+    /// `dispatching` → `dispatched`. With `claim_token` (the token of the
+    /// claim the caller holds), a claim that is no longer the callback's
+    /// live claim is refused with INVALID_TRANSITION (stale claim).
+    pub fn complete_dispatch(
+        &self,
+        id: &str,
+        created_session_id: &str,
+        claim_token: Option<&str>,
+    ) -> Result<Callback> {
         validate::identifier("created_session_id", created_session_id)?;
-        transition(
-            &self.store,
-            Some(&self.id),
+        self.apply(
             id,
-            Request::Complete { created_session_id },
+            Request::Complete {
+                created_session_id,
+                claim: claim_token,
+            },
         )
     }
 
-    pub fn fail_dispatch(&self, id: &str, failure_cause: &str) -> Result<Callback> {
+    /// `dispatching` → `failed`, with `claim_token` checked as in
+    /// `complete_dispatch`.
+    pub fn fail_dispatch(
+        &self,
+        id: &str,
+        failure_cause: &str,
+        claim_token: Option<&str>,
+    ) -> Result<Callback> {
         validate::failure_cause(failure_cause)?;
-        transition(
-            &self.store,
-            Some(&self.id),
+        self.apply(
             id,
-            Request::Fail { failure_cause },
+            Request::Fail {
+                failure_cause,
+                claim: claim_token,
+            },
         )
     }
 
     pub fn reschedule(&self, id: &str, scheduled_at: Timestamp) -> Result<Callback> {
         let scheduled_at = time::checked("scheduled_at", scheduled_at)?;
-        transition(
-            &self.store,
-            Some(&self.id),
-            id,
-            Request::Reschedule { scheduled_at },
-        )
+        self.apply(id, Request::Reschedule { scheduled_at })
+    }
+
+    fn apply(&self, id: &str, request: Request<'_>) -> Result<Callback> {
+        Ok(transition(&self.store, Some(&self.id), id, request)?.callback)
     }
 
     /// The callback's creation and every transition since, oldest first.

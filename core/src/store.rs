@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use crate::claim::{self, Claim};
 use crate::db::Dao;
+use crate::transitions::Action;
 use crate::error::{Error, Result};
 use crate::model::{ApiKey, Callback, CreatedApiKey};
 use crate::organization::Organization;
@@ -246,9 +248,10 @@ impl Store {
     }
 
     /// Takes up to `limit` callbacks due at `now` (scheduled_at <= now),
-    /// oldest first, across all organizations, and marks them `dispatching`.
-    /// The caller places each call, then completes or fails it.
-    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Callback>> {
+    /// oldest first, across all organizations, marks them `dispatching` and
+    /// hands out a claim on each. Place each call with `place_call`, or
+    /// place it yourself and complete or fail it with the claim's token.
+    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Claim>> {
         let now = time::checked("now", now)?;
         if !(1..=MAX_CLAIM).contains(&limit) {
             return Err(Error::validation(
@@ -257,7 +260,29 @@ impl Store {
             ));
         }
         let claimed = self.write(|dao| dao.claim_due(now, limit))?;
-        Ok(claimed.into_iter().map(|s| s.callback).collect())
+        Ok(claimed
+            .into_iter()
+            .map(|(stored, token)| Claim::new(stored.callback, token))
+            .collect())
+    }
+
+    /// The claim on callback `id` whose token is `token`, for a claim handed
+    /// from one process to another (a queue, a fleet of dialers): only a
+    /// live claim comes back, one whose callback is still `dispatching`
+    /// with this token and was not placed yet. Anything else is
+    /// INVALID_TRANSITION (stale claim); the spend in `place_call` checks
+    /// all of it again, so holding a claim never grants a second call.
+    pub fn claim_by_token(&self, id: &str, token: &str) -> Result<Claim> {
+        validate::identifier("id", id)?;
+        validate::identifier("claim_token", token)?;
+        let (stored, columns) = self
+            .read(|dao| dao.get_with_claim(id))?
+            .ok_or_else(|| Error::callback_not_found(id))?;
+        let callback = stored.callback;
+        match claim::stale_reason(callback.status, Some(&columns), token, true) {
+            None => Ok(Claim::new(callback, token.to_owned())),
+            Some(reason) => Err(claim::stale(id, Action::PlaceCall, reason)),
+        }
     }
 
     /// Fails, with cause `dispatch_interrupted`, every callback that has

@@ -19,6 +19,9 @@ pub enum Action {
     Reschedule,
     /// Store-wide: callbacks left `dispatching` by a dead process.
     RecoverStale,
+    /// Spending a claim just before its call is placed. The callback stays
+    /// `dispatching`; the claim can place no other call.
+    PlaceCall,
 }
 
 /// The cell of the table for (status, action).
@@ -37,21 +40,24 @@ pub enum Outcome {
 use Outcome::{Invalid, Move, NotSelected, Unchanged};
 use Status::{Cancelled, Dispatched, Dispatching, Failed, Scheduled};
 
-const COLUMNS: usize = 6;
+const COLUMNS: usize = 7;
 
 /// Rows in `Status::ALL` order; columns: cancel, dispatch/claim_due,
-/// complete_dispatch, fail_dispatch, reschedule, recover_stale.
+/// complete_dispatch, fail_dispatch, reschedule, recover_stale, place_call.
+///
+/// place_call keeps a `dispatching` callback `dispatching`: what it changes
+/// is the claim (spent), guarded by the claim's token as well as the status.
 #[rustfmt::skip]
 const TABLE: [[Outcome; COLUMNS]; 5] = [
-    /* scheduled   */ [Move(Cancelled), Move(Dispatching), Invalid, Invalid, Move(Scheduled), NotSelected],
-    /* dispatching */ [Invalid, Invalid, Move(Dispatched), Move(Failed), Invalid, Move(Failed)],
-    /* dispatched  */ [Invalid, Invalid, Invalid, Invalid, Invalid, NotSelected],
-    /* cancelled   */ [Unchanged, Invalid, Invalid, Invalid, Invalid, NotSelected],
-    /* failed      */ [Invalid, Invalid, Invalid, Invalid, Invalid, NotSelected],
+    /* scheduled   */ [Move(Cancelled), Move(Dispatching), Invalid, Invalid, Move(Scheduled), NotSelected, Invalid],
+    /* dispatching */ [Invalid, Invalid, Move(Dispatched), Move(Failed), Invalid, Move(Failed), Move(Dispatching)],
+    /* dispatched  */ [Invalid, Invalid, Invalid, Invalid, Invalid, NotSelected, Invalid],
+    /* cancelled   */ [Unchanged, Invalid, Invalid, Invalid, Invalid, NotSelected, Invalid],
+    /* failed      */ [Invalid, Invalid, Invalid, Invalid, Invalid, NotSelected, Invalid],
 ];
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::Cancel,
         Action::Dispatch,
         Action::ClaimDue,
@@ -59,6 +65,7 @@ impl Action {
         Action::FailDispatch,
         Action::Reschedule,
         Action::RecoverStale,
+        Action::PlaceCall,
     ];
 
     fn column(self) -> usize {
@@ -69,6 +76,7 @@ impl Action {
             Action::FailDispatch => 3,
             Action::Reschedule => 4,
             Action::RecoverStale => 5,
+            Action::PlaceCall => 6,
         }
     }
 
@@ -82,6 +90,7 @@ impl Action {
             Action::FailDispatch => "fail_dispatch",
             Action::Reschedule => "reschedule",
             Action::RecoverStale => "recover_stale",
+            Action::PlaceCall => "place_call",
         }
     }
 
@@ -93,6 +102,7 @@ impl Action {
             Action::FailDispatch => "failed",
             Action::Reschedule => "rescheduled",
             Action::RecoverStale => "recovered",
+            Action::PlaceCall => "placed",
         }
     }
 }
@@ -113,6 +123,12 @@ pub fn sources(action: Action) -> impl Iterator<Item = Status> {
     Status::ALL
         .into_iter()
         .filter(move |s| matches!(outcome(*s, action), Move(_)))
+}
+
+/// Whether `action` hands out a claim: the callback enters `dispatching`
+/// with a fresh token.
+pub fn makes_claim(action: Action) -> bool {
+    sources(action).any(|from| outcome(from, action) == Move(Dispatching) && from != Dispatching)
 }
 
 /// The one status a store-wide action (claim_due, recover_stale) selects,
@@ -150,6 +166,14 @@ mod tests {
         }
         assert_eq!(bulk_move(Action::ClaimDue), (Scheduled, Dispatching));
         assert_eq!(bulk_move(Action::RecoverStale), (Dispatching, Failed));
+    }
+
+    #[test]
+    fn only_dispatch_and_claim_due_make_claims_and_only_dispatching_callbacks_are_placed() {
+        let making: Vec<Action> = Action::ALL.into_iter().filter(|a| makes_claim(*a)).collect();
+        assert_eq!(making, vec![Action::Dispatch, Action::ClaimDue]);
+        assert_eq!(sources(Action::PlaceCall).collect::<Vec<_>>(), vec![Dispatching]);
+        assert_eq!(outcome(Dispatching, Action::PlaceCall), Move(Dispatching));
     }
 
     #[test]

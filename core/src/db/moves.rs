@@ -5,7 +5,8 @@
 use rusqlite::types::Value;
 use rusqlite::{named_params, OptionalExtension, ToSql};
 
-use super::{Dao, Stored, CALLBACK_COLUMNS};
+use super::{col, Dao, Stored, CALLBACK_COLUMNS};
+use crate::claim::ClaimColumns;
 use crate::error::Result;
 use crate::model::{EventAction, Status};
 use crate::time::{to_micros, Timestamp};
@@ -21,6 +22,10 @@ pub(crate) struct Changes<'a> {
     pub attempted_at: Option<Timestamp>,
     pub dispatched_at: Option<Timestamp>,
     pub cancelled_at: Option<Timestamp>,
+    /// Spends the callback's claim (place_call).
+    pub claim_spent_at: Option<Timestamp>,
+    /// Stores a fresh claim token (entering `dispatching`).
+    pub new_claim: bool,
 }
 
 impl Changes<'_> {
@@ -35,26 +40,81 @@ impl Changes<'_> {
             ("attempted_at", micros(self.attempted_at)),
             ("dispatched_at", micros(self.dispatched_at)),
             ("cancelled_at", micros(self.cancelled_at)),
+            ("claim_spent_at", micros(self.claim_spent_at)),
         ]
         .into_iter()
         .filter_map(|(column, value)| Some((column, value?)))
     }
+
+    /// Whether a field of the record (the API's JSON) changes, so that
+    /// updated_at moves. Spending a claim changes none: only the history
+    /// and the hidden claim columns say it happened.
+    fn changes_record(&self) -> bool {
+        self.columns().any(|(column, _)| column != "claim_spent_at")
+    }
 }
 
-/// The guarded UPDATE of one transition, setting only `columns` besides
-/// status and updated_at. SQLite rewrites the entries of every index over a
-/// column named in SET, changed or not, and every index page it rewrites is
-/// one more page appended to the WAL at commit: a completion that also named
-/// scheduled_at (even as `COALESCE(NULL, scheduled_at)`) rewrote the
-/// schedule index for nothing.
-fn transition_sql(columns: &[&str]) -> String {
-    let set: String = columns.iter().map(|c| format!(", {c} = :{c}")).collect();
+/// What the guarded UPDATE requires of the callback's claim besides its
+/// status: the token of the claim the caller holds, and for place_call that
+/// the claim was not spent yet.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ClaimGuard<'a> {
+    pub token: Option<&'a str>,
+    pub unspent: bool,
+}
+
+/// The shape of one transition's UPDATE: which columns it names.
+#[derive(Debug, Clone, Copy)]
+struct Shape<'s> {
+    /// The status changes (a reschedule or a spend keeps it).
+    status: bool,
+    /// A field of the record changes, so updated_at moves.
+    touch: bool,
+    columns: &'s [&'s str],
+    new_claim: bool,
+    guard_token: bool,
+    guard_unspent: bool,
+}
+
+/// The guarded UPDATE of one transition, naming only what it changes.
+/// SQLite rewrites the entries of every index over a column named in SET,
+/// changed or not, and every index page it rewrites is one more page
+/// appended to the WAL at commit: a completion that also named scheduled_at
+/// (even as `COALESCE(NULL, scheduled_at)`) rewrote the schedule index for
+/// nothing, and a spend that named status would rewrite both status indexes.
+///
+/// A new claim's token comes from SQLite's randomblob (ChaCha20 seeded from
+/// the OS), evaluated per row: claim_due gives each callback its own token
+/// in the same single statement.
+fn transition_sql(shape: Shape<'_>) -> String {
+    let mut set: Vec<String> = Vec::new();
+    if shape.status {
+        set.push("status = :to".to_owned());
+    }
+    if shape.touch || shape.status {
+        set.push("updated_at = :now".to_owned());
+    }
+    set.extend(shape.columns.iter().map(|c| format!("{c} = :{c}")));
+    if shape.new_claim {
+        set.push(format!("claim_token = {NEW_TOKEN}"));
+    }
+    let mut guard = String::new();
+    if shape.guard_token {
+        guard.push_str(" AND claim_token = :token");
+    }
+    if shape.guard_unspent {
+        guard.push_str(" AND claim_spent_at IS NULL");
+    }
     format!(
-        "UPDATE callbacks SET status = :to, updated_at = :now{set}
-             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from
-             RETURNING {CALLBACK_COLUMNS}"
+        "UPDATE callbacks SET {}
+             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from{guard}
+             RETURNING {CALLBACK_COLUMNS}, claim_token",
+        set.join(", ")
     )
 }
+
+/// A fresh claim token, in SQL: 128 random bits as 32 lowercase hex digits.
+const NEW_TOKEN: &str = "lower(hex(randomblob(16)))";
 
 /// One event of a callback's history, to append.
 pub(crate) struct NewEvent<'a> {
@@ -67,27 +127,41 @@ pub(crate) struct NewEvent<'a> {
 
 impl Dao<'_> {
     /// The guarded UPDATE of one transition: it only matches while the
-    /// callback is still in `from`, so of two racing writers one wins.
+    /// callback is still in `from` (and, with a guard, still holds that
+    /// claim), so of two racing writers one wins. Returns the callback with
+    /// its claim token.
     pub fn apply_transition(
         &self,
         organization_id: Option<&str>,
         id: &str,
-        from: Status,
-        to: Status,
+        (from, to): (Status, Status),
         changes: &Changes<'_>,
+        guard: ClaimGuard<'_>,
         now: Timestamp,
-    ) -> Result<Option<Stored>> {
+    ) -> Result<Option<(Stored, Option<String>)>> {
         let (columns, values): (Vec<&str>, Vec<Value>) = changes.columns().unzip();
-        let mut stmt = self.conn.prepare_cached(&transition_sql(&columns))?;
+        let shape = Shape {
+            status: from != to,
+            touch: changes.changes_record(),
+            columns: &columns,
+            new_claim: changes.new_claim,
+            guard_token: guard.token.is_some(),
+            guard_unspent: guard.unspent,
+        };
+        let mut stmt = self.conn.prepare_cached(&transition_sql(shape))?;
         let names: Vec<String> = columns.iter().map(|c| format!(":{c}")).collect();
         let (to, from, now) = (to.as_str(), from.as_str(), to_micros(now));
-        let mut params: Vec<(&str, &dyn ToSql)> = vec![
-            (":to", &to),
-            (":now", &now),
-            (":id", &id),
-            (":org", &organization_id),
-            (":from", &from),
-        ];
+        let mut params: Vec<(&str, &dyn ToSql)> =
+            vec![(":id", &id), (":org", &organization_id), (":from", &from)];
+        if shape.status {
+            params.push((":to", &to));
+        }
+        if shape.status || shape.touch {
+            params.push((":now", &now));
+        }
+        if let Some(token) = &guard.token {
+            params.push((":token", token));
+        }
         params.extend(
             names
                 .iter()
@@ -95,7 +169,43 @@ impl Dao<'_> {
                 .map(|(n, v)| (n.as_str(), v as &dyn ToSql)),
         );
         Ok(stmt
-            .query_row(params.as_slice(), Stored::from_row)
+            .query_row(params.as_slice(), |row| {
+                Ok((Stored::from_row(row)?, row.get(col::CLAIM_TOKEN)?))
+            })
+            .optional()?)
+    }
+
+    /// The claim columns of a callback: its token (None before its first
+    /// claim) and whether that claim was spent.
+    /// A callback (of any organization) with its claim columns, read in
+    /// one statement.
+    pub fn get_with_claim(&self, id: &str) -> Result<Option<(Stored, ClaimColumns)>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {CALLBACK_COLUMNS}, claim_token, claim_spent_at IS NOT NULL
+             FROM callbacks WHERE id = ?1"
+        ))?;
+        Ok(stmt
+            .query_row([id], |row| {
+                let columns = ClaimColumns {
+                    token: row.get(col::CLAIM_TOKEN)?,
+                    spent: row.get(col::CLAIM_TOKEN + 1)?,
+                };
+                Ok((Stored::from_row(row)?, columns))
+            })
+            .optional()?)
+    }
+
+    pub fn claim_columns(&self, id: &str) -> Result<Option<ClaimColumns>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT claim_token, claim_spent_at IS NOT NULL FROM callbacks WHERE id = ?1",
+        )?;
+        Ok(stmt
+            .query_row([id], |row| {
+                Ok(ClaimColumns {
+                    token: row.get(0)?,
+                    spent: row.get(1)?,
+                })
+            })
             .optional()?)
     }
 
@@ -116,27 +226,30 @@ impl Dao<'_> {
     }
 
     /// Moves up to `limit` due callbacks, oldest scheduled first, from
-    /// `scheduled` to `dispatching`, across all organizations.
-    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Stored>> {
+    /// `scheduled` to `dispatching`, across all organizations, each with a
+    /// fresh claim token (returned beside it).
+    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<(Stored, String)>> {
         let (from, to) = transitions::bulk_move(transitions::Action::ClaimDue);
         // The statuses are literals so that SQLite can use the partial index
         // of due callbacks; they come from the transition table, not input.
         let mut stmt = self.conn.prepare_cached(&format!(
-            "UPDATE callbacks SET status = '{to}', attempted_at = :now, updated_at = :now
+            "UPDATE callbacks SET status = '{to}', attempted_at = :now, updated_at = :now,
+                 claim_token = {NEW_TOKEN}
              WHERE seq IN (
                  SELECT seq FROM callbacks
                  WHERE status = '{from}' AND scheduled_at <= :now
                  ORDER BY scheduled_at, seq LIMIT :limit)
-             RETURNING {CALLBACK_COLUMNS}"
+             RETURNING {CALLBACK_COLUMNS}, claim_token"
         ))?;
         let rows = stmt.query_map(
             named_params! { ":now": to_micros(now), ":limit": limit },
-            Stored::from_row,
+            |row| Ok((Stored::from_row(row)?, row.get(col::CLAIM_TOKEN)?)),
         )?;
-        let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut claimed = rows.collect::<rusqlite::Result<Vec<(Stored, String)>>>()?;
         // RETURNING gives no order; workers expect the oldest first.
-        claimed.sort_by_key(|s| (s.callback.scheduled_at, s.seq));
-        self.record_bulk(&claimed, transitions::Action::ClaimDue, from, now, None)?;
+        claimed.sort_by_key(|(s, _)| (s.callback.scheduled_at, s.seq));
+        let moved: Vec<&Stored> = claimed.iter().map(|(s, _)| s).collect();
+        self.record_bulk(&moved, transitions::Action::ClaimDue, from, now, None)?;
         Ok(claimed)
     }
 
@@ -160,7 +273,7 @@ impl Dao<'_> {
         let mut recovered = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         recovered.sort_by_key(|s| s.seq);
         self.record_bulk(
-            &recovered,
+            &recovered.iter().collect::<Vec<_>>(),
             transitions::Action::RecoverStale,
             from,
             now,
@@ -171,7 +284,7 @@ impl Dao<'_> {
 
     fn record_bulk(
         &self,
-        moved: &[Stored],
+        moved: &[&Stored],
         action: transitions::Action,
         from: Status,
         at: Timestamp,
@@ -199,12 +312,24 @@ mod tests {
     use crate::time::Timestamp;
     use rusqlite::Connection;
 
-    /// The indexes the UPDATE of a transition setting `changes` opens for
-    /// writing, by name.
-    fn indexes_written(conn: &Connection, changes: &Changes<'_>) -> Vec<String> {
+    /// The indexes the UPDATE of a transition from `from` to `to` setting
+    /// `changes` opens for writing, by name.
+    fn indexes_written(
+        conn: &Connection,
+        (from, to): (Status, Status),
+        changes: &Changes<'_>,
+    ) -> Vec<String> {
         let columns: Vec<&str> = changes.columns().map(|(c, _)| c).collect();
+        let shape = Shape {
+            status: from != to,
+            touch: changes.changes_record(),
+            columns: &columns,
+            new_claim: changes.new_claim,
+            guard_token: true,
+            guard_unspent: changes.claim_spent_at.is_some(),
+        };
         let mut explain = conn
-            .prepare(&format!("EXPLAIN {}", transition_sql(&columns)))
+            .prepare(&format!("EXPLAIN {}", transition_sql(shape)))
             .unwrap();
         let nulls = vec![Value::Null; explain.parameter_count()];
         let roots: Vec<i64> = explain
@@ -261,7 +386,7 @@ mod tests {
             ),
         ];
         for (what, changes) in &cases {
-            let written = indexes_written(&conn, changes);
+            let written = indexes_written(&conn, (Status::Dispatching, Status::Failed), changes);
             assert!(
                 written.contains(&"callbacks_by_org_status".to_owned()),
                 "{what}: {written:?}"
@@ -283,8 +408,32 @@ mod tests {
             scheduled_at: Some(now),
             ..Changes::default()
         };
+        let written = indexes_written(&conn, (Status::Scheduled, Status::Scheduled), &reschedule);
+        assert!(written.contains(&"callbacks_by_org_scheduled".to_owned()));
+        // A reschedule keeps the status: naming it would rewrite the status
+        // indexes for nothing.
         assert!(
-            indexes_written(&conn, &reschedule).contains(&"callbacks_by_org_scheduled".to_owned())
+            !written.contains(&"callbacks_by_org_status".to_owned()),
+            "{written:?}"
         );
+    }
+
+    #[test]
+    fn spending_a_claim_rewrites_no_index() {
+        // place_call spends the claim right before every call: it sets
+        // claim_spent_at, which no index covers, and names neither status
+        // nor updated_at (the record does not change), so the spend costs
+        // the row's own page and the history entry, no index page.
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&mut conn).unwrap();
+        let spend = Changes {
+            claim_spent_at: Some(Timestamp::UNIX_EPOCH),
+            ..Changes::default()
+        };
+        let written = indexes_written(&conn, (Status::Dispatching, Status::Dispatching), &spend);
+        // Every transition opens the unique index on id, through which it
+        // finds the row, with a write cursor; id is never set, so no entry
+        // of it is rewritten.
+        assert_eq!(written, vec!["sqlite_autoindex_callbacks_1".to_owned()]);
     }
 }
