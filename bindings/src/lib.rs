@@ -20,7 +20,7 @@ pub use records::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, Durability, EventAction,
     ListQuery, NewCallback, Order, Page, Status, StatusCount, StoreOptions,
 };
-pub use store::{Dispatcher, ManualClock, Organization, Store};
+pub use store::{Claim, Dispatcher, ManualClock, Organization, Store};
 pub use types::{JsonObject, Timestamp};
 
 use callback_store as core;

@@ -71,6 +71,8 @@ pub enum EventAction {
     FailDispatch,
     Reschedule,
     RecoverStale,
+    /// A claim was spent: the call is being placed.
+    PlaceCall,
 }
 
 impl From<core::EventAction> for EventAction {
@@ -84,6 +86,7 @@ impl From<core::EventAction> for EventAction {
             core::EventAction::FailDispatch => EventAction::FailDispatch,
             core::EventAction::Reschedule => EventAction::Reschedule,
             core::EventAction::RecoverStale => EventAction::RecoverStale,
+            core::EventAction::PlaceCall => EventAction::PlaceCall,
         }
     }
 }
@@ -147,36 +150,6 @@ impl From<core::Callback> for Callback {
             created_at: c.created_at.into(),
             updated_at: c.updated_at.into(),
         }
-    }
-}
-
-impl Callback {
-    /// Back to the core record (for `Store.place_call`): a callback handed
-    /// back from a foreign language is parsed like any input.
-    pub(crate) fn to_core(&self) -> Result<core::Callback> {
-        Ok(core::Callback {
-            id: self.id.clone(),
-            organization_id: self.organization_id.clone(),
-            source_session_id: self.source_session_id.clone(),
-            created_session_id: self.created_session_id.clone(),
-            agent_id: self.agent_id.clone(),
-            phone_number_id: self.phone_number_id.clone(),
-            to_number: self.to_number.clone(),
-            from_number: self.from_number.clone(),
-            scheduled_at: self.scheduled_at.parse("scheduled_at")?,
-            status: self.status.into(),
-            reason: self.reason.clone(),
-            instructions: self.instructions.clone(),
-            summary: self.summary.clone(),
-            pipeline_config: self.pipeline_config.parse("pipeline_config")?,
-            metadata: self.metadata.parse("metadata")?,
-            failure_cause: self.failure_cause.clone(),
-            attempted_at: parse_opt("attempted_at", &self.attempted_at)?,
-            dispatched_at: parse_opt("dispatched_at", &self.dispatched_at)?,
-            cancelled_at: parse_opt("cancelled_at", &self.cancelled_at)?,
-            created_at: self.created_at.parse("created_at")?,
-            updated_at: self.updated_at.parse("updated_at")?,
-        })
     }
 }
 

@@ -77,9 +77,23 @@ impl Store {
     }
 
     /// Takes up to `limit` callbacks due at `now` (scheduled_at <= now),
-    /// oldest first, across all organizations, and marks them dispatching.
-    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Callback>> {
-        Ok(map(self.inner.claim_due(now.parse("now")?, limit)?))
+    /// oldest first, across all organizations, marks them dispatching and
+    /// hands out a claim on each: place it with `place_call`, or place the
+    /// call yourself and complete or fail it with the claim's token.
+    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Arc<Claim>>> {
+        Ok(self
+            .inner
+            .claim_due(now.parse("now")?, limit)?
+            .into_iter()
+            .map(Claim::wrap)
+            .collect())
+    }
+
+    /// The live claim on callback `id` whose token is `token`: for a claim
+    /// passed to another process as id and token. A spent, stale or forged
+    /// token is INVALID_TRANSITION.
+    pub fn claim_by_token(&self, id: String, token: String) -> Result<Arc<Claim>> {
+        Ok(Claim::wrap(self.inner.claim_by_token(&id, &token)?))
     }
 
     /// Fails, with cause `dispatch_interrupted`, every callback dispatching
@@ -112,15 +126,13 @@ impl Store {
             .into())
     }
 
-    /// Places the call of one callback already dispatching (from
-    /// `Organization.dispatch` or `claim_due`) and records the outcome.
-    pub fn place_call(
-        &self,
-        dispatcher: Arc<dyn Dispatcher>,
-        claimed: Callback,
-    ) -> Result<Callback> {
+    /// Places the call of a claim (from `claim_due`, `Organization.dispatch`
+    /// or `claim_by_token`) and records the outcome. The claim is spent
+    /// before the dispatcher is called: a claim already placed, a stale
+    /// claim or a forged token is INVALID_TRANSITION and nobody is called.
+    pub fn place_call(&self, dispatcher: Arc<dyn Dispatcher>, claim: Arc<Claim>) -> Result<Callback> {
         let adapter = Foreign(dispatcher.as_ref());
-        Ok(self.inner.place_call(&adapter, &claimed.to_core()?)?.into())
+        Ok(self.inner.place_call(&adapter, &claim.inner)?.into())
     }
 }
 
@@ -172,19 +184,40 @@ impl Organization {
     }
 
     /// Dispatch now, whatever its scheduled_at: scheduled -> dispatching.
-    pub fn dispatch(&self, id: String) -> Result<Callback> {
-        Ok(self.inner.dispatch(&id)?.into())
+    /// Returns the claim: place it with `Store.place_call`, or place the
+    /// call yourself and complete or fail it with the claim's token.
+    pub fn dispatch(&self, id: String) -> Result<Arc<Claim>> {
+        Ok(Claim::wrap(self.inner.dispatch(&id)?))
     }
 
-    pub fn complete_dispatch(&self, id: String, created_session_id: String) -> Result<Callback> {
+    /// dispatching -> dispatched. With `claim_token`, a claim that is no
+    /// longer the callback's live claim is INVALID_TRANSITION (stale claim).
+    #[uniffi::method(default(claim_token = None))]
+    pub fn complete_dispatch(
+        &self,
+        id: String,
+        created_session_id: String,
+        claim_token: Option<String>,
+    ) -> Result<Callback> {
         Ok(self
             .inner
-            .complete_dispatch(&id, &created_session_id)?
+            .complete_dispatch(&id, &created_session_id, claim_token.as_deref())?
             .into())
     }
 
-    pub fn fail_dispatch(&self, id: String, failure_cause: String) -> Result<Callback> {
-        Ok(self.inner.fail_dispatch(&id, &failure_cause)?.into())
+    /// dispatching -> failed, with `claim_token` checked as in
+    /// `complete_dispatch`.
+    #[uniffi::method(default(claim_token = None))]
+    pub fn fail_dispatch(
+        &self,
+        id: String,
+        failure_cause: String,
+        claim_token: Option<String>,
+    ) -> Result<Callback> {
+        Ok(self
+            .inner
+            .fail_dispatch(&id, &failure_cause, claim_token.as_deref())?
+            .into())
     }
 
     pub fn reschedule(&self, id: String, scheduled_at: Timestamp) -> Result<Callback> {
@@ -208,6 +241,40 @@ impl Organization {
                 count,
             })
             .collect())
+    }
+}
+
+/// A claim on one dispatching callback: the right to place its call once.
+/// Only the store hands claims out (`claim_due`, `Organization.dispatch`,
+/// `claim_by_token`); there is no constructor. Pass `token` to
+/// `complete_dispatch` / `fail_dispatch`, or to another process, which gets
+/// the claim back with `Store.claim_by_token`.
+#[derive(Debug, uniffi::Object)]
+pub struct Claim {
+    inner: core::Claim,
+}
+
+impl Claim {
+    fn wrap(inner: core::Claim) -> Arc<Claim> {
+        Arc::new(Claim { inner })
+    }
+}
+
+#[uniffi::export]
+impl Claim {
+    /// The callback as it was when the claim was handed out.
+    pub fn callback(&self) -> Callback {
+        self.inner.callback().clone().into()
+    }
+
+    /// The claimed callback's id.
+    pub fn id(&self) -> String {
+        self.inner.id().to_owned()
+    }
+
+    /// The fencing token: 32 lowercase hex digits.
+    pub fn token(&self) -> String {
+        self.inner.token().to_owned()
     }
 }
 
