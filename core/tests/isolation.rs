@@ -31,10 +31,11 @@ fn populate(org: &Organization) -> Vec<Callback> {
         .collect();
     org.dispatch(&made[1].id).unwrap(); // dispatching
     org.dispatch(&made[2].id).unwrap();
-    org.complete_dispatch(&made[2].id, "sess_done").unwrap();
+    org.complete_dispatch(&made[2].id, "sess_done", None)
+        .unwrap();
     org.cancel(&made[3].id, Some("asked")).unwrap();
     org.dispatch(&made[4].id).unwrap();
-    org.fail_dispatch(&made[4].id, "busy").unwrap();
+    org.fail_dispatch(&made[4].id, "busy", None).unwrap();
     made.iter().map(|cb| org.get(&cb.id).unwrap()).collect()
 }
 
@@ -113,9 +114,9 @@ invisible! {
     dispatch_of_another_organizations_callback_is_not_found_and_changes_nothing:
         Scheduled, |org, id| org.dispatch(id).map(drop);
     complete_dispatch_of_another_organizations_callback_is_not_found_and_changes_nothing:
-        Dispatching, |org, id| org.complete_dispatch(id, "sess_intruder").map(drop);
+        Dispatching, |org, id| org.complete_dispatch(id, "sess_intruder", None).map(drop);
     fail_dispatch_of_another_organizations_callback_is_not_found_and_changes_nothing:
-        Dispatching, |org, id| org.fail_dispatch(id, "intruder").map(drop);
+        Dispatching, |org, id| org.fail_dispatch(id, "intruder", None).map(drop);
     reschedule_of_another_organizations_callback_is_not_found_and_changes_nothing:
         Scheduled, |org, id| org.reschedule(id, at_minutes(999)).map(drop);
 }

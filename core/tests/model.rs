@@ -515,8 +515,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let got = match act {
                     Act::Cancel(reason) => org.cancel(&id, *reason),
                     Act::Dispatch => org.dispatch(&id),
-                    Act::Complete(session) => org.complete_dispatch(&id, session),
-                    Act::Fail(cause) => org.fail_dispatch(&id, cause),
+                    Act::Complete(session) => org.complete_dispatch(&id, session, None),
+                    Act::Fail(cause) => org.fail_dispatch(&id, cause, None),
                     Act::Reschedule(m) => org.reschedule(&id, model.clock + minutes(*m)),
                 };
                 let want = model.transition(found, act);

@@ -9,8 +9,8 @@ use std::cmp::Reverse;
 use std::collections::HashSet;
 
 use callback_store::{
-    Callback, ErrorCode, ListQuery, ManualClock, NewCallback, Order, Organization, Status, Store,
-    Timestamp,
+    Callback, Claim, ErrorCode, ListQuery, ManualClock, NewCallback, Order, Organization, Status,
+    Store, Timestamp,
 };
 use common::{at_minutes, store};
 
@@ -72,13 +72,13 @@ fn fixture() -> (Store, ManualClock, Organization, Vec<Known>) {
     for (i, id) in ids.iter().enumerate() {
         let moved = match i % 6 {
             1 => org.cancel(id, Some("no longer needed")),
-            2 => org.dispatch(id),
+            2 => org.dispatch(id).map(Claim::into_callback),
             3 => org
                 .dispatch(id)
-                .and_then(|c| org.complete_dispatch(&c.id, "s")),
+                .and_then(|c| org.complete_dispatch(c.id(), "s", Some(c.token()))),
             4 => org
                 .dispatch(id)
-                .and_then(|c| org.fail_dispatch(&c.id, "busy")),
+                .and_then(|c| org.fail_dispatch(c.id(), "busy", Some(c.token()))),
             _ => continue,
         };
         moved.unwrap();

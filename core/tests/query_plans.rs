@@ -55,10 +55,12 @@ const GET: &str = "SELECT {CALLBACK_COLUMNS} FROM callbacks
 const FIND_BY_IDEMPOTENCY_KEY: &str = "SELECT {CALLBACK_COLUMNS}, request_hash FROM callbacks
              WHERE organization_id = ?1 AND idempotency_key = ?2";
 
-/// `{set}` is the transition's own columns, e.g. `, dispatched_at = :dispatched_at`.
-const APPLY_TRANSITION: &str = "UPDATE callbacks SET status = :to, updated_at = :now{set}
-             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from
-             RETURNING {CALLBACK_COLUMNS}";
+/// `{}` is the columns the transition sets, e.g. `status = :to, dispatched_at
+/// = :dispatched_at`; `{guard}` the claim's conditions, when a claim is given.
+const APPLY_TRANSITION: &str = "UPDATE callbacks SET {}
+             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from{guard}
+             RETURNING {CALLBACK_COLUMNS}, claim_token";
+const CLAIM_GUARD: [&str; 2] = [" AND claim_token = :token", " AND claim_spent_at IS NULL"];
 
 const HISTORY: &str = "SELECT c.id, e.action, e.from_status, e.to_status, e.at, e.detail
              FROM callbacks c JOIN callback_events e ON e.callback_seq = c.seq
@@ -66,12 +68,14 @@ const HISTORY: &str = "SELECT c.id, e.action, e.from_status, e.to_status, e.at, 
              ORDER BY e.seq";
 
 const CLAIM_DUE: &str =
-    "UPDATE callbacks SET status = '{to}', attempted_at = :now, updated_at = :now
+    "UPDATE callbacks SET status = '{to}', attempted_at = :now, updated_at = :now,
+                 claim_token = {NEW_TOKEN}
              WHERE seq IN (
                  SELECT seq FROM callbacks
                  WHERE status = '{from}' AND scheduled_at <= :now
                  ORDER BY scheduled_at, seq LIMIT :limit)
-             RETURNING {CALLBACK_COLUMNS}";
+             RETURNING {CALLBACK_COLUMNS}, claim_token";
+const NEW_TOKEN: &str = "lower(hex(randomblob(16)))";
 
 const RECOVER_STALE: &str =
     "UPDATE callbacks SET status = '{to}', failure_cause = :cause, updated_at = :now
@@ -109,7 +113,9 @@ fn bulk_move(action: Action) -> (Status, Status) {
 fn render(template: &str, action: Option<Action>) -> String {
     let mut sql = template
         .replace("{CALLBACK_COLUMNS}", CALLBACK_COLUMNS)
-        .replace("{set}", ", dispatched_at = :dispatched_at");
+        .replace("{NEW_TOKEN}", NEW_TOKEN)
+        .replace("{}", "status = :to, dispatched_at = :dispatched_at")
+        .replace("{guard}", &CLAIM_GUARD.concat());
     if let Some(action) = action {
         let (from, to) = bulk_move(action);
         sql = sql
@@ -208,11 +214,15 @@ fn the_sql_checked_here_is_the_sql_in_db_rs() {
         APPLY_TRANSITION.to_owned(),
         HISTORY.to_owned(),
         CLAIM_DUE.to_owned(),
+        format!("\"{NEW_TOKEN}\""),
         RECOVER_STALE.to_owned(),
         PRUNE.to_owned(),
         COUNT_BY_STATUS.to_owned(),
     ];
-    let fragments = LIST_FILTERS.iter().map(|f| format!("\"{f}\""));
+    let fragments = LIST_FILTERS
+        .iter()
+        .chain(&CLAIM_GUARD)
+        .map(|f| format!("\"{f}\""));
     let shapes = LIST_SHAPES.iter().map(|s| s.to_string());
     for copy in copies.into_iter().chain(fragments).chain(shapes) {
         assert!(

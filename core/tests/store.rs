@@ -311,6 +311,7 @@ fn dispatch_due_completes_successes_and_fails_errors_panics_and_bad_session_ids(
         [
             EventAction::Create,
             EventAction::ClaimDue,
+            EventAction::PlaceCall,
             EventAction::CompleteDispatch
         ]
     );
@@ -322,7 +323,7 @@ fn place_call_completes_a_callback_dispatched_by_hand() {
     let org = store.organization("org").unwrap();
     let cb = org.create(new_callback(600)).unwrap();
     let claimed = org.dispatch(&cb.id).unwrap();
-    assert_eq!(claimed.status, Status::Dispatching);
+    assert_eq!(claimed.callback().status, Status::Dispatching);
     let done = store
         .place_call(&|_: &Callback| Ok::<_, String>("sess_9".into()), &claimed)
         .unwrap();
@@ -361,7 +362,7 @@ fn prune_deletes_only_finished_callbacks_older_than_the_cutoff_with_their_histor
     org.cancel(&cancelled.id, Some("customer said no")).unwrap();
     let failed = org.create(new_callback(0)).unwrap();
     org.dispatch(&failed.id).unwrap();
-    org.fail_dispatch(&failed.id, "no answer").unwrap();
+    org.fail_dispatch(&failed.id, "no answer", None).unwrap();
     let scheduled = org.create(new_callback(0)).unwrap();
     let dispatching = org.create(new_callback(0)).unwrap();
     org.dispatch(&dispatching.id).unwrap();

@@ -1,4 +1,5 @@
-//! The transition table of DESIGN.md, cell by cell: 5 statuses × 6 actions.
+//! The transition table of DESIGN.md, cell by cell: 5 statuses × 6 actions
+//! (the seventh column, place_call, takes a claim: see claims.rs).
 //!
 //! Each callback is brought into its status through the public API (create;
 //! dispatch; dispatch + complete_dispatch; cancel; dispatch + fail_dispatch),
@@ -14,10 +15,10 @@ use std::time::Duration;
 use callback_store::transitions::{self, Outcome};
 use callback_store::Status::{self, Cancelled, Dispatched, Dispatching, Failed, Scheduled};
 use callback_store::{
-    Action, Callback, CallbackEvent, Error, ErrorCode, EventAction, ManualClock, NewCallback,
-    Organization, Store, Timestamp, DISPATCH_INTERRUPTED, MAX_CLAIM,
+    Action, Callback, CallbackEvent, Claim, Error, ErrorCode, EventAction, ManualClock,
+    NewCallback, Organization, Store, Timestamp, DISPATCH_INTERRUPTED, MAX_CLAIM,
 };
-use common::{at_minutes, new_callback, row_count, store, t0};
+use common::{at_minutes, callbacks, new_callback, row_count, store, t0};
 
 /// Arguments of the transitions that bring a callback into its status.
 const SETUP_REASON: &str = "customer is on holiday";
@@ -70,11 +71,14 @@ impl Fixture {
             }
             Dispatching | Dispatched | Failed => {
                 self.clock.set(at_minutes(1));
-                let dispatching = self.org.dispatch(&id).unwrap();
+                let dispatching = self.org.dispatch(&id).unwrap().into_callback();
                 self.clock.set(at_minutes(2));
                 match status {
-                    Dispatched => self.org.complete_dispatch(&id, SETUP_SESSION).unwrap(),
-                    Failed => self.org.fail_dispatch(&id, SETUP_CAUSE).unwrap(),
+                    Dispatched => self
+                        .org
+                        .complete_dispatch(&id, SETUP_SESSION, None)
+                        .unwrap(),
+                    Failed => self.org.fail_dispatch(&id, SETUP_CAUSE, None).unwrap(),
                     _ => dispatching,
                 }
             }
@@ -151,9 +155,9 @@ impl Op {
     fn apply(self, org: &Organization, id: &str) -> Result<Callback, Error> {
         match self {
             Op::Cancel => org.cancel(id, Some(REASON)),
-            Op::Dispatch => org.dispatch(id),
-            Op::Complete => org.complete_dispatch(id, SESSION),
-            Op::Fail => org.fail_dispatch(id, CAUSE),
+            Op::Dispatch => org.dispatch(id).map(Claim::into_callback),
+            Op::Complete => org.complete_dispatch(id, SESSION, None),
+            Op::Fail => org.fail_dispatch(id, CAUSE, None),
             Op::Reschedule => org.reschedule(id, new_time()),
         }
     }
@@ -162,15 +166,17 @@ impl Op {
 // --- The table itself ---------------------------------------------------------
 
 /// DESIGN.md's table, written out again: columns cancel, dispatch/claim_due,
-/// complete_dispatch, fail_dispatch, reschedule, recover_stale.
+/// complete_dispatch, fail_dispatch, reschedule, recover_stale, and
+/// place_call (DESIGN's "Claims": only a dispatching callback's claim is
+/// spent, and it stays dispatching; its cells are proven in claims.rs).
 fn design_cell(from: Status, column: usize) -> Outcome {
     use Outcome::{Invalid as I, Move as M, NotSelected as N, Unchanged as U};
-    let row: [Outcome; 6] = match from {
-        Scheduled => [M(Cancelled), M(Dispatching), I, I, M(Scheduled), N],
-        Dispatching => [I, I, M(Dispatched), M(Failed), I, M(Failed)],
-        Dispatched => [I, I, I, I, I, N],
-        Cancelled => [U, I, I, I, I, N],
-        Failed => [I, I, I, I, I, N],
+    let row: [Outcome; 7] = match from {
+        Scheduled => [M(Cancelled), M(Dispatching), I, I, M(Scheduled), N, I],
+        Dispatching => [I, I, M(Dispatched), M(Failed), I, M(Failed), M(Dispatching)],
+        Dispatched => [I, I, I, I, I, N, I],
+        Cancelled => [U, I, I, I, I, N, I],
+        Failed => [I, I, I, I, I, N, I],
     };
     row[column]
 }
@@ -185,7 +191,13 @@ fn the_code_transition_table_is_exactly_the_design_table() {
         (Action::FailDispatch, 3),
         (Action::Reschedule, 4),
         (Action::RecoverStale, 5),
+        (Action::PlaceCall, 6),
     ];
+    assert_eq!(
+        columns.len(),
+        Action::ALL.len(),
+        "every action has its column"
+    );
     for from in Status::ALL {
         for (action, column) in columns {
             let cell = design_cell(from, column);
@@ -398,7 +410,7 @@ fn claim_due_moves_a_due_scheduled_callback_to_dispatching_with_attempted_at_now
     let history = f.history(&before);
     let now = before.scheduled_at;
 
-    let claimed = f.store.claim_due(now, 10).unwrap();
+    let claimed = callbacks(f.store.claim_due(now, 10).unwrap());
 
     let expected = Callback {
         status: Dispatching,
@@ -423,7 +435,7 @@ fn claim_due_takes_a_callback_due_exactly_now_but_not_one_due_a_microsecond_late
         .unwrap();
     let later_history = f.history(&later);
 
-    let claimed = f.store.claim_due(due.scheduled_at, 10).unwrap();
+    let claimed = callbacks(f.store.claim_due(due.scheduled_at, 10).unwrap());
 
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, due.id);
@@ -441,9 +453,9 @@ fn claim_due_takes_the_oldest_due_first_across_organizations_and_respects_the_li
     let b20 = b.create(new_callback(20)).unwrap();
     let now = at_minutes(40);
 
-    let first = f.store.claim_due(now, 2).unwrap();
-    let second = f.store.claim_due(now, MAX_CLAIM).unwrap();
-    let third = f.store.claim_due(now, MAX_CLAIM).unwrap();
+    let first = callbacks(f.store.claim_due(now, 2).unwrap());
+    let second = callbacks(f.store.claim_due(now, MAX_CLAIM).unwrap());
+    let third = callbacks(f.store.claim_due(now, MAX_CLAIM).unwrap());
 
     let ids = |cbs: &[Callback]| cbs.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&first), vec![a10.id.clone(), b20.id.clone()]);
@@ -462,7 +474,7 @@ fn assert_claim_due_leaves_alone(status: Status) {
     let f = fixture();
     let cb = f.in_status(status);
     let history = f.history(&cb);
-    let claimed = f.store.claim_due(far_future(), MAX_CLAIM).unwrap();
+    let claimed = callbacks(f.store.claim_due(far_future(), MAX_CLAIM).unwrap());
     assert!(claimed.is_empty(), "{status} callback claimed: {claimed:?}");
     f.assert_untouched(&cb, &history);
 }

@@ -7,8 +7,8 @@ mod common;
 use std::fmt::Debug;
 
 use callback_store::{
-    max_timestamp, min_timestamp, validate, Callback, Error, ErrorCode, JsonObject, ListQuery,
-    NewCallback, Order, Organization, Status, Store, MAX_CLAIM,
+    max_timestamp, min_timestamp, validate, Callback, Claim, Error, ErrorCode, JsonObject,
+    ListQuery, NewCallback, Order, Organization, Status, Store, MAX_CLAIM,
 };
 use chrono::{Duration, TimeZone, Utc};
 use common::{at_minutes, new_callback, row_count, store};
@@ -230,9 +230,15 @@ fn callback_ids_must_be_valid_identifiers_in_every_operation() {
         let id = bad.as_str();
         assert_refused(&f.store, "id", case, || org.get(id));
         assert_refused(&f.store, "id", case, || org.cancel(id, Some("why")));
-        assert_refused(&f.store, "id", case, || org.dispatch(id));
-        assert_refused(&f.store, "id", case, || org.complete_dispatch(id, "s"));
-        assert_refused(&f.store, "id", case, || org.fail_dispatch(id, "cause"));
+        assert_refused(&f.store, "id", case, || {
+            org.dispatch(id).map(Claim::into_callback)
+        });
+        assert_refused(&f.store, "id", case, || {
+            org.complete_dispatch(id, "s", None)
+        });
+        assert_refused(&f.store, "id", case, || {
+            org.fail_dispatch(id, "cause", None)
+        });
         assert_refused(&f.store, "id", case, || org.reschedule(id, later));
         assert_refused(&f.store, "id", case, || org.history(id));
     }
@@ -242,11 +248,11 @@ fn callback_ids_must_be_valid_identifiers_in_every_operation() {
 #[test]
 fn created_session_id_of_complete_dispatch_must_be_a_valid_identifier() {
     let f = fixture();
-    let dispatching = f.org.dispatch(&f.existing.id).unwrap();
+    let dispatching = f.org.dispatch(&f.existing.id).unwrap().into_callback();
     let history = f.org.history(&dispatching.id).unwrap();
     for (case, bad) in bad_identifiers() {
         assert_refused(&f.store, "created_session_id", case, || {
-            f.org.complete_dispatch(&dispatching.id, &bad)
+            f.org.complete_dispatch(&dispatching.id, &bad, None)
         });
     }
     assert_eq!(
@@ -315,12 +321,12 @@ fn a_cancel_reason_is_at_most_64_kib_and_without_nul() {
 #[test]
 fn a_failure_cause_must_be_non_empty_at_most_64_kib_and_without_nul() {
     let f = fixture();
-    let dispatching = f.org.dispatch(&f.existing.id).unwrap();
+    let dispatching = f.org.dispatch(&f.existing.id).unwrap().into_callback();
     let mut bad = bad_texts();
     bad.push(("empty", String::new()));
     for (case, cause) in bad {
         assert_refused(&f.store, "failure_cause", case, || {
-            f.org.fail_dispatch(&dispatching.id, &cause)
+            f.org.fail_dispatch(&dispatching.id, &cause, None)
         });
     }
     assert_eq!(

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use callback_store::{
-    Error, ListQuery, ManualClock, NewCallback, Organization, Store, StoreOptions, Timestamp,
-    DEFAULT_LIMIT,
+    Callback, Claim, Error, ListQuery, ManualClock, NewCallback, Organization, Store, StoreOptions,
+    Timestamp, DEFAULT_LIMIT,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -103,12 +103,48 @@ fn run_case(case: &Value) -> VectorResult<()> {
         .and_then(Value::as_array)
         .ok_or("case has no steps array")?;
     let mut saved = HashMap::new();
+    let mut claims = Claims::default();
     for (i, step) in steps.iter().enumerate() {
         let op = step["op"].as_str().unwrap_or("?");
-        run_step(&store, &clock, step, &mut saved)
+        run_step(&store, &clock, step, &mut saved, &mut claims)
             .map_err(|e| format!("  step {i} ({op}): {e}"))?;
     }
     Ok(())
+}
+
+/// The claims a case was handed, by token, and how many times its dialers
+/// were called (vectors README, "Claims").
+#[derive(Default)]
+struct Claims {
+    by_token: HashMap<String, Claim>,
+    dials: std::cell::Cell<u64>,
+}
+
+impl Claims {
+    fn keep(&mut self, claims: &[Claim]) {
+        for claim in claims {
+            self.by_token
+                .insert(claim.token().to_owned(), claim.clone());
+        }
+    }
+
+    /// A dialer that does what `dialer` says, counting each call.
+    fn dialer<'a>(
+        &'a self,
+        dialer: &Value,
+    ) -> VectorResult<impl Fn(&Callback) -> Result<String, String> + 'a> {
+        let dialer = object(dialer, "dialer")?;
+        check_keys(dialer, &["session", "error"], "dialer")?;
+        let answer = match (opt_string(dialer, "session")?, opt_string(dialer, "error")?) {
+            (Some(session), None) => Ok(session),
+            (None, Some(message)) => Err(message),
+            _ => return Err("a dialer has exactly one of session and error".into()),
+        };
+        Ok(move |_: &Callback| {
+            self.dials.set(self.dials.get() + 1);
+            answer.clone()
+        })
+    }
 }
 
 fn run_step(
@@ -116,6 +152,7 @@ fn run_step(
     clock: &ManualClock,
     step: &Value,
     saved: &mut HashMap<String, String>,
+    claims: &mut Claims,
 ) -> VectorResult<()> {
     let step = object(step, "step")?;
     check_keys(step, &["op", "org", "args", "expect", "save"], "step")?;
@@ -136,7 +173,12 @@ fn run_step(
         return Err("a clock step has no expect or save".into());
     }
 
-    let outcome = run_op(store, clock, op, org.as_deref(), args)?;
+    let outcome = match op {
+        "dispatch" | "claim_due" | "claim_by_token" | "place_call" | "dials" => {
+            claim_op(store, claims, op, org.as_deref(), args)?
+        }
+        _ => run_op(store, clock, op, org.as_deref(), args)?,
+    };
     match (&expect, &outcome) {
         (None, Ok(_)) => {}
         (Some(exp), _) if expected_error(exp).is_some() => {
@@ -186,7 +228,6 @@ fn run_op(
         op,
         "set_clock"
             | "advance_clock"
-            | "claim_due"
             | "recover_stale"
             | "prune"
             | "create_api_key"
@@ -205,9 +246,6 @@ fn run_op(
             clock.advance(chrono::Duration::seconds(int(a, "seconds")? as i64));
             Ok(Value::Null)
         }
-        "claim_due" => store
-            .claim_due(ts(a, "now")?, u32_arg(a, "limit")?)
-            .map(to_json),
         "recover_stale" => store
             .recover_stale(
                 ts(a, "now")?,
@@ -229,6 +267,54 @@ fn run_op(
         }
     };
     Ok(outcome)
+}
+
+/// The ops that hand out claims or use them; the claims are kept in
+/// `claims`, so that `place_call` can pass the very object it was handed.
+fn claim_op(
+    store: &Store,
+    claims: &mut Claims,
+    op: &str,
+    org: Option<&str>,
+    a: &Map<String, Value>,
+) -> VectorResult<Outcome> {
+    if (op == "dispatch") != org.is_some() {
+        return Err(format!("{op}: only dispatch takes an org"));
+    }
+    let handed: Result<Vec<Claim>, Error> = match op {
+        "dispatch" => {
+            let id = string(a, "id")?;
+            let org = org.unwrap_or_default();
+            let claim = store.organization(org).and_then(|o| o.dispatch(&id));
+            return Ok(claim.map(|c| {
+                claims.keep(std::slice::from_ref(&c));
+                to_json(c)
+            }));
+        }
+        "claim_by_token" => store
+            .claim_by_token(&string(a, "id")?, &string(a, "token")?)
+            .map(|c| vec![c]),
+        "claim_due" => store.claim_due(ts(a, "now")?, u32_arg(a, "limit")?),
+        "place_call" => {
+            let token = string(a, "token")?;
+            let claim = claims
+                .by_token
+                .get(&token)
+                .ok_or_else(|| format!("no claim of this case has the token {token:?}"))?;
+            let dialer = claims.dialer(a.get("dialer").ok_or("no dialer")?)?;
+            return Ok(store.place_call(&dialer, claim).map(to_json));
+        }
+        "dials" => return Ok(Ok(json!(claims.dials.get()))),
+        other => return Err(format!("unknown claim op {other:?}")),
+    };
+    Ok(handed.map(|handed| {
+        claims.keep(&handed);
+        if op == "claim_by_token" {
+            to_json(&handed[0])
+        } else {
+            to_json(handed)
+        }
+    }))
 }
 
 type OrgCall = Box<dyn FnOnce(&Organization) -> Outcome>;
@@ -263,17 +349,18 @@ fn organization_op(op: &str, a: &Map<String, Value>) -> VectorResult<OrgCall> {
             let (id, reason) = (id()?, opt_string(a, "reason")?);
             Box::new(move |o| o.cancel(&id, reason.as_deref()).map(to_json))
         }
-        "dispatch" => {
-            let id = id()?;
-            Box::new(move |o| o.dispatch(&id).map(to_json))
-        }
         "complete_dispatch" => {
             let (id, session) = (id()?, string(a, "created_session_id")?);
-            Box::new(move |o| o.complete_dispatch(&id, &session).map(to_json))
+            let token = opt_string(a, "claim_token")?;
+            Box::new(move |o| {
+                o.complete_dispatch(&id, &session, token.as_deref())
+                    .map(to_json)
+            })
         }
         "fail_dispatch" => {
             let (id, cause) = (id()?, string(a, "failure_cause")?);
-            Box::new(move |o| o.fail_dispatch(&id, &cause).map(to_json))
+            let token = opt_string(a, "claim_token")?;
+            Box::new(move |o| o.fail_dispatch(&id, &cause, token.as_deref()).map(to_json))
         }
         "reschedule" => {
             let (id, at) = (id()?, ts(a, "scheduled_at")?);

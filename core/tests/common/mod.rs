@@ -51,3 +51,11 @@ pub fn row_count(store: &Store, table: &str) -> i64 {
             .unwrap()
     })
 }
+
+/// The callbacks of claims, for tests about the records rather than the claims.
+pub fn callbacks(claims: Vec<callback_store::Claim>) -> Vec<callback_store::Callback> {
+    claims
+        .into_iter()
+        .map(callback_store::Claim::into_callback)
+        .collect()
+}
