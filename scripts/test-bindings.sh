@@ -117,12 +117,19 @@ kotlin_suite() {
     java -Djna.library.path="$LIB_DIR" -cp "$run_cp" QuickstartKt "$db" | tee "$OUT/kotlin-quickstart.log"
     grep -qE '^cb_[0-9a-f]+ SCHEDULED$' "$OUT/kotlin-quickstart.log"
     grep -qx '1 dispatched' "$OUT/kotlin-quickstart.log"
+    # Dispatch now hands out a claim: placed once, refused the second time.
+    grep -qE '^cb_[0-9a-f]+ DISPATCHED$' "$OUT/kotlin-quickstart.log"
+    grep -qE '^INVALID_TRANSITION .*stale claim' "$OUT/kotlin-quickstart.log"
     grep -q '^INVALID_TRANSITION cannot cancel callback cb_' "$OUT/kotlin-quickstart.log"
     rm -rf "$(dirname "$db")"
     java -Djna.library.path="$LIB_DIR" -Dcallbackstore.vectors="$ROOT/tests/vectors" \
         -cp "$run_cp" org.junit.runner.JUnitCore \
-        dev.callbackstore.ScenarioTest dev.callbackstore.VectorsCountTest dev.callbackstore.VectorsTest \
+        dev.callbackstore.ScenarioTest dev.callbackstore.ClaimsTest \
+        dev.callbackstore.VectorsCountTest dev.callbackstore.VectorsTest \
         >"$OUT/kotlin-junit.log" 2>&1 || { cat "$OUT/kotlin-junit.log"; return 1; }
+    # The claim races' rounds and times (after JUnit's progress dots), then
+    # JUnit's count.
+    grep -oE 'ClaimsTest: .*' "$OUT/kotlin-junit.log"
     grep -E '^(OK|Tests run)' "$OUT/kotlin-junit.log"
 }
 

@@ -27,8 +27,21 @@ fun main(args: Array<String>) {
                 // Throwing fails the callback with the exception's message.
                 override fun placeCall(callback: ScheduledCallback) = "sess_for_${callback.id}"
             }
+            // A worker: claims every callback due, places each claim once.
             val report = store.dispatchDue(dialer, tuesday, 100u)
-            println("${report.dispatched.size} dispatched")
+            println("${report.dispatched.size} dispatched") // 1 dispatched
+
+            // Call someone now: dispatch hands out a claim (the callback and a
+            // fencing token); placing it spends it, then dials.
+            val urgent = acme.create(NewCallback(toNumber = "+12015559876", scheduledAt = tuesday))
+            val claim = acme.dispatch(urgent.id)
+            val placed = store.placeCall(dialer, claim)
+            println("${placed.id} ${placed.status}") // cb_... DISPATCHED
+            try {
+                store.placeCall(dialer, claim) // the same claim again: nobody is called
+            } catch (e: CallbackStoreException.InvalidTransition) {
+                println("${e.code} ${e.reason}") // INVALID_TRANSITION cannot place_call callback cb_...: stale claim: ...
+            }
 
             try {
                 acme.cancel(callback.id)

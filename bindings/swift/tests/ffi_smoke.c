@@ -2,7 +2,9 @@
  * Calls the built library through the C header generated for Swift
  * (callback_storeFFI.h), as the Swift bindings do: contract version, every
  * API checksum the Swift file expects, and real calls (open a store, create
- * a callback, read it back, and a NOT_FOUND error decoded from its buffer).
+ * a callback, read it back, a NOT_FOUND error decoded from its buffer, and
+ * a claim: dispatch hands out a Claim object whose token alone completes
+ * the callback; a forged token is INVALID_TRANSITION).
  *
  * Built by scripts/test-bindings.sh with CHECKSUMS_INC naming a generated
  * file of CHECKSUM(function, expected) lines, CHECKSUM_COUNT the number of
@@ -75,6 +77,40 @@ static void read_string(RustBuffer buf, uint64_t *offset, char *out, size_t size
     memcpy(out, buf.data + *offset, copy);
     out[copy] = 0;
     *offset += (uint64_t)n;
+}
+
+/* Copies a top-level String result (its bare UTF-8 bytes) into out. */
+static void take_string(RustBuffer buf, char *out, size_t size) {
+    size_t copy = buf.len < size - 1 ? (size_t)buf.len : size - 1;
+    if (copy > 0) memcpy(out, buf.data, copy);
+    out[copy] = 0;
+    free_buffer(buf);
+}
+
+/* The call behind *error failed with CallbackStoreError variant `variant`
+ * (1-based, in the order of bindings/src/error.rs), whose code is `code` and
+ * whose reason contains `reason_has`. */
+static void expect_error(RustCallStatus *error, int32_t variant, const char *code, const char *reason_has) {
+    EXPECT(error->code == 1, "status %d, expected 1 (error %s)", error->code, code);
+    if (error->code != 1) return;
+    char got_code[64] = {0};
+    char reason[256] = {0};
+    uint64_t offset = 4;
+    read_string(error->errorBuf, &offset, got_code, sizeof got_code);
+    read_string(error->errorBuf, &offset, reason, sizeof reason);
+    EXPECT(read_i32(error->errorBuf.data) == variant, "error variant %d, expected %d", read_i32(error->errorBuf.data),
+           variant);
+    EXPECT(strcmp(got_code, code) == 0, "error code '%s', expected '%s'", got_code, code);
+    EXPECT(strstr(reason, reason_has) != NULL, "error reason '%s' does not contain '%s'", reason, reason_has);
+    free_buffer(error->errorBuf);
+}
+
+/* An Option<String> argument: 1, then the length-prefixed string. */
+static RustBuffer some_string(const char *s) {
+    Bytes b = {{0}, 0};
+    put_u8(&b, 1);
+    put_string(&b, s);
+    return to_rust(b.data, b.len);
 }
 
 static int check_checksums(void) {
@@ -150,18 +186,59 @@ int main(void) {
     RustCallStatus error = {0};
     uniffi_callback_store_ffi_fn_method_organization_get(
         uniffi_callback_store_ffi_fn_clone_organization(org, &status), rust_string("cb_missing"), &error);
-    EXPECT(error.code == 1, "get(missing) status %d, expected 1 (error)", error.code);
-    if (error.code == 1) {
-        char code[64] = {0};
-        char reason[256] = {0};
-        offset = 4;
-        read_string(error.errorBuf, &offset, code, sizeof code);
-        read_string(error.errorBuf, &offset, reason, sizeof reason);
-        EXPECT(read_i32(error.errorBuf.data) == 2, "error variant %d", read_i32(error.errorBuf.data));
-        EXPECT(strcmp(code, "NOT_FOUND") == 0, "error code '%s'", code);
-        EXPECT(strstr(reason, "cb_missing") != NULL, "error reason '%s'", reason);
-        free_buffer(error.errorBuf);
+    expect_error(&error, 2, "NOT_FOUND", "cb_missing");
+
+    /* dispatch(id) hands out a Claim: a handle, with the callback's id and
+     * a token of 32 lowercase hex digits. */
+    uint64_t claim = uniffi_callback_store_ffi_fn_method_organization_dispatch(
+        uniffi_callback_store_ffi_fn_clone_organization(org, &status), rust_string(id), &status);
+    EXPECT(status.code == 0 && claim != 0, "dispatch failed (status %d)", status.code);
+    char token[64] = {0};
+    char claimed[128] = {0};
+    take_string(uniffi_callback_store_ffi_fn_method_claim_token(uniffi_callback_store_ffi_fn_clone_claim(claim, &status),
+                                                                &status),
+                token, sizeof token);
+    take_string(uniffi_callback_store_ffi_fn_method_claim_id(uniffi_callback_store_ffi_fn_clone_claim(claim, &status),
+                                                             &status),
+                claimed, sizeof claimed);
+    EXPECT(status.code == 0 && strcmp(claimed, id) == 0, "claim id '%s', expected '%s'", claimed, id);
+    EXPECT(strlen(token) == 32 && strspn(token, "0123456789abcdef") == 32, "claim token '%s'", token);
+
+    /* A forged token is refused by claim_by_token and complete_dispatch. */
+    const char *forged = "00000000000000000000000000000000";
+    RustCallStatus refused = {0};
+    uniffi_callback_store_ffi_fn_method_store_claim_by_token(uniffi_callback_store_ffi_fn_clone_store(store, &status),
+                                                             rust_string(id), rust_string(forged), &refused);
+    expect_error(&refused, 3, "INVALID_TRANSITION", id);
+    RustCallStatus stale = {0};
+    uniffi_callback_store_ffi_fn_method_organization_complete_dispatch(
+        uniffi_callback_store_ffi_fn_clone_organization(org, &status), rust_string(id), rust_string("sess_c"),
+        some_string(forged), &stale);
+    expect_error(&stale, 3, "INVALID_TRANSITION", "stale claim");
+
+    /* The real token gives the claim back, then completes the callback. */
+    uint64_t again = uniffi_callback_store_ffi_fn_method_store_claim_by_token(
+        uniffi_callback_store_ffi_fn_clone_store(store, &status), rust_string(id), rust_string(token), &status);
+    EXPECT(status.code == 0 && again != 0, "claim_by_token(real token) failed (status %d)", status.code);
+    uniffi_callback_store_ffi_fn_free_claim(again, &status);
+    RustBuffer done = uniffi_callback_store_ffi_fn_method_organization_complete_dispatch(
+        uniffi_callback_store_ffi_fn_clone_organization(org, &status), rust_string(id), rust_string("sess_c"),
+        some_string(token), &status);
+    EXPECT(status.code == 0, "complete_dispatch(real token) failed (status %d)", status.code);
+    if (status.code == 0) {
+        /* id, organization_id, source_session_id (None: 0), created_session_id (Some). */
+        char session[64] = {0};
+        offset = 0;
+        read_string(done, &offset, claimed, sizeof claimed);
+        read_string(done, &offset, org_id, sizeof org_id);
+        EXPECT(done.data[offset] == 0 && done.data[offset + 1] == 1, "session options %d %d", done.data[offset],
+               done.data[offset + 1]);
+        offset += 2;
+        read_string(done, &offset, session, sizeof session);
+        EXPECT(strcmp(session, "sess_c") == 0, "created_session_id '%s'", session);
+        free_buffer(done);
     }
+    uniffi_callback_store_ffi_fn_free_claim(claim, &status);
 
     uniffi_callback_store_ffi_fn_free_organization(org, &status);
     uniffi_callback_store_ffi_fn_free_store(store, &status);

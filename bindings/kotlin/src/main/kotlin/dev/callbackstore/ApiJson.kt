@@ -56,6 +56,15 @@ object ApiJson {
         "updated_at" to ts(c.updatedAt),
     )
 
+    /** A claim as Rust serializes it and the conformance vectors expect it:
+     * the callback as it was when claimed, and the fencing token (32
+     * lowercase hex digits). */
+    @JvmStatic
+    fun claim(c: Claim): Map<String, Any?> = linkedMapOf(
+        "callback" to callback(c.callback()),
+        "token" to c.token(),
+    )
+
     @JvmStatic
     fun page(p: Page): Map<String, Any?> = linkedMapOf(
         "callbacks" to p.callbacks.map(::callback),
@@ -97,6 +106,7 @@ object ApiJson {
     @JvmStatic
     fun of(value: Any?): Any? = when (value) {
         is ScheduledCallback -> callback(value)
+        is Claim -> claim(value)
         is Page -> page(value)
         is CallbackEvent -> event(value)
         is ApiKey -> apiKey(value)
@@ -110,6 +120,7 @@ object ApiJson {
 }
 
 fun ScheduledCallback.toApiMap(): Map<String, Any?> = ApiJson.callback(this)
+fun Claim.toApiMap(): Map<String, Any?> = ApiJson.claim(this)
 fun Page.toApiMap(): Map<String, Any?> = ApiJson.page(this)
 fun CallbackEvent.toApiMap(): Map<String, Any?> = ApiJson.event(this)
 fun ApiKey.toApiMap(): Map<String, Any?> = ApiJson.apiKey(this)

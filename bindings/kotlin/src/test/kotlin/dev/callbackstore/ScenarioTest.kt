@@ -105,8 +105,9 @@ class ScenarioTest {
                 val next = store.dispatchDue(dialer, t0.plus(Duration.ofHours(17)), 10u)
                 assertEquals(listOf(first.id), next.dispatched.map { it.id })
                 assertEquals(Status.DISPATCHED, acme.get(first.id).status)
+                // dispatchDue places through a claim: the spend is its own event.
                 assertEquals(
-                    listOf(EventAction.CREATE, EventAction.CLAIM_DUE, EventAction.COMPLETE_DISPATCH),
+                    listOf(EventAction.CREATE, EventAction.CLAIM_DUE, EventAction.PLACE_CALL, EventAction.COMPLETE_DISPATCH),
                     acme.history(first.id).map { it.action },
                 )
 
@@ -156,7 +157,7 @@ class ScenarioTest {
             check("UNAUTHORIZED", assertFailsWith<CallbackStoreException.Unauthorized> { store.authenticate("Bearer nope") })
             check("NOT_FOUND", assertFailsWith<CallbackStoreException.NotFound> { org.get("cb_missing") })
             val cb = org.create(NewCallback(toNumber = "+12015551234", scheduledAt = t0, idempotencyKey = "k"))
-            org.dispatch(cb.id)
+            org.dispatch(cb.id).close()
             check("INVALID_TRANSITION", assertFailsWith<CallbackStoreException.InvalidTransition> { org.cancel(cb.id) })
             check("CONFLICT", assertFailsWith<CallbackStoreException.Conflict> {
                 org.create(NewCallback(toNumber = "+12015559999", scheduledAt = t0, idempotencyKey = "k"))

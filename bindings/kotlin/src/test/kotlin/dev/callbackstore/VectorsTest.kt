@@ -34,6 +34,13 @@ class VectorsTest(private val name: String, private val case: Map<String, Any?>)
 
     class CaseFailure(message: String) : AssertionError(message)
 
+    /** Every claim object the case was handed, by token: a vector cannot
+     * write a claim, so `place_call` names the one to pass by its token. */
+    private val claims = HashMap<String, Claim>()
+
+    /** Calls of every dialer of the case (`dials`), whatever they returned. */
+    private var dials = 0L
+
     @Test
     fun replay() {
         val clock = ManualClock(ts(case["clock"]))
@@ -42,8 +49,12 @@ class VectorsTest(private val name: String, private val case: Map<String, Any?>)
         @Suppress("UNCHECKED_CAST")
         val steps = case["steps"] as List<Map<String, Any?>>
         store.use {
-            for ((index, step) in steps.withIndex()) {
-                runStep(store, clock, saved, step, "case $name (${case["_file"]}), step $index (${step["op"]})")
+            try {
+                for ((index, step) in steps.withIndex()) {
+                    runStep(store, clock, saved, step, "case $name (${case["_file"]}), step $index (${step["op"]})")
+                }
+            } finally {
+                claims.values.forEach(Claim::close)
             }
         }
     }
@@ -70,6 +81,10 @@ class VectorsTest(private val name: String, private val case: Map<String, Any?>)
             if (code != expectedError) throw CaseFailure("$where: expected error $expectedError, got $code: ${e.message}")
             return
         }
+        when (result) {
+            is Claim -> claims[result.token()] = result
+            is List<*> -> result.filterIsInstance<Claim>().forEach { claims[it.token()] = it }
+        }
         val actual = ApiJson.of(result)
         if (expectedError != null) {
             throw CaseFailure("$where: expected error $expectedError, got success:\n${Json.encode(actual)}")
@@ -91,21 +106,45 @@ class VectorsTest(private val name: String, private val case: Map<String, Any?>)
         "list" -> org.list(listQuery((a["query"] ?: emptyMap<String, Any?>()) as Map<String, Any?>))
         "cancel" -> org.cancel(a["id"] as String, a["reason"] as String?)
         "dispatch" -> org.dispatch(a["id"] as String)
-        "complete_dispatch" -> org.completeDispatch(a["id"] as String, a["created_session_id"] as String)
-        "fail_dispatch" -> org.failDispatch(a["id"] as String, a["failure_cause"] as String)
+        "complete_dispatch" ->
+            org.completeDispatch(a["id"] as String, a["created_session_id"] as String, a["claim_token"] as String?)
+        "fail_dispatch" -> org.failDispatch(a["id"] as String, a["failure_cause"] as String, a["claim_token"] as String?)
         "reschedule" -> org.reschedule(a["id"] as String, ts(a["scheduled_at"]))
         "history" -> org.history(a["id"] as String)
         else -> throw CaseFailure("unknown organization op $op")
     }
 
+    @Suppress("UNCHECKED_CAST")
     private fun storeOp(store: Store, op: String, a: Map<String, Any?>): Any? = when (op) {
         "claim_due" -> store.claimDue(ts(a["now"]), num(a["limit"]).toUInt())
+        "claim_by_token" -> store.claimByToken(a["id"] as String, a["token"] as String)
+        "place_call" -> {
+            val claim = claims[a["token"] as String]
+                ?: throw CaseFailure("broken vector: place_call of token ${a["token"]}, which no step handed out")
+            store.placeCall(dialer(a["dialer"] as Map<String, Any?>), claim)
+        }
+        "dials" -> dials
         "recover_stale" -> store.recoverStale(ts(a["now"]), Duration.ofSeconds(num(a["older_than_seconds"])))
         "prune" -> store.prune(ts(a["before"])).toLong()
         "create_api_key" -> store.createApiKey(a["organization_id"] as String, a["label"] as String)
         "revoke_api_key" -> store.revokeApiKey(a["key_id"] as String)
         "authenticate" -> store.authenticate(a["authorization"] as String).use { mapOf("organization_id" to it.id()) }
         else -> throw CaseFailure("unknown store op $op")
+    }
+
+    /** `{"session": S}` answers S, `{"error": M}` fails with M; either way
+     * the call counts for `dials`. */
+    private fun dialer(spec: Map<String, Any?>): Dispatcher {
+        val session = spec["session"] as String?
+        val error = spec["error"] as String?
+        if (spec.size != 1 || (session == null && error == null)) throw CaseFailure("broken vector: dialer $spec")
+        return object : Dispatcher {
+            override fun placeCall(callback: ScheduledCallback): String {
+                dials++
+                if (error != null) throw DispatchException.Failed(error)
+                return session!!
+            }
+        }
     }
 
     @Suppress("UNCHECKED_CAST")
@@ -186,5 +225,7 @@ class VectorsCountTest {
         val names = VectorsTest.cases().map { it[0] as String }
         assertTrue(names.size >= 45, "only ${names.size} cases in ${VectorsTest.dir()}")
         assertEquals(names.size, names.toSet().size, "case names must be unique")
+        val files = VectorsTest.cases().map { (it[1] as Map<*, *>)["_file"] }.toSet()
+        assertTrue("claims.json" in files, "the claim vectors are not replayed: only $files")
     }
 }
