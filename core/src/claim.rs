@@ -18,7 +18,23 @@ use crate::model::{Callback, Status};
 use crate::transitions::Action;
 
 /// A live claim on one `dispatching` callback: the callback as claimed and
-/// its fencing token. There is no public constructor.
+/// its fencing token. There is no public constructor, so a caller cannot
+/// turn a record into a claim:
+///
+/// ```compile_fail
+/// fn forge(callback: callback_store::Callback) -> callback_store::Claim {
+///     callback_store::Claim { callback, token: "0".repeat(32) } // private fields
+/// }
+/// ```
+///
+/// nor read one back from JSON (`Claim` serializes, it does not deserialize):
+///
+/// ```compile_fail
+/// let claim: callback_store::Claim = serde_json::from_str("{}").unwrap();
+/// ```
+///
+/// To hand a claim to another process, send its id and token; that process
+/// gets the claim back with `Store::claim_by_token`, which checks the token.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Claim {
     callback: Callback,

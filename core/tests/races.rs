@@ -12,10 +12,10 @@ use std::thread;
 use std::time::Duration;
 
 use callback_store::{
-    Action, Callback, Error, ErrorCode, EventAction, ListQuery, ManualClock, Status, Store,
+    Action, Callback, Claim, Error, ErrorCode, EventAction, ListQuery, ManualClock, Status, Store,
     StoreOptions,
 };
-use common::{at_minutes, file_store, new_callback, row_count, t0};
+use common::{at_minutes, callbacks, file_store, new_callback, row_count, t0};
 
 const THREADS: usize = 8;
 const CALLBACKS: usize = 50;
@@ -86,7 +86,7 @@ fn race_round(stores: &[Store], round: usize) {
                         order
                             .into_iter()
                             .map(|id| {
-                                let answer = org.dispatch(&id);
+                                let answer = org.dispatch(&id).map(Claim::into_callback);
                                 (id, answer)
                             })
                             .collect(),
@@ -100,7 +100,7 @@ fn race_round(stores: &[Store], round: usize) {
                             if got.is_empty() {
                                 break Did::Claimed(claimed);
                             }
-                            claimed.extend(got);
+                            claimed.extend(callbacks(got));
                         }
                     }
                 }
@@ -256,7 +256,7 @@ fn two_stores_on_one_file_each_see_the_others_writes_at_once() {
     let second = b.create(new_callback(-1)).unwrap();
     let claimed = a.store().claim_due(t0(), 10).unwrap();
     assert_eq!(
-        claimed.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        claimed.iter().map(|c| c.id()).collect::<Vec<_>>(),
         vec![&second.id]
     );
     assert_eq!(b.get(&second.id).unwrap().status, Status::Dispatching);
@@ -387,7 +387,7 @@ fn claim_due_from_four_connections_claims_every_due_callback_exactly_once() {
                         return claimed;
                     }
                     assert!(got.len() <= 7);
-                    let keys: Vec<_> = got.iter().map(|c| c.scheduled_at).collect();
+                    let keys: Vec<_> = got.iter().map(|c| c.callback().scheduled_at).collect();
                     assert!(
                         keys.windows(2).all(|k| k[0] <= k[1]),
                         "worker {w}: a claim is oldest first"
@@ -400,10 +400,10 @@ fn claim_due_from_four_connections_claims_every_due_callback_exactly_once() {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (w, h) in handles.into_iter().enumerate() {
         for c in h.join().expect("a worker panicked") {
-            assert_eq!(c.status, Status::Dispatching);
-            assert_eq!(c.attempted_at, Some(now));
-            if let Some(other) = seen.insert(c.id.clone(), w) {
-                panic!("{} claimed by workers {other} and {w}", c.id);
+            assert_eq!(c.callback().status, Status::Dispatching);
+            assert_eq!(c.callback().attempted_at, Some(now));
+            if let Some(other) = seen.insert(c.id().to_owned(), w) {
+                panic!("{} claimed by workers {other} and {w}", c.id());
             }
         }
     }
@@ -458,7 +458,7 @@ fn of_two_stores_racing_on_one_file_exactly_one_transition_wins_and_the_loser_na
         let (dispatched, cancelled) = thread::scope(|s| {
             let dispatcher = s.spawn(|| {
                 barrier.wait();
-                first.dispatch(&id)
+                first.dispatch(&id).map(Claim::into_callback)
             });
             let canceller = s.spawn(|| {
                 barrier.wait();
