@@ -130,7 +130,11 @@ impl Store {
     /// or `claim_by_token`) and records the outcome. The claim is spent
     /// before the dispatcher is called: a claim already placed, a stale
     /// claim or a forged token is INVALID_TRANSITION and nobody is called.
-    pub fn place_call(&self, dispatcher: Arc<dyn Dispatcher>, claim: Arc<Claim>) -> Result<Callback> {
+    pub fn place_call(
+        &self,
+        dispatcher: Arc<dyn Dispatcher>,
+        claim: Arc<Claim>,
+    ) -> Result<Callback> {
         let adapter = Foreign(dispatcher.as_ref());
         Ok(self.inner.place_call(&adapter, &claim.inner)?.into())
     }

@@ -15,7 +15,7 @@ use crate::validate::ValidNewCallback;
 mod api_keys;
 mod moves;
 
-pub(crate) use moves::{ClaimGuard, Changes, NewEvent};
+pub(crate) use moves::{Changes, ClaimGuard, NewEvent};
 
 /// Every column of a callback, for SELECT and RETURNING.
 const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \

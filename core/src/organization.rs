@@ -3,8 +3,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::cursor;
 use crate::claim::{self, Claim};
+use crate::cursor;
 use crate::db::{Changes, ClaimGuard, NewEvent, Stored};
 use crate::error::{Error, Result};
 use crate::model::{Callback, CallbackEvent, ListQuery, NewCallback, Page, Status};
@@ -131,7 +131,10 @@ impl Applied {
     /// The claim a transition into `dispatching` handed out.
     pub(crate) fn into_claim(self) -> Result<Claim> {
         let token = self.claim_token.ok_or_else(|| Error::Storage {
-            message: format!("callback {} entered dispatching without a claim token", self.callback.id),
+            message: format!(
+                "callback {} entered dispatching without a claim token",
+                self.callback.id
+            ),
             busy: false,
         })?;
         Ok(Claim::new(self.callback, token))

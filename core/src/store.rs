@@ -9,11 +9,11 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::claim::{self, Claim};
 use crate::db::Dao;
-use crate::transitions::Action;
 use crate::error::{Error, Result};
 use crate::model::{ApiKey, Callback, CreatedApiKey};
 use crate::organization::Organization;
 use crate::time::{self, Clock, SystemClock, Timestamp};
+use crate::transitions::Action;
 use crate::{auth, schema, validate};
 
 /// Waiting for another writer. SQLite's own busy timeout sleeps up to

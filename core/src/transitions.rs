@@ -170,9 +170,15 @@ mod tests {
 
     #[test]
     fn only_dispatch_and_claim_due_make_claims_and_only_dispatching_callbacks_are_placed() {
-        let making: Vec<Action> = Action::ALL.into_iter().filter(|a| makes_claim(*a)).collect();
+        let making: Vec<Action> = Action::ALL
+            .into_iter()
+            .filter(|a| makes_claim(*a))
+            .collect();
         assert_eq!(making, vec![Action::Dispatch, Action::ClaimDue]);
-        assert_eq!(sources(Action::PlaceCall).collect::<Vec<_>>(), vec![Dispatching]);
+        assert_eq!(
+            sources(Action::PlaceCall).collect::<Vec<_>>(),
+            vec![Dispatching]
+        );
         assert_eq!(outcome(Dispatching, Action::PlaceCall), Move(Dispatching));
     }
 
