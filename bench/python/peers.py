@@ -9,9 +9,10 @@ one (all N are due) and mark it done.
   binding    callback_store (a release build of the wheel):
              schedule: Organization.create_many, batches of 1000 (one
                transaction each), NewCallback built from the payload;
-             drain: Store.claim_due(now, 100) until empty, and
-               Organization.complete_dispatch(id, session) for each (one
-               transaction each). Validates everything, writes the history.
+             drain: Store.claim_due(now, 100) until empty (claims), and
+               Organization.complete_dispatch(id, session, claim_token) for
+               each (one transaction each). Validates everything, writes the
+               history.
   binding/dispatch_due
              the same schedule, then Store.dispatch_due(dispatcher, now, 100)
              until it reports nothing: Rust calls a Python Dispatcher for
@@ -196,8 +197,9 @@ def _binding(path: Path, items: List[Tuple[str, Payload]], durability: str, use_
             claimed = store.claim_due(NOW, CLAIM)
             if not claimed:
                 break
-            for cb in claimed:
-                org(cb.organization_id).complete_dispatch(cb.id, SESSION)
+            for claim in claimed:  # a Claim: the callback and its fencing token
+                cb = claim.callback()
+                org(cb.organization_id).complete_dispatch(cb.id, SESSION, claim.token())
                 taken += 1
     done = clock()
     del store, orgs

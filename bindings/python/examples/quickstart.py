@@ -33,8 +33,20 @@ class Dialer(cs.Dispatcher):
         return f"sess_for_{callback.id}"
 
 
+# A worker: claims every callback due, places each claim once.
 report = store.dispatch_due(Dialer(), tuesday, 100)
-print(len(report.dispatched), "dispatched")
+print(len(report.dispatched), "dispatched")  # 1 dispatched
+
+# Call someone now: dispatch hands out a claim (the callback and a fencing
+# token); placing it spends the claim, then dials.
+urgent = acme.create(cs.NewCallback(to_number="+12015559876", scheduled_at=tuesday))
+claim = acme.dispatch(urgent.id)
+placed = store.place_call(Dialer(), claim)
+print(placed.id, placed.status)  # cb_... Status.DISPATCHED
+try:
+    store.place_call(Dialer(), claim)  # the same claim again: nobody is called
+except cs.CallbackStoreError.InvalidTransition as e:
+    print(e.code, e)  # INVALID_TRANSITION cannot place_call callback cb_...: stale claim ...
 
 try:
     acme.cancel(callback.id)

@@ -17,7 +17,10 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     assert out[0].startswith("cb_") and out[0].endswith("Status.SCHEDULED")
     assert out[1] == "2030-03-05T10:00:00Z"
     assert out[2] == "1 dispatched"
-    assert out[3].startswith("INVALID_TRANSITION cannot cancel callback cb_")
+    # dispatch's claim is placed once; the same claim again is refused.
+    assert out[3].startswith("cb_") and out[3].endswith("Status.DISPATCHED")
+    assert out[4].startswith(f"INVALID_TRANSITION cannot place_call callback {out[3].split()[0]}: stale claim")
+    assert out[5].startswith("INVALID_TRANSITION cannot cancel callback cb_")
     # A second run finds the same callback (idempotency key) and nothing due.
     again = subprocess.run(
         [sys.executable, str(EXAMPLE), str(db)], capture_output=True, text=True, check=True

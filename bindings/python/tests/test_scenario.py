@@ -147,6 +147,7 @@ def test_analysis_script_end_to_end(tmp_path: Path) -> None:
     assert [e.action for e in acme.history(first.id)] == [
         cs.EventAction.CREATE,
         cs.EventAction.CLAIM_DUE,
+        cs.EventAction.PLACE_CALL,  # the claim spent, just before the dial
         cs.EventAction.COMPLETE_DISPATCH,
     ]
 
@@ -183,21 +184,22 @@ def test_every_operation_is_reachable(store: cs.Store, org: cs.Organization, clo
     moved = org.reschedule(b.id, t0 + datetime.timedelta(days=1, microseconds=250_000))
     assert moved.scheduled_at == t0 + datetime.timedelta(days=1, microseconds=250_000)
     assert cs.to_api_dict(moved)["scheduled_at"] == "2030-01-02T09:00:00.250Z"
-    assert org.dispatch(b.id).status is cs.Status.DISPATCHING
-    assert org.complete_dispatch(b.id, "sess_new").created_session_id == "sess_new"
-    assert org.dispatch(c.id).attempted_at == t0 + datetime.timedelta(minutes=5)
-    assert org.fail_dispatch(c.id, "busy line").failure_cause == "busy line"
+    claim_b = org.dispatch(b.id)
+    assert claim_b.callback().status is cs.Status.DISPATCHING and claim_b.id() == b.id
+    assert org.complete_dispatch(b.id, "sess_new", claim_b.token()).created_session_id == "sess_new"
+    assert org.dispatch(c.id).callback().attempted_at == t0 + datetime.timedelta(minutes=5)
+    assert org.fail_dispatch(c.id, "busy line").failure_cause == "busy line"  # no token: as before
     history = org.history(b.id)
     assert [(e._from, e.to) for e in history][-1] == (cs.Status.DISPATCHING, cs.Status.DISPATCHED)
     assert cs.to_api_dict(history[0])["from"] is None
 
     d = org.create(new(0))
-    assert [x.id for x in store.claim_due(t0 + datetime.timedelta(hours=1), 10)] == [d.id]
+    assert [x.id() for x in store.claim_due(t0 + datetime.timedelta(hours=1), 10)] == [d.id]
     stale = store.recover_stale(t0 + datetime.timedelta(hours=3), datetime.timedelta(hours=1))
     assert [(x.id, x.failure_cause) for x in stale] == [(d.id, cs.dispatch_interrupted())]
     e = org.create(new(0))
-    org.dispatch(e.id)
-    placed = store.place_call(DialerOk(), org.get(e.id))
+    token = org.dispatch(e.id).token()
+    placed = store.place_call(DialerOk(), store.claim_by_token(e.id, token))
     assert placed.status is cs.Status.DISPATCHED
     clock.advance(datetime.timedelta(days=30))
     assert store.prune(t0 + datetime.timedelta(days=10)) == 5

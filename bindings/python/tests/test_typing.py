@@ -32,3 +32,19 @@ def test_typed_usage() -> None:
         assert code == "NOT_FOUND" and e.message
     report: cs.DispatchReport = store.dispatch_due(Dialer(), scheduled, 10)
     assert [c.id for c in report.dispatched] == [cb.id] and rows and metadata == {"a": 1}
+
+
+def test_typed_claims() -> None:
+    when = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+    store = cs.Store.open_in_memory(cs.StoreOptions(clock=cs.ManualClock(when)))
+    org = store.organization("org_a")
+    first = org.create(cs.NewCallback(to_number="+12015551234", scheduled_at=when))
+    second = org.create(cs.NewCallback(to_number="+12015551235", scheduled_at=when))
+    claims: List[cs.Claim] = store.claim_due(when, 1)
+    token: str = claims[0].token()
+    again: cs.Claim = store.claim_by_token(claims[0].id(), token)
+    placed: cs.Callback = store.place_call(Dialer(), again)
+    as_json: Dict[str, Any] = cs.to_api_dict(claims[0])
+    now: cs.Claim = org.dispatch(second.id)
+    done = org.complete_dispatch(second.id, "sess_x", claim_token=now.token())
+    assert placed.id == first.id and as_json["token"] == token and done.status is cs.Status.DISPATCHED

@@ -117,8 +117,52 @@ def list_query(obj: Dict[str, Any]) -> cs.ListQuery:
     return cs.ListQuery(**kwargs)
 
 
+class Dialer(cs.Dispatcher):
+    """What a `place_call` step's `dialer` says: `{"session": S}` answers S,
+    `{"error": M}` raises DispatchError.Failed(M). Every call counts in the
+    case's `dials`, whatever it answered."""
+
+    def __init__(self, spec: Any, case: "Case") -> None:
+        if not isinstance(spec, dict) or len(spec) != 1 or not set(spec) <= {"session", "error"}:
+            raise CaseFailure(f"broken vector: dialer {spec!r}")
+        self.spec, self.case = spec, case
+
+    def place_call(self, callback: cs.Callback) -> str:
+        self.case.dials += 1
+        if "error" in self.spec:
+            raise cs.DispatchError.Failed(self.spec["error"])
+        return self.spec["session"]  # type: ignore[no-any-return]
+
+
+class Case:
+    """One case's store, clock, saved values, and every claim object it was
+    handed, by token: a vector names a claim by its token, since only the
+    store can make one."""
+
+    def __init__(self, clock: str) -> None:
+        self.clock = cs.ManualClock(ts(clock))
+        self.store = cs.Store.open_in_memory(cs.StoreOptions(clock=self.clock))
+        self.saved: Dict[str, str] = {}
+        self.claims: Dict[str, cs.Claim] = {}
+        self.dials = 0
+
+    def keep_claims(self, result: Any) -> None:
+        for item in result if isinstance(result, list) else [result]:
+            if isinstance(item, cs.Claim):
+                self.claims[item.token()] = item
+
+    def claim(self, token: str) -> cs.Claim:
+        if token not in self.claims:
+            raise CaseFailure(f"broken vector: no step of the case handed out the claim {token!r}")
+        return self.claims[token]
+
+    def place_call(self, a: Dict[str, Any]) -> cs.Callback:
+        dialer = Dialer(a["dialer"], self)  # a broken dialer fails before the call
+        return self.store.place_call(dialer, self.claim(a["token"]))
+
+
 OrgOp = Callable[[cs.Organization, Dict[str, Any]], Any]
-StoreOp = Callable[[cs.Store, Dict[str, Any]], Any]
+StoreOp = Callable[[Case, Dict[str, Any]], Any]
 
 ORG_OPS: Dict[str, OrgOp] = {
     "create": lambda o, a: o.create(new_callback(a["callback"])),
@@ -127,45 +171,49 @@ ORG_OPS: Dict[str, OrgOp] = {
     "list": lambda o, a: o.list(list_query(a.get("query", {}))),
     "cancel": lambda o, a: o.cancel(a["id"], a.get("reason")),
     "dispatch": lambda o, a: o.dispatch(a["id"]),
-    "complete_dispatch": lambda o, a: o.complete_dispatch(a["id"], a["created_session_id"]),
-    "fail_dispatch": lambda o, a: o.fail_dispatch(a["id"], a["failure_cause"]),
+    "complete_dispatch": lambda o, a: o.complete_dispatch(
+        a["id"], a["created_session_id"], a.get("claim_token")
+    ),
+    "fail_dispatch": lambda o, a: o.fail_dispatch(a["id"], a["failure_cause"], a.get("claim_token")),
     "reschedule": lambda o, a: o.reschedule(a["id"], ts(a["scheduled_at"])),
     "history": lambda o, a: o.history(a["id"]),
 }
 
 STORE_OPS: Dict[str, StoreOp] = {
-    "claim_due": lambda s, a: s.claim_due(ts(a["now"]), a["limit"]),
-    "recover_stale": lambda s, a: s.recover_stale(
+    "claim_due": lambda c, a: c.store.claim_due(ts(a["now"]), a["limit"]),
+    "claim_by_token": lambda c, a: c.store.claim_by_token(a["id"], a["token"]),
+    "place_call": lambda c, a: c.place_call(a),
+    "dials": lambda c, a: c.dials,
+    "recover_stale": lambda c, a: c.store.recover_stale(
         ts(a["now"]), datetime.timedelta(seconds=a["older_than_seconds"])
     ),
-    "prune": lambda s, a: s.prune(ts(a["before"])),
-    "create_api_key": lambda s, a: s.create_api_key(a["organization_id"], a["label"]),
-    "revoke_api_key": lambda s, a: s.revoke_api_key(a["key_id"]),
-    "authenticate": lambda s, a: {"organization_id": s.authenticate(a["authorization"]).id()},
+    "prune": lambda c, a: c.store.prune(ts(a["before"])),
+    "create_api_key": lambda c, a: c.store.create_api_key(a["organization_id"], a["label"]),
+    "revoke_api_key": lambda c, a: c.store.revoke_api_key(a["key_id"]),
+    "authenticate": lambda c, a: {"organization_id": c.store.authenticate(a["authorization"]).id()},
 }
 
 
 def run_case(case: Dict[str, Any]) -> None:
-    clock = cs.ManualClock(ts(case["clock"]))
-    store = cs.Store.open_in_memory(cs.StoreOptions(clock=clock))
-    saved: Dict[str, str] = {}
+    run = Case(case["clock"])
+    saved = run.saved
     for index, step in enumerate(case["steps"]):
         op = step["op"]
         where = f"case {case['name']} ({case['_file']}), step {index} ({op})"
         args = expand(step.get("args", {}), saved)
         if op == "set_clock":
-            clock.set(ts(args["now"]))
+            run.clock.set(ts(args["now"]))
             continue
         if op == "advance_clock":
-            clock.advance(datetime.timedelta(seconds=args["seconds"]))
+            run.clock.advance(datetime.timedelta(seconds=args["seconds"]))
             continue
         expect = expand(step["expect"], saved) if "expect" in step else None
         try:
             if op in ORG_OPS:
                 org = expand(step["org"], saved)  # `org` may use $repeat too
-                result = ORG_OPS[op](store.organization(org), args)
+                result = ORG_OPS[op](run.store.organization(org), args)
             elif op in STORE_OPS:
-                result = STORE_OPS[op](store, args)
+                result = STORE_OPS[op](run, args)
             else:
                 raise CaseFailure(f"{where}: unknown op")
         except cs.CallbackStoreError as e:
@@ -176,6 +224,7 @@ def run_case(case: Dict[str, Any]) -> None:
                     ) from None
                 continue
             raise CaseFailure(f"{where}: expected success, got {e.code}: {e}") from None
+        run.keep_claims(result)
         actual = cs.to_api_dict(result)
         if isinstance(expect, dict) and set(expect) == {"error"}:
             raise CaseFailure(

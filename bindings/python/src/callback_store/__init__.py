@@ -6,6 +6,17 @@
     cb = acme.create(cs.NewCallback(to_number="+12015551234",
                                     scheduled_at=datetime(2030, 3, 5, 10, tzinfo=timezone.utc)))
 
+A worker takes due callbacks with `store.claim_due(now, limit)` (or one now
+with `org.dispatch(id)`) and gets `Claim`s: the callback plus a fencing
+token, the right to place its call once. `store.place_call(dispatcher,
+claim)` spends the claim before the dispatcher dials, so a claim placed
+twice, or after `recover_stale` failed its callback, or with a forged token
+is refused (INVALID_TRANSITION) and nobody is called. A claim is a separate
+type that only the store hands out, not a record: a record anyone can build
+would let a dialer call whoever it names, as many times as it is passed.
+`store.claim_by_token(id, token)` gives the live claim back to another
+process.
+
 Records are typed (`Callback`, `Page`, ...); timestamps are timezone-aware
 `datetime` (naive ones are refused with VALIDATION_ERROR); metadata and
 pipeline_config are `dict`. Every error is a `CallbackStoreError.<Code>`
@@ -23,6 +34,7 @@ from ._native.callback_store import (
     ApiKey,
     Callback,
     CallbackEvent,
+    Claim,
     CreatedApiKey,
     Dispatcher,
     DispatchReport,
@@ -69,6 +81,7 @@ __all__ = [
     "Callback",
     "CallbackEvent",
     "CallbackStoreError",
+    "Claim",
     "CreatedApiKey",
     "DispatchError",
     "DispatchReport",
@@ -212,10 +225,78 @@ def _claim_args(now: object = _MISSING, limit: object = _MISSING) -> None:
     _check_u32("limit", limit, max_claim())
 
 
+def _kind(value: object) -> str:
+    if isinstance(value, Callback):
+        status = getattr(value.status, "name", value.status)
+        return f"a Callback record (status {str(status).lower()}), which is not a claim"
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+# What a claim is, in every refusal of a value that is not one.
+_HOW_TO_CLAIM = (
+    "only the store hands claims out: Store.claim_due, Organization.dispatch"
+    " or Store.claim_by_token(id, token)"
+)
+
+
+def _check_claim(value: object) -> None:
+    # uniffi would raise a bare TypeError for anything but a Claim. A Claim
+    # without a handle was made by Claim.__new__, bypassing the store: it
+    # holds no claim at all, and lowering it would fail in the middle.
+    if value is _MISSING:
+        return
+    if not isinstance(value, Claim) or getattr(value, "_handle", None) is None:
+        _refuse("claim", f"must be a callback_store.Claim ({_HOW_TO_CLAIM}), got {_kind(value)}")
+
+
+def _check_dispatcher(value: object) -> None:
+    if value is not _MISSING and not isinstance(value, Dispatcher):
+        _refuse(
+            "dispatcher",
+            "must be an instance of a callback_store.Dispatcher subclass that"
+            f" implements place_call(callback) -> str, got {_kind(value)}",
+        )
+
+
+def _check_str(field: str, value: object, optional: bool = False) -> None:
+    if value is _MISSING or (optional and value is None) or isinstance(value, str):
+        return
+    hint = ": pass claim.token()" if isinstance(value, Claim) else ""
+    _refuse(field, f"must be a str{' or None' if optional else ''}, got {_kind(value)}{hint}")
+
+
 def _dispatch_due_args(dispatcher: object = _MISSING, now: object = _MISSING, limit: object = _MISSING) -> None:
     _check_u32("limit", limit, max_claim())
+    _check_dispatcher(dispatcher)
+
+
+def _place_call_args(dispatcher: object = _MISSING, claim: object = _MISSING) -> None:
+    _check_dispatcher(dispatcher)
+    _check_claim(claim)
+
+
+def _claim_by_token_args(id: object = _MISSING, token: object = _MISSING) -> None:
+    _check_str("id", id)
+    _check_str("token", token)
+
+
+def _complete_args(id: object = _MISSING, created_session_id: object = _MISSING, claim_token: object = None) -> None:
+    _check_str("claim_token", claim_token, optional=True)
+
+
+def _fail_args(id: object = _MISSING, failure_cause: object = _MISSING, claim_token: object = None) -> None:
+    _check_str("claim_token", claim_token, optional=True)
+
+
+def _no_constructor(self: object, *args: object, **kwargs: object) -> None:
+    _refuse("claim", f"a Claim cannot be built by hand; {_HOW_TO_CLAIM}")
 
 
 setattr(Organization, "list", _checked(Organization.list, _list_args))
 setattr(Store, "claim_due", _checked(Store.claim_due, _claim_args))
 setattr(Store, "dispatch_due", _checked(Store.dispatch_due, _dispatch_due_args))
+setattr(Store, "place_call", _checked(Store.place_call, _place_call_args))
+setattr(Store, "claim_by_token", _checked(Store.claim_by_token, _claim_by_token_args))
+setattr(Organization, "complete_dispatch", _checked(Organization.complete_dispatch, _complete_args))
+setattr(Organization, "fail_dispatch", _checked(Organization.fail_dispatch, _fail_args))
+setattr(Claim, "__init__", _no_constructor)

@@ -2,8 +2,9 @@
 
 `to_api_dict(callback)` is the callback object of the API reference, key for
 key in its order, timestamps as the store writes them
-(`2019-08-24T14:15:22Z`), statuses as strings. `to_records(page)` gives a
-list of those dicts, ready for `pandas.DataFrame(...)`.
+(`2019-08-24T14:15:22Z`), statuses as strings. A `Claim` is
+`{"callback": {...}, "token": "..."}`. `to_records(page)` gives a list of
+those dicts, ready for `pandas.DataFrame(...)`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def format_timestamp(value: datetime.datetime) -> str:
 
 def to_api_dict(value: Any) -> Any:
     """The API's JSON shape of a record (Callback, Page, CallbackEvent,
-    ApiKey, CreatedApiKey, DispatchReport), or of a list of them."""
+    ApiKey, CreatedApiKey, DispatchReport), of a Claim
+    (`{"callback": {...}, "token": "..."}`), or of a list of them."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, datetime.datetime):
@@ -82,6 +84,9 @@ def to_api_dict(value: Any) -> Any:
         return [to_api_dict(v) for v in value]
     if isinstance(value, dict):
         return {str(k): to_api_dict(v) for k, v in value.items()}
+    if isinstance(value, _n.Claim):
+        # An object, not a record: its parts are methods, not fields.
+        return {"callback": to_api_dict(value.callback()), "token": value.token()}
     keys: Optional[Sequence[str]] = _KEYS.get(type(value))
     if keys is None:
         raise TypeError(f"not a callback_store record: {type(value).__name__}")
