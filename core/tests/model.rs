@@ -4,12 +4,13 @@
 
 mod common;
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::time::Duration;
 
 use callback_store::{
-    Callback, CallbackEvent, Error, ErrorCode, EventAction, JsonObject, ListQuery, NewCallback,
-    Order, Organization, Status, Store, Timestamp,
+    Callback, Claim, Error, ErrorCode, JsonObject, ListQuery, NewCallback, Order, Organization,
+    Status, Store,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -64,13 +65,24 @@ enum Target {
 enum Act {
     Cancel(Option<&'static str>),
     Dispatch,
-    /// Completes with this created_session_id.
-    Complete(&'static str),
-    /// Fails with this failure_cause.
-    Fail(&'static str),
+    /// Completes with this created_session_id, giving this claim token.
+    Complete(&'static str, Token),
+    /// Fails with this failure_cause, giving this claim token.
+    Fail(&'static str, Token),
     /// Minutes from the clock.
     Reschedule(i64),
 }
+
+/// The claim token a complete or fail gives.
+#[derive(Debug, Clone, Copy)]
+enum Token {
+    None,
+    /// The callback's own, when it has one (else a forged one).
+    Own,
+    Forged,
+}
+
+const FORGED_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 /// Organizations are 0 and 1; keys are `key-{n}`.
 #[derive(Debug, Clone)]
@@ -85,6 +97,12 @@ enum Op {
     Transition(Target, Act),
     /// `claim_due(clock + minutes, limit)`.
     ClaimDue(i64, u32),
+    /// `place_call` of one of the claims handed out so far; the dialer
+    /// answers a session (true) or fails (false).
+    PlaceCall(Index, bool),
+    /// `claim_by_token` for one of the claims handed out so far, with its
+    /// own token (false) or a forged one (true).
+    ClaimByToken(Index, bool),
     /// `recover_stale(clock + minutes, older_than minutes)`.
     RecoverStale(i64, u64),
     /// `prune(clock + minutes)`.
@@ -130,10 +148,16 @@ fn act() -> impl Strategy<Value = Act> {
     prop_oneof![
         3 => prop::option::of(Just("changed their mind")).prop_map(Act::Cancel),
         4 => Just(Act::Dispatch),
-        3 => prop::sample::select(vec!["sess_new_1", "sess_new_2"]).prop_map(Act::Complete),
-        3 => prop::sample::select(vec!["no answer", "busy"]).prop_map(Act::Fail),
+        3 => (prop::sample::select(vec!["sess_new_1", "sess_new_2"]), token())
+            .prop_map(|(session, token)| Act::Complete(session, token)),
+        3 => (prop::sample::select(vec!["no answer", "busy"]), token())
+            .prop_map(|(cause, token)| Act::Fail(cause, token)),
         2 => offset().prop_map(Act::Reschedule),
     ]
+}
+
+fn token() -> impl Strategy<Value = Token> {
+    prop_oneof![3 => Just(Token::None), 2 => Just(Token::Own), 1 => Just(Token::Forged)]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -149,6 +173,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => target().prop_map(Op::Get),
         15 => (target(), act()).prop_map(|(t, a)| Op::Transition(t, a)),
         2 => (offset(), 1u32..=4).prop_map(|(offset, limit)| Op::ClaimDue(offset, limit)),
+        4 => (any::<Index>(), any::<bool>()).prop_map(|(which, answers)| Op::PlaceCall(which, answers)),
+        1 => (any::<Index>(), prop::bool::weighted(0.3)).prop_map(|(which, forged)| Op::ClaimByToken(which, forged)),
         2 => (offset(), older_than).prop_map(|(offset, older)| Op::RecoverStale(offset, older)),
         1 => offset().prop_map(Op::Prune),
         3 => (0..2usize, status, order, limit)
@@ -165,268 +191,24 @@ fn op() -> impl Strategy<Value = Op> {
 enum Failure {
     Code(ErrorCode),
     InvalidFrom(Status),
+    /// INVALID_TRANSITION of a claim that cannot act (stale claim).
+    Stale,
 }
 
 fn failure(err: Error) -> Failure {
     match err {
         Error::InvalidTransition { from, .. } => Failure::InvalidFrom(from),
+        Error::StaleClaim { .. } => Failure::Stale,
         other => Failure::Code(other.code()),
     }
 }
 
 const NOT_FOUND: Failure = Failure::Code(ErrorCode::NotFound);
 
-/// One callback as the model knows it: the record `get` must return, and
-/// what the model needs besides.
-#[derive(Debug, Clone)]
-struct MCallback {
-    cb: Callback,
-    org: usize,
-    seq: usize,
-    payload: Payload,
-    key: Option<u8>,
-    events: Vec<EventView>,
-    pruned: bool,
-}
+#[path = "model/reference.rs"]
+mod reference;
 
-impl MCallback {
-    fn record(&mut self, action: EventAction, to: Status, at: Timestamp, detail: Option<String>) {
-        let from = Some(self.cb.status);
-        self.events
-            .push((self.cb.id.clone(), action, from, to, at, detail));
-        self.cb.status = to;
-        self.cb.updated_at = at;
-    }
-}
-
-/// An event as compared: (callback, action, from, to, at, detail). DESIGN.md
-/// fixes the detail of a cancel (its reason) and of a failure (its cause);
-/// other details are the store's choice, and the model records None.
-type EventView = (
-    String,
-    EventAction,
-    Option<Status>,
-    Status,
-    Timestamp,
-    Option<String>,
-);
-
-fn event_view(e: CallbackEvent) -> EventView {
-    use EventAction::*;
-    let fixed = matches!(e.action, Cancel | FailDispatch | RecoverStale);
-    let detail = if fixed { e.detail } else { None };
-    (e.callback_id, e.action, e.from, e.to, e.at, detail)
-}
-
-/// The cell of DESIGN.md's transition table.
-enum Cell {
-    Move(Status),
-    Unchanged,
-    Invalid,
-}
-
-/// DESIGN.md's table, row by row, for the per-callback actions.
-fn table(from: Status, act: &Act) -> Cell {
-    use Status::*;
-    match (from, act) {
-        (Scheduled, Act::Cancel(_)) => Cell::Move(Cancelled),
-        (Cancelled, Act::Cancel(_)) => Cell::Unchanged,
-        (Scheduled, Act::Dispatch) => Cell::Move(Dispatching),
-        (Dispatching, Act::Complete(_)) => Cell::Move(Dispatched),
-        (Dispatching, Act::Fail(_)) => Cell::Move(Failed),
-        (Scheduled, Act::Reschedule(_)) => Cell::Move(Scheduled),
-        _ => Cell::Invalid,
-    }
-}
-
-/// Drops what is below a microsecond, as the store keeps time.
-fn micros(t: Timestamp) -> Timestamp {
-    chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap()
-}
-
-fn minutes(m: i64) -> chrono::Duration {
-    chrono::Duration::minutes(m)
-}
-
-#[derive(Debug, Clone, Default)]
-struct Model {
-    /// The clock as set, below microseconds included.
-    clock: Timestamp,
-    callbacks: Vec<MCallback>,
-    next_seq: usize,
-    /// Every valid create request so far, for replays.
-    requests: Vec<(usize, Payload, Option<u8>)>,
-}
-
-impl Model {
-    fn now(&self) -> Timestamp {
-        micros(self.clock)
-    }
-
-    /// The callback a target names, the organization to ask through, and
-    /// the model's callback when the store must find it.
-    fn resolve(&self, target: &Target) -> (usize, String, Option<usize>) {
-        let n = self.callbacks.len();
-        match target {
-            Target::Own(i) if n > 0 => {
-                let k = i.index(n);
-                let c = &self.callbacks[k];
-                (c.org, c.cb.id.clone(), (!c.pruned).then_some(k))
-            }
-            Target::OtherOrg(i) if n > 0 => {
-                let c = &self.callbacks[i.index(n)];
-                (1 - c.org, c.cb.id.clone(), None)
-            }
-            Target::Own(i) | Target::OtherOrg(i) => (i.index(2), UNKNOWN_IDS[0].into(), None),
-            Target::Unknown(u) => (u % 2, UNKNOWN_IDS[*u].to_owned(), None),
-        }
-    }
-
-    /// One create. `new_id` is the id the store answered, taken as the new
-    /// callback's id when the model decides that one is made.
-    fn create(&mut self, org: usize, p: &Payload, key: Option<u8>, new_id: Option<&str>) -> Answer {
-        let same_key = |c: &&MCallback| !c.pruned && c.org == org && key.is_some() && c.key == key;
-        if let Some(existing) = self.callbacks.iter().find(same_key) {
-            let same_payload = existing.payload == *p;
-            let conflict = Failure::Code(ErrorCode::Conflict);
-            return same_payload.then(|| existing.cb.clone()).ok_or(conflict);
-        }
-        use {EventAction::Create, Status::Scheduled};
-        let now = self.now();
-        let cb = Callback {
-            id: new_id.unwrap_or("<no id from the store>").to_owned(),
-            organization_id: ORGS[org].to_owned(),
-            source_session_id: p.source.map(str::to_owned),
-            created_session_id: None,
-            agent_id: None,
-            phone_number_id: None,
-            to_number: NUMBERS[p.to].to_owned(),
-            from_number: None,
-            scheduled_at: micros(common::at_minutes(p.minutes)),
-            status: Scheduled,
-            reason: p.reason.map(str::to_owned),
-            instructions: None,
-            summary: None,
-            pipeline_config: JsonObject::new(),
-            metadata: p.metadata(),
-            failure_cause: None,
-            attempted_at: None,
-            dispatched_at: None,
-            cancelled_at: None,
-            created_at: now,
-            updated_at: now,
-        };
-        let created = (cb.id.clone(), Create, None, Scheduled, now, None);
-        let (seq, payload, events) = (self.next_seq, p.clone(), vec![created]);
-        self.next_seq += 1;
-        let pruned = false;
-        self.callbacks.push(MCallback {
-            cb,
-            org,
-            seq,
-            payload,
-            key,
-            events,
-            pruned,
-        });
-        Ok(self.callbacks.last().unwrap().cb.clone())
-    }
-
-    fn transition(&mut self, found: Option<usize>, act: &Act) -> Answer {
-        let now = self.now();
-        let reschedule_to = |m: i64| micros(self.clock + minutes(m));
-        let c = &mut self.callbacks[found.ok_or(NOT_FOUND)?];
-        let to = match table(c.cb.status, act) {
-            Cell::Invalid => return Err(Failure::InvalidFrom(c.cb.status)),
-            Cell::Unchanged => return Ok(c.cb.clone()),
-            Cell::Move(to) => to,
-        };
-        let (action, detail) = match act {
-            Act::Cancel(reason) => {
-                c.cb.cancelled_at = Some(now);
-                (EventAction::Cancel, reason.map(str::to_owned))
-            }
-            Act::Dispatch => {
-                c.cb.attempted_at = Some(now);
-                (EventAction::Dispatch, None)
-            }
-            Act::Complete(session) => {
-                c.cb.created_session_id = Some(session.to_string());
-                c.cb.dispatched_at = Some(now);
-                (EventAction::CompleteDispatch, None)
-            }
-            Act::Fail(cause) => {
-                c.cb.failure_cause = Some(cause.to_string());
-                (EventAction::FailDispatch, Some(cause.to_string()))
-            }
-            Act::Reschedule(m) => {
-                c.cb.scheduled_at = reschedule_to(*m);
-                (EventAction::Reschedule, None)
-            }
-        };
-        c.record(action, to, now, detail);
-        Ok(c.cb.clone())
-    }
-
-    /// Due scheduled callbacks of every organization, oldest first.
-    fn claim_due(&mut self, now: Timestamp, limit: u32) -> Vec<Callback> {
-        let mut due: Vec<&mut MCallback> = (self.callbacks.iter_mut())
-            .filter(|c| !c.pruned && c.cb.status == Status::Scheduled && c.cb.scheduled_at <= now)
-            .collect();
-        due.sort_by_key(|c| (c.cb.scheduled_at, c.seq));
-        due.truncate(limit as usize);
-        due.into_iter()
-            .map(|c| {
-                c.cb.attempted_at = Some(now);
-                c.record(EventAction::ClaimDue, Status::Dispatching, now, None);
-                c.cb.clone()
-            })
-            .collect()
-    }
-
-    /// Dispatching callbacks whose attempt started before the horizon fail.
-    fn recover_stale(&mut self, now: Timestamp, horizon: Timestamp) -> Vec<Callback> {
-        let cause = callback_store::DISPATCH_INTERRUPTED.to_owned();
-        (self.callbacks.iter_mut())
-            .filter(|c| !c.pruned && c.cb.status == Status::Dispatching)
-            .filter(|c| c.cb.attempted_at.is_some_and(|a| a < horizon))
-            .map(|c| {
-                c.cb.failure_cause = Some(cause.clone());
-                let detail = Some(cause.clone());
-                c.record(EventAction::RecoverStale, Status::Failed, now, detail);
-                c.cb.clone()
-            })
-            .collect()
-    }
-
-    /// Finished callbacks (no action moves them any more) updated before the cutoff go.
-    fn prune(&mut self, before: Timestamp) -> u64 {
-        use Status::{Cancelled, Dispatched, Failed};
-        let mut pruned = 0;
-        for c in self.callbacks.iter_mut().filter(|c| !c.pruned) {
-            let finished = matches!(c.cb.status, Dispatched | Cancelled | Failed);
-            if finished && c.cb.updated_at < before {
-                c.pruned = true;
-                pruned += 1;
-            }
-        }
-        pruned
-    }
-
-    fn list(&self, org: usize, status: Option<Status>, order: Order) -> Vec<Callback> {
-        let mut rows: Vec<&MCallback> = (self.callbacks.iter())
-            .filter(|c| !c.pruned && c.org == org)
-            .filter(|c| status.is_none() || status == Some(c.cb.status))
-            .collect();
-        match order {
-            Order::CreatedDesc => rows.sort_by_key(|c| std::cmp::Reverse((c.cb.created_at, c.seq))),
-            Order::ScheduledAsc => rows.sort_by_key(|c| (c.cb.scheduled_at, c.seq)),
-        }
-        rows.into_iter().map(|c| c.cb.clone()).collect()
-    }
-}
-
-type Answer = Result<Callback, Failure>;
+use reference::{event_view, micros, minutes, Model, DIAL_FAILURE, PLACED_SESSION};
 
 /// Every page of a list, following the cursors.
 fn list_all(org: &Organization, mut query: ListQuery) -> Result<Vec<Callback>, Failure> {
@@ -454,6 +236,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         clock: common::t0(),
         ..Model::default()
     };
+    // Every claim the store handed out, and every call a dialer placed.
+    let mut claims: Vec<Claim> = Vec::new();
+    let dialed: RefCell<Vec<String>> = RefCell::new(Vec::new());
+    let mut model_dials = 0;
     for (step, op) in ops.iter().enumerate() {
         let here = format!("step {step}: {op:?}");
         match op {
@@ -512,20 +298,61 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Transition(target, act) => {
                 let (org, id, found) = model.resolve(target);
                 let org = &orgs[org];
+                let token = model.token_of(found, act);
                 let got = match act {
                     Act::Cancel(reason) => org.cancel(&id, *reason),
-                    Act::Dispatch => org.dispatch(&id),
-                    Act::Complete(session) => org.complete_dispatch(&id, session, None),
-                    Act::Fail(cause) => org.fail_dispatch(&id, cause, None),
+                    Act::Dispatch => org.dispatch(&id).map(|claim| {
+                        claims.push(claim.clone());
+                        claim.into_callback()
+                    }),
+                    Act::Complete(session, _) => {
+                        org.complete_dispatch(&id, session, token.as_deref())
+                    }
+                    Act::Fail(cause, _) => org.fail_dispatch(&id, cause, token.as_deref()),
                     Act::Reschedule(m) => org.reschedule(&id, model.clock + minutes(*m)),
                 };
-                let want = model.transition(found, act);
+                let want = model.transition(found, act, token.as_deref());
+                if let (Act::Dispatch, Ok(_)) = (act, &got) {
+                    let claim = claims.last().unwrap();
+                    model.handed_out(claim.id(), claim.token());
+                }
                 prop_assert_eq!(got.map_err(failure), want, "{}", here);
             }
             Op::ClaimDue(offset, limit) => {
                 let at = model.clock + minutes(*offset);
                 let got = store.claim_due(at, *limit).map_err(failure);
-                prop_assert_eq!(got, Ok(model.claim_due(micros(at), *limit)), "{}", here);
+                let want = model.claim_due(micros(at), *limit);
+                for claim in got.iter().flatten() {
+                    model.handed_out(claim.id(), claim.token());
+                    claims.push(claim.clone());
+                }
+                let got = got.map(|c| c.into_iter().map(Claim::into_callback).collect());
+                prop_assert_eq!(got, Ok(want), "{}", here);
+            }
+            Op::PlaceCall(_, _) | Op::ClaimByToken(_, _) if claims.is_empty() => continue,
+            Op::PlaceCall(which, answers) => {
+                let claim = &claims[which.index(claims.len())];
+                let dialer = |cb: &Callback| {
+                    dialed.borrow_mut().push(cb.id.clone());
+                    match answers {
+                        true => Ok(PLACED_SESSION.to_owned()),
+                        false => Err(DIAL_FAILURE.to_owned()),
+                    }
+                };
+                let got = store.place_call(&dialer, claim).map_err(failure);
+                let (want, dials) = model.place_call(claim.id(), claim.token(), *answers);
+                model_dials += usize::from(dials);
+                prop_assert_eq!(got, want, "{}", here);
+            }
+            Op::ClaimByToken(which, forged) => {
+                let claim = &claims[which.index(claims.len())];
+                let token = if *forged { FORGED_TOKEN } else { claim.token() };
+                let got = store.claim_by_token(claim.id(), token).map_err(failure);
+                let want = model.claim_by_token(claim.id(), token);
+                if let Ok(again) = &got {
+                    prop_assert_eq!(again.token(), token, "{}", here);
+                }
+                prop_assert_eq!(got.map(Claim::into_callback), want, "{}", here);
             }
             Op::RecoverStale(offset, older_than) => {
                 let at = model.clock + minutes(*offset);
@@ -560,6 +387,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(store.now(), model.now(), "{}: clocks apart", here);
+        let dialed = dialed.borrow();
+        prop_assert_eq!(dialed.len(), model_dials, "{}: dials", here);
+        let distinct: HashSet<&String> = dialed.iter().collect();
+        prop_assert_eq!(
+            distinct.len(),
+            dialed.len(),
+            "{}: a callback dialed twice",
+            here
+        );
         check_all(&model, &orgs, &here)?;
     }
     Ok(())
