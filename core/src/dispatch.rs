@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::claim::Claim;
-use crate::error::Result;
+use crate::error::{ErrorCode, Result};
 use crate::model::{Callback, DispatchReport, Status};
 use crate::organization::{transition, Request};
 use crate::store::Store;
@@ -40,7 +40,17 @@ impl Store {
     ) -> Result<DispatchReport> {
         let mut report = DispatchReport::default();
         for claim in self.claim_due(now, limit)? {
-            let done = self.place_call(dispatcher, &claim)?;
+            let done = match self.place_call(dispatcher, &claim) {
+                Ok(done) => done,
+                // recover_stale failed this callback while its call was being
+                // placed (a call longer than the stale horizon): it stays as
+                // recovery left it, and the other claims still get placed.
+                Err(e) if e.code() == ErrorCode::InvalidTransition => self
+                    .read(|dao| dao.get(None, claim.id()))?
+                    .map(|stored| stored.callback)
+                    .ok_or(e)?,
+                Err(e) => return Err(e),
+            };
             match done.status {
                 Status::Dispatched => report.dispatched.push(done),
                 _ => report.failed.push(done),

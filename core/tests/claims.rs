@@ -232,6 +232,41 @@ fn a_claim_whose_callback_was_recovered_is_refused_without_dialing() {
 }
 
 #[test]
+fn dispatch_due_goes_on_when_recovery_failed_a_callback_during_its_call() {
+    let (store, _) = store();
+    let org = org(&store);
+    let first = org.create(new_callback(0)).unwrap();
+    let second = org.create(new_callback(1)).unwrap();
+    let calls = AtomicUsize::new(0);
+    let slow_first_call = |cb: &Callback| {
+        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Another worker's recovery runs while this call rings.
+            let recovered = store
+                .recover_stale(at_minutes(60), Duration::from_secs(60))
+                .unwrap();
+            assert_eq!(recovered.len(), 2, "both claims are dispatching");
+        }
+        Ok::<_, String>(format!("sess_{}", cb.id))
+    };
+
+    let report = store
+        .dispatch_due(&slow_first_call, at_minutes(1), 10)
+        .unwrap();
+
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the recovered second claim is not dialed"
+    );
+    let failed: Vec<&str> = report.failed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(failed, [first.id.as_str(), second.id.as_str()]);
+    assert!(report.dispatched.is_empty());
+    for cb in &report.failed {
+        assert_eq!(cb.failure_cause.as_deref(), Some("dispatch_interrupted"));
+    }
+}
+
+#[test]
 fn a_forged_token_is_refused_everywhere_and_changes_nothing() {
     let (store, _) = store();
     let org = org(&store);
