@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The long reliability runs (issue 6), in release builds:
-#   - crash:   RELIABILITY_KILLS SIGKILLs of a working store process (500)
+#   - crash:   RELIABILITY_KILLS SIGKILLs of a working store process (500),
+#              placing its calls through place_call
 #   - races:   RELIABILITY_RACE_PROCESSES x RELIABILITY_RACE_THREADS writers on
-#              RELIABILITY_RACE_CALLBACKS callbacks (4 x 2 on 5000)
+#              RELIABILITY_RACE_CALLBACKS callbacks (4 x 2 on 5000); and one
+#              claim placed from 2 processes at once, RELIABILITY_CLAIM_ROUNDS
+#              rounds (1000)
 #   - model:   the core's property test against its reference model,
 #              RELIABILITY_MODEL_CASES cases (10000)
 #   - and the bad-input, bad-file and security suites once more.
@@ -16,6 +19,7 @@ export RELIABILITY_KILLS=${RELIABILITY_KILLS:-500}
 export RELIABILITY_RACE_CALLBACKS=${RELIABILITY_RACE_CALLBACKS:-5000}
 export RELIABILITY_RACE_PROCESSES=${RELIABILITY_RACE_PROCESSES:-4}
 export RELIABILITY_RACE_THREADS=${RELIABILITY_RACE_THREADS:-2}
+export RELIABILITY_CLAIM_ROUNDS=${RELIABILITY_CLAIM_ROUNDS:-1000}
 MODEL_CASES=${RELIABILITY_MODEL_CASES:-10000}
 figures=target/reliability
 export RELIABILITY_FIGURES_DIR="$PWD/$figures"
@@ -58,7 +62,9 @@ if command -v jq >/dev/null; then
       "kills survived:      \(.crash.kills_survived // "-") of \(.crash.kills // "-")",
       "rows lost:           \(.crash.rows_lost // "-")",
       "calls placed twice:  \(.crash.duplicate_placements // "-")",
-      "race claims:         \(.races.claims // "-") of \(.races.callbacks // "-") callbacks, \(.races.duplicate_claims // "-") twice",
+      "spent, unfinished:   \(.crash.spent_unfinished // "-") left dispatching by a kill after the spend (\(.crash.dialed_unfinished // "-") dialed), all recovered",
+      "race claims:         \(.races.claims // "-") of \(.races.callbacks // "-") callbacks, \(.races.duplicate_claims // "-") twice; \(.races.duplicate_dials // "-") dialed twice",
+      "one claim, 2 procs:  \(.claim_race.rounds_with_one_call // "-") of \(.claim_race.rounds // "-") rounds with exactly one call",
       "model cases tried:   \(.model.cases_tried // "-") (passed: \(.model.passed // "-"))",
       "inputs rejected:     \(.bad_input.rust_inputs_rejected // "-") (Rust, of \(.bad_input.cases_for_rust // "-") cases)"
     ' "$figures/figures.json"

@@ -1,5 +1,6 @@
-//! The audit of a store file: is the file sound, and does every callback's
-//! history follow the transition table of `callback_store::transitions`?
+//! The audit of a store file: is the file sound, does every callback's
+//! history follow the transition table of `callback_store::transitions`,
+//! and was every claim spent at most once, every dial on a spent claim?
 //!
 //! It reads the tables directly, in one snapshot, so that thousands of
 //! callbacks are checked in milliseconds after every kill.
@@ -20,6 +21,10 @@ pub struct CallbackRow {
     pub status: Status,
     pub failure_cause: Option<String>,
     pub metadata: serde_json::Map<String, Value>,
+    /// The token of its claim, once it entered `dispatching`.
+    pub claim_token: Option<String>,
+    /// Whether that claim was spent (claim_spent_at is set).
+    pub claim_spent: bool,
 }
 
 /// One event of a history, as stored.
@@ -79,7 +84,9 @@ pub fn snapshot(conn: &Connection) -> rusqlite::Result<Snapshot> {
     let read = || -> rusqlite::Result<Snapshot> {
         let mut snap = Snapshot::default();
         let mut stmt = conn.prepare(
-            "SELECT seq, id, organization_id, status, failure_cause, metadata FROM callbacks ORDER BY seq",
+            "SELECT seq, id, organization_id, status, failure_cause, metadata, claim_token,
+                    claim_spent_at IS NOT NULL
+             FROM callbacks ORDER BY seq",
         )?;
         let rows = stmt.query_map([], |r| {
             let status_text: String = r.get(3)?;
@@ -93,6 +100,8 @@ pub fn snapshot(conn: &Connection) -> rusqlite::Result<Snapshot> {
                 }),
                 failure_cause: r.get(4)?,
                 metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+                claim_token: r.get(6)?,
+                claim_spent: r.get(7)?,
             })
         })?;
         snap.callbacks = rows.collect::<rusqlite::Result<_>>()?;
@@ -130,21 +139,107 @@ impl Snapshot {
         self.events.get(&callback.seq).map_or(&[], Vec::as_slice)
     }
 
-    /// How many times each callback was taken for dispatch (claim_due or
-    /// dispatch events): at most once is the promise.
-    pub fn claims(&self) -> HashMap<&str, usize> {
+    /// How many events of each callback have an action `counted` accepts.
+    fn events_per_callback(&self, counted: impl Fn(Action) -> bool) -> HashMap<&str, usize> {
         self.callbacks
             .iter()
             .map(|c| {
                 let n = self
                     .history(c)
                     .iter()
-                    .filter(|e| {
-                        matches!(action(&e.action), Some(Action::ClaimDue | Action::Dispatch))
-                    })
+                    .filter(|e| action(&e.action).is_some_and(&counted))
                     .count();
                 (c.id.as_str(), n)
             })
+            .collect()
+    }
+
+    /// How many times each callback was taken for dispatch (claim_due or
+    /// dispatch events): at most once is the promise.
+    pub fn claims(&self) -> HashMap<&str, usize> {
+        self.events_per_callback(|a| matches!(a, Action::ClaimDue | Action::Dispatch))
+    }
+
+    /// How many times each callback's claim was spent (`place_call`
+    /// events): at most once per claim is the promise.
+    pub fn spends(&self) -> HashMap<&str, usize> {
+        self.events_per_callback(|a| a == Action::PlaceCall)
+    }
+
+    /// Every way the claims break their promise: a claim spent twice, a
+    /// spend with no claim before it, a spent flag (claim_spent_at) the
+    /// history does not explain, a claimed callback without a token.
+    pub fn claim_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for cb in &self.callbacks {
+            // Spends of the current claim; None before the first claim.
+            let mut spends: Option<usize> = None;
+            for e in self.history(cb) {
+                match action(&e.action) {
+                    Some(a) if transitions::makes_claim(a) => spends = Some(0),
+                    Some(Action::PlaceCall) => match spends.as_mut() {
+                        None => problems.push(format!("{}: a spend with no claim", cb.id)),
+                        Some(n) => {
+                            *n += 1;
+                            if *n == 2 {
+                                problems.push(format!("{}: one claim spent twice", cb.id));
+                            }
+                        }
+                    },
+                    _ => {}
+                }
+            }
+            let spent = spends.is_some_and(|n| n > 0);
+            if cb.claim_spent != spent {
+                problems.push(format!(
+                    "{}: claim_spent_at says spent={} but the history says {spent}",
+                    cb.id, cb.claim_spent
+                ));
+            }
+            if spends.is_some() != cb.claim_token.is_some() {
+                problems.push(format!(
+                    "{}: claimed={} but claim_token is {:?}",
+                    cb.id,
+                    spends.is_some(),
+                    cb.claim_token
+                ));
+            }
+        }
+        problems
+    }
+
+    /// Checks a dial log (`dials`: how many times each callback id was
+    /// dialed) against the file: no callback dialed twice, and every dial
+    /// on a claim that was spent, exactly once, before it.
+    pub fn dial_problems(&self, dials: &HashMap<String, usize>) -> Vec<String> {
+        let by_id = self.by_id();
+        let spends = self.spends();
+        let mut problems = Vec::new();
+        for (id, n) in dials {
+            if *n > 1 {
+                problems.push(format!("{id} was dialed {n} times"));
+            }
+            match by_id.get(id.as_str()) {
+                None => problems.push(format!("{id} was dialed but is not in the file")),
+                Some(cb) if !cb.claim_spent || spends.get(id.as_str()) != Some(&1) => {
+                    problems.push(format!(
+                        "{id} was dialed but its claim was spent {:?} times (claim_spent_at set: {})",
+                        spends.get(id.as_str()),
+                        cb.claim_spent
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        problems
+    }
+
+    /// Callbacks whose claim was spent but that were never dialed: only a
+    /// process killed between the spend and the dial leaves one.
+    pub fn spent_undialed(&self, dials: &HashMap<String, usize>) -> Vec<&CallbackRow> {
+        self.callbacks
+            .iter()
+            .filter(|c| c.claim_spent && !dials.contains_key(&c.id))
             .collect()
     }
 
@@ -268,10 +363,10 @@ pub fn assert_none(what: &str, problems: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use callback_store::{NewCallback, Store};
+    use callback_store::{Callback, NewCallback, Store};
 
-    /// A store with one batch of three callbacks: one dispatched, one
-    /// cancelled, one scheduled.
+    /// A store with one batch of three callbacks: one dispatched (its claim
+    /// spent by place_call), one cancelled, one scheduled.
     fn store() -> (Store, Vec<String>) {
         let store = Store::open_in_memory().unwrap();
         let org = store.organization("org").unwrap();
@@ -293,8 +388,9 @@ mod tests {
             .into_iter()
             .map(|c| c.id)
             .collect();
-        org.dispatch(&ids[0]).unwrap();
-        org.complete_dispatch(&ids[0], "sess_1").unwrap();
+        let claim = org.dispatch(&ids[0]).unwrap();
+        let answer = |_: &Callback| Ok::<_, String>("sess_1".to_owned());
+        store.place_call(&answer, &claim).unwrap();
         org.cancel(&ids[1], None).unwrap();
         (store, ids)
     }
@@ -366,6 +462,80 @@ mod tests {
         );
     }
 
+    fn dials(entries: &[(&str, usize)]) -> HashMap<String, usize> {
+        entries.iter().map(|(id, n)| (id.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn a_sound_store_has_one_spend_per_dial_and_no_claim_problem() {
+        let (store, ids) = store();
+        let snap = store.with_connection(snapshot).unwrap();
+        assert_eq!(snap.claim_problems(), Vec::<String>::new());
+        assert_eq!(snap.spends()[ids[0].as_str()], 1);
+        assert!(snap.dial_problems(&dials(&[(&ids[0], 1)])).is_empty());
+        // Without its dial, the spent callback is the one spent undialed.
+        let undialed: Vec<&str> = snap
+            .spent_undialed(&dials(&[]))
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(undialed, vec![ids[0].as_str()]);
+    }
+
+    #[test]
+    fn a_claim_spent_twice_a_spend_without_claim_or_a_lost_spent_flag_is_caught() {
+        let (store, ids) = store();
+        let spend = |id: &str| {
+            format!(
+                "INSERT INTO callback_events (callback_seq, action, from_status, to_status, at)
+                 SELECT seq, 'place_call', 'dispatching', 'dispatching', 0 FROM callbacks WHERE id = '{id}'"
+            )
+        };
+        sql(&store, &spend(&ids[0]));
+        sql(&store, &spend(&ids[2]));
+        let snap = store.with_connection(snapshot).unwrap();
+        let problems = snap.claim_problems();
+        assert!(
+            problems.iter().any(|p| p.contains("one claim spent twice")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(&format!("{}: a spend with no claim", ids[2]))),
+            "{problems:?}"
+        );
+        let (store, ids) = self::store();
+        sql(
+            &store,
+            &format!(
+                "UPDATE callbacks SET claim_spent_at = NULL WHERE id = '{}'",
+                ids[0]
+            ),
+        );
+        let snap = store.with_connection(snapshot).unwrap();
+        let problems = snap.claim_problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("claim_spent_at says spent=false"));
+    }
+
+    #[test]
+    fn a_dial_twice_a_dial_without_spend_or_of_no_callback_is_caught() {
+        let (store, ids) = store();
+        let snap = store.with_connection(snapshot).unwrap();
+        let mut problems =
+            snap.dial_problems(&dials(&[(&ids[0], 2), (&ids[2], 1), ("cb_nowhere", 1)]));
+        problems.sort();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("dialed 2 times")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with(&format!("{} was dialed but its claim was spent", ids[2]))));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("cb_nowhere was dialed but is not in the file")));
+    }
+
     #[test]
     fn a_batch_missing_a_callback_is_partial() {
         let (store, ids) = store();
@@ -381,12 +551,12 @@ mod tests {
     #[test]
     fn a_work_log_line_cut_short_is_ignored() {
         let dir = std::env::temp_dir().join(format!("worklog-{}", std::process::id()));
-        std::fs::write(&dir, "placed cb_1\ncommitted b1 3\nplaced cb_").unwrap();
+        std::fs::write(&dir, "dialed cb_1 r0\ncommitted b1 3\ndialed cb_").unwrap();
         let lines = crate::read_log(&dir);
         std::fs::remove_file(&dir).ok();
         assert_eq!(
             lines,
-            vec![vec!["placed", "cb_1"], vec!["committed", "b1", "3"]]
+            vec![vec!["dialed", "cb_1", "r0"], vec!["committed", "b1", "3"]]
         );
     }
 }

@@ -1,15 +1,21 @@
 //! Shared pieces of the reliability suites: a seeded random generator, the
-//! fsynced work logs the worker processes keep, the audit of a store file
-//! after a crash or a race, and the figures the long runs report.
+//! fsynced work logs the worker processes keep, the dialer that logs every
+//! call it places, the audit of a store file after a crash or a race, and
+//! the figures the long runs report.
 //!
 //! The suites themselves are in `tests/`; the worker processes they spawn
-//! and kill are the `crash-worker` binary (`src/bin/crash-worker.rs`).
+//! and kill are the `crash-worker` binary (`src/bin/crash-worker.rs`) and
+//! the `claim-racer` binary (`src/bin/claim-racer.rs`).
 
 pub mod audit;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use callback_store::{Callback, Dispatcher};
 
 /// SplitMix64: small, seedable, good enough to pick operations and delays.
 /// The same seed gives the same sequence on every machine.
@@ -82,6 +88,72 @@ impl WorkLog {
             self.file.sync_data()?;
         }
         Ok(())
+    }
+}
+
+/// The fake dialer of the suites, the one `Store::place_call` invokes: a
+/// call counts as placed once its line `dialed <id> <tag>` is in the log
+/// (fsynced when the log is), as a real call is placed once the carrier
+/// took it. Only then does it "ring" for a random pause of up to
+/// `max_ring`, so that a kill can land between the spent claim and its
+/// completion, and answer (a session id) or not ("no answer").
+///
+/// A log that cannot be written is kept as an error for the worker to
+/// report (`take_error`): the dialer itself can only fail the call.
+#[derive(Debug)]
+pub struct LoggedDialer {
+    log: Mutex<WorkLog>,
+    rng: Mutex<Rng>,
+    tag: String,
+    max_ring: Duration,
+    answer_percent: u64,
+    error: Mutex<Option<String>>,
+}
+
+impl LoggedDialer {
+    pub fn new(log: WorkLog, rng: Rng, tag: &str, max_ring: Duration, answer_percent: u64) -> Self {
+        LoggedDialer {
+            log: Mutex::new(log),
+            rng: Mutex::new(rng),
+            tag: tag.to_owned(),
+            max_ring,
+            answer_percent,
+            error: Mutex::new(None),
+        }
+    }
+
+    /// The first failure to write the log, if any.
+    pub fn take_error(&self) -> Option<String> {
+        lock(&self.error).take()
+    }
+}
+
+/// A poisoned lock only means another thread panicked; the data is a log
+/// handle or a generator, still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Dispatcher for LoggedDialer {
+    fn place_call(&self, callback: &Callback) -> Result<String, String> {
+        let line = format!("dialed {} {}", callback.id, self.tag);
+        if let Err(e) = lock(&self.log).line(&line) {
+            let message = format!("the dial log failed: {e}");
+            lock(&self.error).get_or_insert(message.clone());
+            return Err(message);
+        }
+        let (ring, answered) = {
+            let mut rng = lock(&self.rng);
+            let max = self.max_ring.as_micros() as u64;
+            let ring = if max == 0 { 0 } else { rng.below(max + 1) };
+            (ring, rng.chance(self.answer_percent))
+        };
+        std::thread::sleep(Duration::from_micros(ring));
+        if answered {
+            Ok(format!("sess_{}", callback.id))
+        } else {
+            Err("no answer".to_owned())
+        }
     }
 }
 

@@ -2,17 +2,19 @@
 //! version, read-only (file and folder), on a full disk. Each gives
 //! STORAGE_ERROR or SCHEMA_ERROR with a clear message, never a panic, and the
 //! data already there stays intact and readable wherever it still exists.
+//! A claim whose spend cannot be written places no call, and stays live.
 //!
 //! Read-only files need more than permission bits when the tests run as root
 //! (root writes through them): the tests then make the file immutable with
 //! `chattr +i`. The full disk is a small tmpfs mounted for the test. Where
 //! neither is possible the test says so on its output and checks nothing.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use callback_store::{Error, ErrorCode, ListQuery, NewCallback, Store};
+use callback_store::{Callback, Error, ErrorCode, ListQuery, NewCallback, Status, Store};
 use callback_store_reliability::audit;
 use chrono::{Duration, TimeZone, Utc};
 
@@ -119,7 +121,16 @@ fn exercise_damaged(path: &Path, ids: &[String]) -> usize {
             "create",
             org.create(NewCallback::new("+12015551234", t0())).map(drop),
         );
-        note("claim_due", store.claim_due(t0(), 10).map(drop));
+        // Claims taken from a damaged file go through the spend too.
+        match store.claim_due(t0(), 10) {
+            Ok(claims) => {
+                let answer = |cb: &Callback| Ok::<_, String>(format!("sess_{}", cb.id));
+                for claim in &claims {
+                    note("place_call", store.place_call(&answer, claim).map(drop));
+                }
+            }
+            Err(e) => note("claim_due", Err(e)),
+        }
         failures
     }));
     attempt.unwrap_or_else(|_| panic!("a damaged file made the store panic"))
@@ -300,9 +311,42 @@ impl Drop for Immutable {
     }
 }
 
+/// A live claim on one of the callbacks, as (id, token), handed out before
+/// the file turns read-only: a dialer fleet may hold one at that moment.
+fn live_claim(path: &Path, ids: &[String]) -> (String, String) {
+    let store = Store::open(path).unwrap();
+    let claim = store.organization(ORG).unwrap().dispatch(&ids[2]).unwrap();
+    (claim.id().to_owned(), claim.token().to_owned())
+}
+
+/// Places the claim (id, token) through `store` with a dialer that counts
+/// its calls; returns the answer and how many calls were placed.
+fn place(store: &Store, (id, token): &(String, String)) -> (Result<Callback, Error>, usize) {
+    let claim = store
+        .claim_by_token(id, token)
+        .unwrap_or_else(|e| panic!("the claim on {id} is live: {e}"));
+    let calls = Cell::new(0);
+    let dialer = |cb: &Callback| {
+        calls.set(calls.get() + 1);
+        Ok::<_, String>(format!("sess_{}", cb.id))
+    };
+    let answer = store.place_call(&dialer, &claim);
+    (answer, calls.get())
+}
+
+/// Once the file is writable again, the claim that could not be spent is
+/// still live and places its one call.
+fn assert_claim_places_once(path: &Path, live: &(String, String)) {
+    let store = Store::open(path).unwrap();
+    let (answer, calls) = place(&store, live);
+    assert_eq!(answer.unwrap().status, Status::Dispatched);
+    assert_eq!(calls, 1);
+}
+
 /// Reads work (or opening fails with a clear file error), writes fail with a
-/// read-only STORAGE_ERROR, and the file is not changed.
-fn assert_read_only_behaviour(path: &Path, ids: &[String]) {
+/// read-only STORAGE_ERROR, a live claim cannot be spent so no call is
+/// placed, and the file is not changed.
+fn assert_read_only_behaviour(path: &Path, ids: &[String], live: &(String, String)) {
     let before = std::fs::read(path).unwrap();
     let outcome = catch_unwind(AssertUnwindSafe(|| match Store::open(path) {
         Err(e) => {
@@ -326,6 +370,10 @@ fn assert_read_only_behaviour(path: &Path, ids: &[String]) {
             assert_file_error("create", &err, &["read-only", "readonly"]);
             let err = org.cancel(&ids[1], None).unwrap_err();
             assert_file_error("cancel", &err, &["read-only", "readonly"]);
+            let (answer, calls) = place(&store, live);
+            let spend = answer.expect_err("a spend on a read-only file");
+            assert_file_error("place_call", &spend, &["read-only", "readonly"]);
+            assert_eq!(calls, 0, "a call was placed on a claim that was not spent");
             println!("open read-only; writes refused: {err}");
         }
     }));
@@ -342,13 +390,15 @@ fn a_read_only_file_refuses_writes_with_storage_error_and_stays_readable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("read-only.db");
     let ids = seeded(&path, 20);
+    let live = live_claim(&path, &ids);
     {
         let Some(_guard) = Immutable::make(&path) else {
             return;
         };
-        assert_read_only_behaviour(&path, &ids);
+        assert_read_only_behaviour(&path, &ids, &live);
     }
     assert_readable(&path, &ids);
+    assert_claim_places_once(&path, &live);
 }
 
 #[test]
@@ -358,13 +408,15 @@ fn a_read_only_folder_refuses_writes_with_storage_error_and_stays_readable() {
     std::fs::create_dir(&folder).unwrap();
     let path = folder.join("in-read-only-folder.db");
     let ids = seeded(&path, 20);
+    let live = live_claim(&path, &ids);
     {
         let Some(_guard) = Immutable::make(&folder) else {
             return;
         };
-        assert_read_only_behaviour(&path, &ids);
+        assert_read_only_behaviour(&path, &ids, &live);
     }
     assert_readable(&path, &ids);
+    assert_claim_places_once(&path, &live);
 }
 
 /// A tmpfs of `size` mounted on `dir` for the life of the value.

@@ -30,7 +30,12 @@ struct Fixture {
     organization_id: String,
     callback_id: String,
     other_callback_id: String,
+    /// The fixture organization's last callback, which the runner
+    /// dispatches for a case naming `$dispatching_callback_id`.
+    last_callback_id: String,
 }
+
+const DISPATCHING: &str = "$dispatching_callback_id";
 
 fn fixture(doc: &Value) -> Fixture {
     let spec = &doc["fixture"];
@@ -38,6 +43,7 @@ fn fixture(doc: &Value) -> Fixture {
     let template = dir.path().join("fixture.db");
     let store = Store::open(&template).unwrap();
     let mut ids = Vec::new();
+    let mut last = String::new();
     for (org_key, list_key) in [
         ("organization_id", "callbacks"),
         ("other_organization_id", "other_callbacks"),
@@ -51,12 +57,16 @@ fn fixture(doc: &Value) -> Fixture {
             .collect();
         let created = org.create_many(batch).unwrap();
         ids.push(created[0].id.clone());
+        if last.is_empty() {
+            last = created.last().unwrap().id.clone();
+        }
     }
     drop(store); // the last connection checkpoints: the file holds everything
     Fixture {
         organization_id: spec["organization_id"].as_str().unwrap().to_owned(),
         callback_id: ids[0].clone(),
         other_callback_id: ids[1].clone(),
+        last_callback_id: last,
         dir,
         template,
     }
@@ -173,6 +183,7 @@ fn expand(value: &Value, fx: &Fixture, store: &Store) -> Value {
     match value {
         Value::String(s) if s == "$callback_id" => json!(fx.callback_id),
         Value::String(s) if s == "$other_organization_callback_id" => json!(fx.other_callback_id),
+        Value::String(s) if s == DISPATCHING => json!(fx.last_callback_id),
         Value::Object(map) if map.contains_key("$repeat") => {
             let unit = map["$repeat"].as_str().unwrap();
             json!(unit.repeat(map["times"].as_u64().unwrap() as usize))
@@ -269,11 +280,19 @@ fn execute(store: &Store, fx: &Fixture, op: &str, input: &Value) -> Result<Done,
             Done::Other
         }
         "complete_dispatch" => {
-            org()?.complete_dispatch(&id(), &required(input, "created_session_id"))?;
+            let token = text(input, "claim_token");
+            let session = required(input, "created_session_id");
+            org()?.complete_dispatch(&id(), &session, token.as_deref())?;
             Done::Other
         }
         "fail_dispatch" => {
-            org()?.fail_dispatch(&id(), &required(input, "failure_cause"))?;
+            let token = text(input, "claim_token");
+            let cause = required(input, "failure_cause");
+            org()?.fail_dispatch(&id(), &cause, token.as_deref())?;
+            Done::Other
+        }
+        "claim_by_token" => {
+            store.claim_by_token(&id(), &required(input, "claim_token"))?;
             Done::Other
         }
         "reschedule" => {
@@ -308,16 +327,42 @@ fn execute(store: &Store, fx: &Fixture, op: &str, input: &Value) -> Result<Done,
     })
 }
 
-fn rows(store: &Store) -> Vec<i64> {
+/// The row counts of every table, and each callback's status, times and
+/// claim (token, spent): a refused input must change none of them. A spend
+/// changes only the claim columns and the history, so both are in.
+fn rows(store: &Store) -> (Vec<i64>, Vec<String>) {
     store.with_connection(|c| {
-        ["callbacks", "callback_events", "api_keys"]
+        let counts = ["callbacks", "callback_events", "api_keys"]
             .iter()
             .map(|t| {
                 c.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
                     .unwrap()
             })
-            .collect()
+            .collect();
+        let mut stmt = c
+            .prepare(
+                "SELECT id || ' ' || status || ' ' || updated_at || ' ' || \
+                 IFNULL(claim_token, '-') || ' ' || IFNULL(claim_spent_at, '-') \
+                 FROM callbacks ORDER BY seq",
+            )
+            .unwrap();
+        let states = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        (counts, states)
     })
+}
+
+/// Whether a value mentions the string `needle` anywhere.
+fn mentions(value: &Value, needle: &str) -> bool {
+    match value {
+        Value::String(s) => s == needle,
+        Value::Object(map) => map.values().any(|v| mentions(v, needle)),
+        Value::Array(items) => items.iter().any(|v| mentions(v, needle)),
+        _ => false,
+    }
 }
 
 /// Runs one case on a fresh copy of the fixture; returns what went wrong.
@@ -326,6 +371,12 @@ fn run_case(case: &Value, fx: &Fixture, n: usize) -> Option<String> {
     let path: PathBuf = fx.dir.path().join(format!("case-{n}.db"));
     std::fs::copy(&fx.template, &path).unwrap();
     let store = Store::open(&path).unwrap();
+    if mentions(&case["input"], DISPATCHING) {
+        // A live claim whose token the case does not know: only a forged
+        // token can be given for it.
+        let org = store.organization(&fx.organization_id).unwrap();
+        org.dispatch(&fx.last_callback_id).unwrap();
+    }
     let before = rows(&store);
     let input = expand(&case["input"], fx, &store);
     let op = case["op"].as_str().unwrap();
@@ -443,6 +494,10 @@ fn the_catalogue_is_well_formed_for_every_runner() {
         }
         if !case["input"].is_object() || !case["op"].is_string() {
             problems.push(format!("{name}: op and input are required"));
+        }
+        // Only the Rust runner dispatches the fixture for a case yet.
+        if mentions(&case["input"], DISPATCHING) && case["layers"] != json!(["rust"]) {
+            problems.push(format!("{name}: {DISPATCHING} is for the rust layer only"));
         }
     }
     assert_none("malformed catalogue cases", &problems);

@@ -1,8 +1,10 @@
 //! Security: API tokens are stored only as hashes, a revoked key is refused
 //! at once (also by another store on the same file, as another process of
 //! the server would be), and one organization can neither see nor touch
-//! another's callbacks through any operation. The core has its own, longer
-//! isolation suite; this one runs on a file, through two stores.
+//! another's callbacks through any operation (holding the callback's claim
+//! token included). Claim tokens are random, distinct, compared exactly,
+//! and a refused claim never reveals the real token. The core has its own,
+//! longer isolation suite; this one runs on a file, through two stores.
 
 use std::path::Path;
 
@@ -107,9 +109,10 @@ fn a_revoked_key_is_refused_at_once_by_every_store_on_the_file() {
     assert!(server.authenticate(&revoked.token).is_err());
 }
 
-/// Every operation of `intruder` on `victim_id` is NOT_FOUND.
-fn assert_invisible(intruder: &Organization, victim_id: &str) {
-    let answers = [
+/// Every operation of `intruder` on `victim_id` is NOT_FOUND, also with
+/// the victim's claim `token` when it has one.
+fn assert_invisible(intruder: &Organization, victim_id: &str, token: Option<&str>) {
+    let mut answers = vec![
         ("get", intruder.get(victim_id).map(drop)),
         ("history", intruder.history(victim_id).map(drop)),
         (
@@ -117,16 +120,20 @@ fn assert_invisible(intruder: &Organization, victim_id: &str) {
             intruder.cancel(victim_id, Some("not mine")).map(drop),
         ),
         ("dispatch", intruder.dispatch(victim_id).map(drop)),
-        (
-            "complete_dispatch",
-            intruder.complete_dispatch(victim_id, "sess_x").map(drop),
-        ),
-        (
-            "fail_dispatch",
-            intruder.fail_dispatch(victim_id, "cause").map(drop),
-        ),
         ("reschedule", intruder.reschedule(victim_id, t0()).map(drop)),
     ];
+    for claim in [None, token] {
+        answers.push((
+            "complete_dispatch",
+            intruder
+                .complete_dispatch(victim_id, "sess_x", claim)
+                .map(drop),
+        ));
+        answers.push((
+            "fail_dispatch",
+            intruder.fail_dispatch(victim_id, "cause", claim).map(drop),
+        ));
+    }
     for (op, answer) in answers {
         let err = answer.expect_err(op);
         assert_eq!(err.code(), ErrorCode::NotFound, "{op}: {err}");
@@ -152,16 +159,15 @@ fn one_organization_can_neither_see_nor_change_another_organizations_callbacks()
     };
     let mine = a.create(same_key(0)).unwrap();
     let dispatching = a.create(NewCallback::new("+12015550000", t0())).unwrap();
-    a.dispatch(&dispatching.id).unwrap();
+    let claim = a.dispatch(&dispatching.id).unwrap();
     // The same idempotency key in another organization is another callback.
     let theirs = b.create(same_key(5)).unwrap();
     assert_ne!(theirs.id, mine.id);
     assert_eq!(theirs.organization_id, "org_b");
 
-    for victim in [&mine.id, &dispatching.id] {
-        assert_invisible(&b, victim);
-    }
-    assert_invisible(&a, &theirs.id);
+    assert_invisible(&b, &mine.id, None);
+    assert_invisible(&b, &dispatching.id, Some(claim.token()));
+    assert_invisible(&a, &theirs.id, None);
     for (org, own, other) in [(&a, &mine.id, &theirs.id), (&b, &theirs.id, &mine.id)] {
         let filters = [
             ListQuery::default(),
@@ -223,4 +229,63 @@ fn one_organization_can_neither_see_nor_change_another_organizations_callbacks()
     // Keys are per organization too.
     assert!(store_a.list_api_keys("org_a").unwrap().is_empty());
     assert_eq!(store_a.list_api_keys("org_b").unwrap().len(), 1);
+}
+
+#[test]
+fn claim_tokens_are_random_and_exact_and_a_refused_claim_never_reveals_the_real_one() {
+    let store = Store::open_in_memory().unwrap();
+    let org = store.organization("org_a").unwrap();
+    let batch = (0..200)
+        .map(|i| NewCallback::new("+12015551234", t0() + Duration::seconds(i)))
+        .collect();
+    org.create_many(batch).unwrap();
+    let claims = store.claim_due(t0() + Duration::hours(1), 200).unwrap();
+    assert_eq!(claims.len(), 200);
+    let mut seen = std::collections::HashSet::new();
+    for claim in &claims {
+        let token = claim.token();
+        assert!(
+            token.len() == 32
+                && token
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+            "{token:?} is not 32 lowercase hex digits"
+        );
+        assert!(
+            seen.insert(token.to_owned()),
+            "token {token} handed out twice"
+        );
+    }
+
+    let claim = &claims[0];
+    let (id, real) = (claim.id(), claim.token());
+    let last = if real.ends_with('0') { "1" } else { "0" };
+    let near_misses = [
+        format!("{}{last}", &real[..31]),
+        real.to_uppercase(),
+        format!("{real}0"),
+        real[..31].to_owned(),
+        claims[1].token().to_owned(),
+    ];
+    for forged in &near_misses {
+        let answers = [
+            store.claim_by_token(id, forged).map(drop),
+            org.complete_dispatch(id, "sess_x", Some(forged)).map(drop),
+            org.fail_dispatch(id, "cause", Some(forged)).map(drop),
+        ];
+        for answer in answers {
+            let err = answer.expect_err(forged);
+            assert_eq!(err.code(), ErrorCode::InvalidTransition, "{forged}: {err}");
+            for shown in [err.to_string(), format!("{err:?}")] {
+                assert!(
+                    !shown.contains(real),
+                    "{forged}: the error shows the token: {shown}"
+                );
+            }
+        }
+    }
+    // Refused, they changed nothing: the real claim is still live.
+    assert_eq!(org.get(id).unwrap().status, Status::Dispatching);
+    assert_eq!(org.history(id).unwrap().len(), 2);
+    assert_eq!(store.claim_by_token(id, real).unwrap().token(), real);
 }

@@ -7,6 +7,7 @@
 //! Rust figure bench/python/bench_peers.py pairs its `org.get(id)` with).
 
 mod data;
+mod drain;
 mod raw;
 mod stats;
 mod workloads;
@@ -31,7 +32,7 @@ fn bench_dir() -> PathBuf {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("--worker") => return workloads::worker(Path::new(&args[2]), Path::new(&args[3])),
+        Some("--worker") => return drain::worker(Path::new(&args[2]), Path::new(&args[3])),
         Some("--p7") => return workloads::p7_child(Path::new(&args[2])),
         _ => {}
     }
@@ -99,11 +100,11 @@ fn main() {
     }
     if runs("P4") {
         step("P4");
-        rows.push(workloads::p4_claim_and_complete(&data_dir, rows_n));
+        rows.extend(drain::p4_claim_and_complete(&data_dir, rows_n));
     }
     if runs("P5") {
         step("P5");
-        rows.push(workloads::p5_worker_processes(&data_dir, p5_n));
+        rows.push(drain::p5_worker_processes(&data_dir, p5_n));
     }
     if runs("P6") || runs("GET10K") {
         step(if runs("P6") {

@@ -1,6 +1,10 @@
 //! The baseline: the same SQL work written directly with rusqlite —
 //! prepared statements, the same schema and indexes, no validation, no
 //! events. The practical limit for the store.
+//!
+//! Its claim stores no claim token and its completion checks none, and it
+//! has no spend (the store's place_call commits one before each call): the
+//! drain rows (P4) say what the store does beyond this.
 
 use std::path::Path;
 

@@ -1,16 +1,16 @@
-//! The workloads P1–P7 of the benchmark issue, each against its baseline.
+//! The workloads P1–P7 of the benchmark issue, each against its baseline;
+//! the drains (P4, P5) are in `drain.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use callback_store::{Durability, ListQuery, NewCallback, Order, Status, Store};
-use chrono::Duration;
 
 use crate::data::{self, t0, BIG_ORG};
 use crate::raw;
 use crate::stats::{latency, time, Goal, Latency, Row};
 
-fn fresh(dir: &Path, name: &str) -> PathBuf {
+pub fn fresh(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -249,180 +249,6 @@ pub fn p3_list(big: &Path, small: &Path, reps: usize) -> Vec<Row> {
         }
     }
     rows
-}
-
-/// P4: claim_due in batches of 100, then complete_dispatch each, against
-/// the raw UPDATE statements doing the same.
-pub fn p4_claim_and_complete(dir: &Path, n: usize) -> Row {
-    let template = due_file(dir, n);
-    let ours_path = copy_of(&template, dir, "p4-ours.db");
-    let raw_path = copy_of(&template, dir, "p4-raw.db");
-    let now = t0() + Duration::days(30);
-    let store = data::open(&ours_path, Durability::Normal);
-    let (ours, done) = time(|| drain(&store, now));
-    assert_eq!(done, n, "every due callback claimed once");
-    let mut conn = raw::open(&raw_path, Durability::Normal);
-    let (base, raw_done) = time(|| {
-        let mut count = 0;
-        loop {
-            let claimed = raw::claim(&mut conn, now, 100);
-            if claimed.is_empty() {
-                break count;
-            }
-            for (id, org) in claimed {
-                raw::complete(&mut conn, &id, &org, "sess_x", now);
-                count += 1;
-            }
-        }
-    });
-    assert_eq!(raw_done, n);
-    let rate = |d: std::time::Duration| n as f64 / d.as_secs_f64();
-    Row::new(
-        "P4",
-        &format!("claim_due by 100 + complete_dispatch, {n} due"),
-        rate(ours),
-        rate(base),
-        "cb/s",
-        Goal::AtLeast,
-        0.5,
-    )
-}
-
-/// Claims and completes until nothing is due; returns how many.
-pub fn drain(store: &Store, now: callback_store::Timestamp) -> usize {
-    let mut count = 0;
-    loop {
-        let claimed = store.claim_due(now, 100).unwrap();
-        if claimed.is_empty() {
-            return count;
-        }
-        for cb in claimed {
-            store
-                .organization(&cb.organization_id)
-                .unwrap()
-                .complete_dispatch(&cb.id, "sess_x")
-                .unwrap();
-            count += 1;
-        }
-    }
-}
-
-/// A file of `n` callbacks all due by t0 + 30 days, built once.
-fn due_file(dir: &Path, n: usize) -> PathBuf {
-    let path = dir.join(format!("due-{n}.db"));
-    if !path.exists() {
-        let tmp = fresh(dir, "due-building.db");
-        let store = data::open(&tmp, Durability::Normal);
-        data::for_each_batch(n, 1000, |org, items| {
-            store.organization(org).unwrap().create_many(items).unwrap();
-        });
-        store.with_connection(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap());
-        drop(store);
-        std::fs::rename(&tmp, &path).unwrap();
-    }
-    path
-}
-
-fn copy_of(template: &Path, dir: &Path, name: &str) -> PathBuf {
-    let path = fresh(dir, name);
-    std::fs::copy(template, &path).unwrap();
-    path
-}
-
-/// P5: 4 worker processes claiming and completing from one file, against
-/// one worker. Workers are this bench binary run with `--worker`.
-pub fn p5_worker_processes(dir: &Path, n: usize) -> Row {
-    let template = due_file(dir, n);
-    let run = |workers: usize| -> (std::time::Duration, Vec<String>) {
-        let path = copy_of(&template, dir, &format!("p5-{workers}.db"));
-        let outs: Vec<PathBuf> = (0..workers)
-            .map(|w| dir.join(format!("p5-{workers}-{w}.ids")))
-            .collect();
-        let (elapsed, statuses) = time(|| {
-            let children: Vec<_> = outs
-                .iter()
-                .map(|out| {
-                    Command::new(std::env::current_exe().unwrap())
-                        .arg("--worker")
-                        .arg(&path)
-                        .arg(out)
-                        .spawn()
-                        .unwrap()
-                })
-                .collect();
-            children
-                .into_iter()
-                .map(|mut c| c.wait().unwrap())
-                .collect::<Vec<_>>()
-        });
-        assert!(
-            statuses.iter().all(|s| s.success()),
-            "a worker failed (busy error or other)"
-        );
-        let ids = outs
-            .iter()
-            .flat_map(|o| {
-                std::fs::read_to_string(o)
-                    .unwrap()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        (elapsed, ids)
-    };
-    let (one, ids_one) = run(1);
-    let (four, mut ids_four) = run(4);
-    assert_eq!(ids_one.len(), n);
-    let total = ids_four.len();
-    ids_four.sort();
-    ids_four.dedup();
-    let duplicates = total - ids_four.len();
-    assert_eq!(duplicates, 0, "a callback was claimed twice");
-    assert_eq!(ids_four.len(), n, "a due callback was missed");
-    let rate = |d: std::time::Duration| n as f64 / d.as_secs_f64();
-    Row::new(
-        "P5",
-        &format!("4 worker processes vs 1, {n} due"),
-        rate(four),
-        rate(one),
-        "cb/s",
-        Goal::AtLeast,
-        0.8,
-    )
-    .note(format!("duplicates {duplicates}, busy errors 0"))
-}
-
-/// The body of a P5 worker process.
-pub fn worker(db: &Path, out: &Path) {
-    let store = data::open(db, Durability::Normal);
-    let now = t0() + Duration::days(30);
-    let mut ids = String::new();
-    loop {
-        let claimed = match store.claim_due(now, 100) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("worker: claim_due failed: {e}");
-                std::process::exit(1);
-            }
-        };
-        if claimed.is_empty() {
-            break;
-        }
-        for cb in claimed {
-            if let Err(e) = store
-                .organization(&cb.organization_id)
-                .unwrap()
-                .complete_dispatch(&cb.id, "sess_x")
-            {
-                eprintln!("worker: complete_dispatch failed: {e}");
-                std::process::exit(1);
-            }
-            ids.push_str(&cb.id);
-            ids.push('\n');
-        }
-    }
-    std::fs::write(out, ids).unwrap();
 }
 
 /// The ids P6 (and the Python bench's get row) read: `n` callbacks of

@@ -1,15 +1,20 @@
 //! The worker processes of the reliability suites.
 //!
-//! - `crash-worker churn --db F --log L --seed S --run R`: works on the store
-//!   forever (batches of creations, claims, "placed" calls, completions,
-//!   failures, cancels, reschedules) until it is killed. Before completing a
-//!   claimed callback it appends `placed <id>` to the log and fsyncs it, as a
-//!   dialer would place the real call; after a batch commits it appends
-//!   `committed <batch> <size>`. Prints `ready` once the store is open.
+//! - `crash-worker churn --db F --log L --seed S --run R [--ring-us U]`: works
+//!   on the store forever (batches of creations, claims, calls placed
+//!   through `Store::place_call`, cancels, reschedules) until it is killed.
+//!   Its dialer (`LoggedDialer`, the one `place_call` invokes once the claim
+//!   is spent) appends `dialed <id> r<R>` to the log and fsyncs it, then
+//!   rings for up to U microseconds (default 5000) before answering or not,
+//!   so that kills land between a spent claim and its completion too. After
+//!   a batch commits it appends `committed <batch> <size>`. Prints `ready`
+//!   once the store is open.
 //! - `crash-worker race --db F --log L --ids I --threads T --seed S --process P`:
 //!   T threads, each with its own `Store` on the file, claim, dispatch,
 //!   cancel, reschedule, complete and fail the callbacks listed in I
-//!   (`<organization> <id>` per line) at random until none is left to claim.
+//!   (`<organization> <id>` per line) at random until none is left to claim;
+//!   a claim is mostly placed through `place_call` (its dialer logs
+//!   `dialed <id> p<P>`), sometimes finished by hand with its token.
 //!   Logs `claimed <id>` for every successful claim or dispatch and prints a
 //!   JSON summary with the errors counted by code. A busy error reaching the
 //!   caller, or any error but INVALID_TRANSITION, makes it exit with 1.
@@ -19,12 +24,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::exit;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration as StdDuration, Instant};
 
 use callback_store::{
-    Callback, Error, ErrorCode, ListQuery, NewCallback, Order, Organization, Status, Store,
+    Claim, Error, ErrorCode, ListQuery, NewCallback, Order, Organization, Status, Store,
 };
-use callback_store_reliability::{Rng, WorkLog};
+use callback_store_reliability::{LoggedDialer, Rng, WorkLog};
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
@@ -75,10 +80,25 @@ fn fail(what: &str, e: Error) -> String {
 
 fn churn(options: &HashMap<String, String>) -> Result<(), String> {
     let db = PathBuf::from(opt(options, "db")?);
-    let mut log = WorkLog::open(Path::new(opt(options, "log")?), true)
-        .map_err(|e| format!("cannot open the log: {e}"))?;
-    let mut rng = Rng::new(number(options, "seed")?);
+    let log_path = Path::new(opt(options, "log")?);
+    let open_log =
+        || WorkLog::open(log_path, true).map_err(|e| format!("cannot open the log: {e}"));
+    let mut log = open_log()?;
+    let seed = number(options, "seed")?;
+    let mut rng = Rng::new(seed);
     let run = number(options, "run")?;
+    let ring = match options.get("ring-us") {
+        Some(_) => number(options, "ring-us")?,
+        None => 5_000,
+    };
+    // 80% of the calls are answered; the others fail as unanswered.
+    let dialer = LoggedDialer::new(
+        open_log()?,
+        Rng::new(!seed),
+        &format!("r{run}"),
+        StdDuration::from_micros(ring),
+        80,
+    );
     let store = Store::open(&db).map_err(|e| fail("open", e))?;
     let orgs: Vec<Organization> = ORGS
         .iter()
@@ -104,17 +124,17 @@ fn churn(options: &HashMap<String, String>) -> Result<(), String> {
             }
             35..=59 => {
                 let limit = rng.between(1, 4) as u32;
-                for claimed in store
+                for claim in store
                     .claim_due(now, limit)
                     .map_err(|e| fail("claim_due", e))?
                 {
-                    place_and_finish(&store, &mut log, &mut rng, &claimed)?;
+                    place(&store, &dialer, &claim)?;
                 }
             }
             60..=69 => {
                 if let Some(id) = pick_scheduled(org, &mut rng)? {
-                    let claimed = org.dispatch(&id).map_err(|e| fail("dispatch", e))?;
-                    place_and_finish(&store, &mut log, &mut rng, &claimed)?;
+                    let claim = org.dispatch(&id).map_err(|e| fail("dispatch", e))?;
+                    place(&store, &dialer, &claim)?;
                 }
             }
             70..=84 => {
@@ -168,27 +188,20 @@ fn pick_scheduled(org: &Organization, rng: &mut Rng) -> Result<Option<String>, S
     Ok(Some(page.callbacks[i].id.clone()))
 }
 
-/// The fake dialer: the call is "placed" once its line is on disk, then the
-/// callback is completed (or failed, as an unanswered call).
-fn place_and_finish(
-    store: &Store,
-    log: &mut WorkLog,
-    rng: &mut Rng,
-    claimed: &Callback,
-) -> Result<(), String> {
-    log.line(&format!("placed {}", claimed.id))
-        .map_err(|e| e.to_string())?;
-    let org = store
-        .organization(&claimed.organization_id)
-        .map_err(|e| fail("organization", e))?;
-    if rng.chance(80) {
-        org.complete_dispatch(&claimed.id, &format!("sess_{}", claimed.id))
-            .map_err(|e| fail("complete_dispatch", e))?;
-    } else {
-        org.fail_dispatch(&claimed.id, "no answer")
-            .map_err(|e| fail("fail_dispatch", e))?;
+/// Places a claim's call: `place_call` spends the claim, then the dialer
+/// logs the dial and rings, then the callback is completed or failed. The
+/// only worker on the file, this never loses a claim: any error is a bug.
+fn place(store: &Store, dialer: &LoggedDialer, claim: &Claim) -> Result<(), String> {
+    let done = store
+        .place_call(dialer, claim)
+        .map_err(|e| fail("place_call", e));
+    if let Some(e) = dialer.take_error() {
+        return Err(e);
     }
-    Ok(())
+    match done?.status {
+        Status::Dispatched | Status::Failed => Ok(()),
+        other => Err(format!("place_call left {} {other}", claim.id())),
+    }
 }
 
 // ---------------------------------------------------------------- race
@@ -238,9 +251,10 @@ impl Tally {
 
 fn race(options: &HashMap<String, String>) -> Result<(), String> {
     let db = PathBuf::from(opt(options, "db")?);
-    let log = WorkLog::open(Path::new(opt(options, "log")?), false)
-        .map_err(|e| format!("cannot open the log: {e}"))?;
-    let log = Arc::new(Mutex::new(log));
+    let log_path = Path::new(opt(options, "log")?);
+    let open_log =
+        || WorkLog::open(log_path, false).map_err(|e| format!("cannot open the log: {e}"));
+    let log = Arc::new(Mutex::new(open_log()?));
     let ids_text = std::fs::read_to_string(opt(options, "ids")?)
         .map_err(|e| format!("cannot read the ids: {e}"))?;
     let ids: Arc<Vec<(String, String)>> = Arc::new(
@@ -253,12 +267,22 @@ fn race(options: &HashMap<String, String>) -> Result<(), String> {
     let threads = number(options, "threads")?;
     let seed = number(options, "seed")?;
     let process = number(options, "process")?;
+    // One dialer for the process's threads, as one dialing service; it
+    // answers at once: the race is about who places, not about timing.
+    let dialer = Arc::new(LoggedDialer::new(
+        open_log()?,
+        Rng::new(seed ^ (process << 32)),
+        &format!("p{process}"),
+        StdDuration::ZERO,
+        80,
+    ));
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (db, ids, log) = (db.clone(), Arc::clone(&ids), Arc::clone(&log));
+            let dialer = Arc::clone(&dialer);
             let rng = Rng::new(seed ^ (process << 16) ^ t);
-            std::thread::spawn(move || race_thread(&db, &ids, &log, rng))
+            std::thread::spawn(move || race_thread(&db, &ids, &log, &dialer, rng))
         })
         .collect();
     let mut total = Tally::new();
@@ -273,6 +297,9 @@ fn race(options: &HashMap<String, String>) -> Result<(), String> {
             *total.errors.entry(code).or_insert(0) += n;
         }
         total.unexpected.extend(tally.unexpected);
+    }
+    if let Some(e) = dialer.take_error() {
+        total.unexpected.push(e);
     }
     println!(
         "{}",
@@ -299,16 +326,39 @@ fn race_thread(
     db: &Path,
     ids: &[(String, String)],
     log: &Mutex<WorkLog>,
+    dialer: &LoggedDialer,
     mut rng: Rng,
 ) -> Result<Tally, String> {
     let store = Store::open(db).map_err(|e| fail("open", e))?;
     let mut tally = Tally::new();
-    let claimed = |tally: &mut Tally, cb: &Callback| -> Result<(), String> {
+    let claimed = |tally: &mut Tally, claim: &Claim| -> Result<(), String> {
         tally.claimed += 1;
         let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-        log.line(&format!("claimed {}", cb.id))
+        log.line(&format!("claimed {}", claim.id()))
             .map_err(|e| e.to_string())
     };
+    // A claim is mostly placed; sometimes its holder reports an outcome by
+    // hand with its token, as a dialer outside the store would.
+    let finish = |tally: &mut Tally, rng: &mut Rng, claim: &Claim| {
+        if rng.chance(75) {
+            tally.note("place_call", &store.place_call(dialer, claim));
+            return;
+        }
+        let org = store
+            .organization(&claim.callback().organization_id)
+            .expect("valid id");
+        let token = Some(claim.token());
+        if rng.chance(80) {
+            let answer = org.complete_dispatch(claim.id(), &format!("sess_{}", claim.id()), token);
+            tally.note("complete_dispatch", &answer);
+        } else {
+            let answer = org.fail_dispatch(claim.id(), "no answer", token);
+            tally.note("fail_dispatch", &answer);
+        }
+    };
+    // Finishing someone else's claim: without a token (an operator), or
+    // with a forged one, which must always lose.
+    let forged = "0123456789abcdef0123456789abcdef";
     // Bounded, so that a store that never runs out of work fails the suite
     // instead of hanging it.
     for _ in 0..ids.len() * 20 + 1000 {
@@ -318,16 +368,6 @@ fn race_thread(
             .map_err(|e| fail("organization", e))?;
         let now = Utc::now();
         tally.mark = Instant::now();
-        let finish = |tally: &mut Tally, rng: &mut Rng, cb: &Callback| {
-            let org = store.organization(&cb.organization_id).expect("valid id");
-            if rng.chance(80) {
-                let answer = org.complete_dispatch(&cb.id, &format!("sess_{}", cb.id));
-                tally.note("complete_dispatch", &answer);
-            } else {
-                let answer = org.fail_dispatch(&cb.id, "no answer");
-                tally.note("fail_dispatch", &answer);
-            }
-        };
         match rng.below(100) {
             0..=39 => {
                 let answer = store.claim_due(now, rng.between(1, 4) as u32);
@@ -338,18 +378,18 @@ fn race_thread(
                         // scheduled: this thread's work is done.
                         return Ok(tally);
                     }
-                    for cb in &batch {
-                        claimed(&mut tally, cb)?;
-                        finish(&mut tally, &mut rng, cb);
+                    for claim in &batch {
+                        claimed(&mut tally, claim)?;
+                        finish(&mut tally, &mut rng, claim);
                     }
                 }
             }
             40..=59 => {
                 let answer = org.dispatch(id);
                 if tally.note("dispatch", &answer) {
-                    let cb = answer.expect("checked");
-                    claimed(&mut tally, &cb)?;
-                    finish(&mut tally, &mut rng, &cb);
+                    let claim = answer.expect("checked");
+                    claimed(&mut tally, &claim)?;
+                    finish(&mut tally, &mut rng, &claim);
                 }
             }
             60..=74 => {
@@ -361,11 +401,13 @@ fn race_thread(
                 tally.note("reschedule", &answer);
             }
             90..=94 => {
-                let answer = org.complete_dispatch(id, "sess_stolen");
+                let token = rng.chance(50).then_some(forged);
+                let answer = org.complete_dispatch(id, "sess_stolen", token);
                 tally.note("complete_dispatch", &answer);
             }
             _ => {
-                tally.note("fail_dispatch", &org.fail_dispatch(id, "stolen"));
+                let token = rng.chance(50).then_some(forged);
+                tally.note("fail_dispatch", &org.fail_dispatch(id, "stolen", token));
             }
         }
     }
