@@ -30,12 +30,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             to_value(&organization(&store, &global)?.cancel(&id, reason.as_deref())?)
         }
         Command::Dispatch { id } => to_value(&organization(&store, &global)?.dispatch(&id)?),
-        Command::Complete { id, session } => {
-            to_value(&organization(&store, &global)?.complete_dispatch(&id, &session)?)
-        }
-        Command::Fail { id, cause } => {
-            to_value(&organization(&store, &global)?.fail_dispatch(&id, &cause)?)
-        }
+        Command::Complete { id, session, claim } => to_value(
+            &organization(&store, &global)?.complete_dispatch(&id, &session, claim.as_deref())?,
+        ),
+        Command::Fail { id, cause, claim } => to_value(
+            &organization(&store, &global)?.fail_dispatch(&id, &cause, claim.as_deref())?,
+        ),
         Command::Reschedule { id, at } => {
             let org = organization(&store, &global)?;
             let at = when::time("at", &at, store.now())?;
@@ -49,7 +49,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 Some(text) => when::time("now", &text, store.now())?,
                 None => store.now(),
             };
-            callbacks(store.claim_due(now, limit)?)
+            json!({"claims": to_value(&store.claim_due(now, limit)?)})
         }
         Command::RecoverStale { older_than } => {
             let older_than = when::duration("older_than", &older_than)?;

@@ -16,7 +16,8 @@ use clap::{Args, Parser, Subcommand};
 use output::Format;
 
 const EXIT_STATUS: &str = "\
-Output is the API's JSON (a callback, or {\"callbacks\": [...], \"next_cursor\": ...}), \
+Output is the API's JSON (a callback, or {\"callbacks\": [...], \"next_cursor\": ...}; \
+`dispatch` prints a claim {\"callback\": ..., \"token\": ...}, `claim-due` {\"claims\": [...]}), \
 one line when piped (for jq), or a table with --format table.
 
 Errors print the API's error body {\"error\": \"...\", \"code\": \"...\"} on stderr.
@@ -103,7 +104,9 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Dispatch now: `scheduled` → `dispatching`; then complete or fail it.
+    /// Dispatch now: `scheduled` → `dispatching`. Prints the claim
+    /// ({"callback": ..., "token": ...}); place the call, then complete or
+    /// fail it with `--claim TOKEN`.
     Dispatch { id: String },
     /// Record the placed call of a dispatching callback: → `dispatched`.
     Complete {
@@ -111,12 +114,22 @@ pub enum Command {
         /// The session id of the new call.
         #[arg(long)]
         session: String,
+        /// The claim's token (from `dispatch` or `claim-due`): refused with
+        /// INVALID_TRANSITION if it is not the callback's live claim (the
+        /// callback was recovered or finished since, or the token is wrong),
+        /// so a late or confused dialer cannot finish it.
+        #[arg(long, value_name = "TOKEN")]
+        claim: Option<String>,
     },
     /// Record that the call of a dispatching callback failed: → `failed`.
     Fail {
         id: String,
+        /// Why the call could not be placed.
         #[arg(long)]
         cause: String,
+        /// The claim's token, checked as in `complete --claim`.
+        #[arg(long, value_name = "TOKEN")]
+        claim: Option<String>,
     },
     /// Move a scheduled callback to another time.
     Reschedule {
@@ -127,7 +140,9 @@ pub enum Command {
     },
     /// The callback's creation and every transition since.
     History { id: String },
-    /// Worker: take due callbacks of every organization, marking them `dispatching`.
+    /// Worker: take due callbacks of every organization, marking them
+    /// `dispatching`. Prints {"claims": [{"callback": ..., "token": ...}]}:
+    /// place each call, then complete or fail it with `--claim TOKEN`.
     ClaimDue {
         /// How many at most (1 to 10000).
         #[arg(long, default_value_t = 100)]

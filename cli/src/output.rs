@@ -30,11 +30,25 @@ pub fn print(format: Format, value: &Value) -> std::io::Result<()> {
     out.flush()
 }
 
-/// The table of a value, by its shape: a list of callbacks, of events, of
-/// keys, or one record shown as `key  value` lines.
+/// The table of a value, by its shape: a list of callbacks, of claims, of
+/// events, of keys, or one record (a claim: its callback and token) shown as
+/// `key  value` lines.
 pub fn table(value: &Value) -> String {
     let rows = |key: &str| value.get(key).and_then(Value::as_array);
-    let mut text = if let Some(callbacks) = rows("callbacks") {
+    let mut text = if let Some(claims) = rows("claims") {
+        let flat: Vec<Value> = claims.iter().map(claim_row).collect();
+        columns(
+            &flat,
+            &[
+                "id",
+                "token",
+                "status",
+                "scheduled_at",
+                "to_number",
+                "agent_id",
+            ],
+        )
+    } else if let Some(callbacks) = rows("callbacks") {
         columns(
             callbacks,
             &[
@@ -54,6 +68,8 @@ pub fn table(value: &Value) -> String {
             keys,
             &["id", "organization_id", "label", "created_at", "revoked_at"],
         )
+    } else if value.get("token").is_some() && value.get("callback").is_some() {
+        return record(&claim_row(value));
     } else {
         return record(value);
     };
@@ -61,6 +77,21 @@ pub fn table(value: &Value) -> String {
         text.push_str(&format!("\nnext cursor: {cursor}"));
     }
     text
+}
+
+/// A claim {"callback": {...}, "token": "..."} as one row: the callback's
+/// fields, then its token.
+fn claim_row(claim: &Value) -> Value {
+    let mut row = claim
+        .get("callback")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    row.insert(
+        "token".to_owned(),
+        claim.get("token").cloned().unwrap_or(Value::Null),
+    );
+    Value::Object(row)
 }
 
 fn cell(value: Option<&Value>) -> String {
@@ -160,6 +191,19 @@ mod tests {
         assert!(lines[1].starts_with("cb_1   scheduled  "), "{text}");
         assert!(lines[1].ends_with("x y"), "{text}");
         assert_eq!(lines[3], "next cursor: abc");
+    }
+
+    #[test]
+    fn claims_show_their_token_next_to_their_callback() {
+        let claim = json!({"callback": {"id": "cb_1", "status": "dispatching"}, "token": "ab12"});
+        let text = table(&json!({"claims": [claim.clone()]}));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("ID    TOKEN  STATUS"), "{text}");
+        assert!(lines[1].starts_with("cb_1  ab12   dispatching"), "{text}");
+        assert_eq!(
+            table(&claim),
+            "id      cb_1\nstatus  dispatching\ntoken   ab12"
+        );
     }
 
     #[test]

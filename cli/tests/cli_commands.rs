@@ -151,8 +151,10 @@ fn get_cancel_dispatch_complete_fail_reschedule_and_history_print_the_api_json()
         "2031-01-01T00:00:00Z",
     ]);
     assert_eq!(moved["scheduled_at"], "2031-01-01T00:00:00Z");
-    let dispatching = db.ok(&["--org", "org_a", "dispatch", &id(&b)]);
-    assert_eq!(dispatching["status"], "dispatching");
+    let claim = db.ok(&["--org", "org_a", "dispatch", &id(&b)]);
+    assert_callback_shape(&claim["callback"]);
+    assert_eq!(claim["callback"]["status"], "dispatching");
+    assert!(is_claim_token(&claim["token"]), "{claim}");
     let done = db.ok(&["--org", "org_a", "complete", &id(&b), "--session", "sess_9"]);
     assert_eq!(done["status"], "dispatched");
     assert_eq!(done["created_session_id"], "sess_9");
@@ -312,25 +314,25 @@ fn claim_due_recover_stale_and_prune_work_across_organizations() {
         "2040-01-01T00:00:00Z",
     ]);
     let none = db.ok(&["claim-due", "--now", "-2h"]);
-    assert_eq!(none["callbacks"], json!([]));
+    assert_eq!(none, json!({"claims": []}));
     let claimed = db.ok(&["claim-due", "--limit", "10"]);
-    let claimed_ids: Vec<&str> = claimed["callbacks"]
-        .as_array()
-        .unwrap()
+    let claims = claimed["claims"].as_array().unwrap();
+    let claimed_ids: Vec<&str> = claims
         .iter()
-        .map(|c| c["id"].as_str().unwrap())
+        .map(|c| c["callback"]["id"].as_str().unwrap())
         .collect();
     assert_eq!(
         claimed_ids,
         [a["id"].as_str().unwrap(), b["id"].as_str().unwrap()]
     );
-    assert!(claimed["callbacks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|c| c["status"] == "dispatching"));
+    for claim in claims {
+        assert_callback_shape(&claim["callback"]);
+        assert_eq!(claim["callback"]["status"], "dispatching");
+        assert!(is_claim_token(&claim["token"]), "{claim}");
+    }
+    assert_ne!(claims[0]["token"], claims[1]["token"]);
     let none = db.ok(&["claim-due"]);
-    assert_eq!(none["callbacks"], json!([]));
+    assert_eq!(none, json!({"claims": []}));
 
     let recovered = db.ok(&["recover-stale", "--older-than", "0s"]);
     assert_eq!(recovered["callbacks"].as_array().unwrap().len(), 2);

@@ -281,8 +281,12 @@ fn request(op: &str, input: &Value, fx: &Fixture) -> Request {
         }
         "cancel" => (req.target, req.body) = action("cancel", &["reason"]),
         "dispatch" => (req.target, req.body) = action("dispatch", &[]),
-        "complete_dispatch" => (req.target, req.body) = action("complete", &["created_session_id"]),
-        "fail_dispatch" => (req.target, req.body) = action("fail", &["failure_cause"]),
+        "complete_dispatch" => {
+            (req.target, req.body) = action("complete", &["created_session_id", "claim_token"])
+        }
+        "fail_dispatch" => {
+            (req.target, req.body) = action("fail", &["failure_cause", "claim_token"])
+        }
         "reschedule" => (req.target, req.body) = action("reschedule", &["scheduled_at"]),
         "http" => {
             req.method = if input["method"] == "GET" {

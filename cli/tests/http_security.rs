@@ -89,10 +89,10 @@ fn another_organizations_callbacks_are_not_found_on_every_route_in_every_status_
     let ids: Vec<String> = (0..5).map(|_| a.create(new()).unwrap().id).collect();
     a.dispatch(&ids[1]).unwrap();
     a.dispatch(&ids[2]).unwrap();
-    a.complete_dispatch(&ids[2], "sess_done").unwrap();
+    a.complete_dispatch(&ids[2], "sess_done", None).unwrap();
     a.cancel(&ids[3], Some("no longer needed")).unwrap();
     a.dispatch(&ids[4]).unwrap();
-    a.fail_dispatch(&ids[4], "no answer").unwrap();
+    a.fail_dispatch(&ids[4], "no answer", None).unwrap();
     a.create(NewCallback {
         idempotency_key: Some("key_of_a".into()),
         ..new()

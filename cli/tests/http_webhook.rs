@@ -1,6 +1,9 @@
 //! `serve --dispatch-webhook`: calls are placed by POSTing the callback to a
 //! fake dialer on loopback, and its answer decides the callback's end.
 //! Also graceful shutdown, with a call being placed when SIGTERM arrives.
+//! (`webhook_server` starts each server: a 1 s webhook timeout, and a
+//! dispatcher polling every hour, so that only `POST …/dispatch` places
+//! calls unless a test says otherwise.)
 
 mod common;
 
@@ -8,25 +11,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-
-/// A server placing calls through `dialer`, with a short webhook timeout.
-/// The dispatcher polls every hour: only `POST …/dispatch` places calls.
-fn setup(dialer: &Dialer, extra: &[&str]) -> (Db, Server, Api) {
-    let db = Db::new();
-    let token = db.token("org_a");
-    let mut args = vec![
-        "--dispatch-webhook",
-        dialer.url.as_str(),
-        "--webhook-timeout",
-        "1s",
-        "--dispatch-interval",
-        "1h",
-    ];
-    args.extend_from_slice(extra);
-    let server = db.serve(&args);
-    let api = Api::new(&server, &token);
-    (db, server, api)
-}
 
 fn dispatch(api: &Api, mode: &str) -> Value {
     let cb = api.create(json!({"metadata": {"mode": mode}}));
@@ -43,7 +27,7 @@ fn dispatch(api: &Api, mode: &str) -> Value {
 #[test]
 fn a_2xx_json_answer_completes_the_callback_with_its_created_session_id() {
     let dialer = Dialer::start(10);
-    let (_db, _server, api) = setup(&dialer, &[]);
+    let (_db, _server, api) = webhook_server(&dialer, &[]);
     let done = dispatch(&api, "ok");
     let id = done["id"].as_str().unwrap();
     assert_eq!(done["status"], "dispatched");
@@ -64,13 +48,17 @@ fn a_2xx_json_answer_completes_the_callback_with_its_created_session_id() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["create", "dispatch", "complete_dispatch"]);
+    // The claim was spent (place_call) before the dialer was called.
+    assert_eq!(
+        actions,
+        ["create", "dispatch", "place_call", "complete_dispatch"]
+    );
 }
 
 #[test]
 fn an_error_status_fails_the_callback_with_the_status_and_the_answer() {
     let dialer = Dialer::start(10);
-    let (_db, _server, api) = setup(&dialer, &[]);
+    let (_db, _server, api) = webhook_server(&dialer, &[]);
     let done = dispatch(&api, "error");
     assert_eq!(done["status"], "failed");
     let cause = done["failure_cause"].as_str().unwrap();
@@ -81,7 +69,7 @@ fn an_error_status_fails_the_callback_with_the_status_and_the_answer() {
 #[test]
 fn a_dialer_slower_than_the_timeout_fails_the_callback_as_timed_out() {
     let dialer = Dialer::start(10);
-    let (_db, _server, api) = setup(&dialer, &[]);
+    let (_db, _server, api) = webhook_server(&dialer, &[]);
     let done = dispatch(&api, "slow");
     assert_eq!(done["status"], "failed");
     let cause = done["failure_cause"].as_str().unwrap();
@@ -91,7 +79,7 @@ fn a_dialer_slower_than_the_timeout_fails_the_callback_as_timed_out() {
 #[test]
 fn a_garbage_or_sessionless_answer_fails_the_callback_as_a_bad_answer() {
     let dialer = Dialer::start(10);
-    let (_db, _server, api) = setup(&dialer, &[]);
+    let (_db, _server, api) = webhook_server(&dialer, &[]);
     let garbage = dispatch(&api, "garbage");
     assert_eq!(garbage["status"], "failed");
     let cause = garbage["failure_cause"].as_str().unwrap();
@@ -114,7 +102,7 @@ fn an_unreachable_webhook_fails_the_callback_with_the_connection_error() {
         url,
         received: Default::default(),
     };
-    let (_db, _server, api) = setup(&dialer, &[]);
+    let (_db, _server, api) = webhook_server(&dialer, &[]);
     let done = dispatch(&api, "ok");
     assert_eq!(done["status"], "failed");
     let cause = done["failure_cause"].as_str().unwrap();
@@ -124,17 +112,8 @@ fn an_unreachable_webhook_fails_the_callback_with_the_connection_error() {
 #[test]
 fn the_dispatcher_places_due_callbacks_by_itself_and_leaves_future_ones() {
     let dialer = Dialer::start(20);
-    let db = Db::new();
-    let token = db.token("org_a");
-    let server = db.serve(&[
-        "--dispatch-webhook",
-        &dialer.url,
-        "--webhook-timeout",
-        "2s",
-        "--dispatch-interval",
-        "100ms",
-    ]);
-    let api = Api::new(&server, &token);
+    let extra = ["--webhook-timeout", "2s", "--dispatch-interval", "100ms"];
+    let (_db, server, api) = webhook_server(&dialer, &extra);
     let past = chrono::Utc::now() - chrono::Duration::minutes(1);
     let due: Vec<Value> = (0..3)
         .map(|_| api.create(json!({"scheduled_at": past.to_rfc3339()})))
@@ -164,7 +143,7 @@ fn the_dispatcher_places_due_callbacks_by_itself_and_leaves_future_ones() {
 #[test]
 fn sigterm_lets_the_call_being_placed_finish_and_exits_0() {
     let dialer = Dialer::start(10);
-    let (_db, mut server, api) = setup(&dialer, &["--webhook-timeout", "5s"]);
+    let (_db, mut server, api) = webhook_server(&dialer, &["--webhook-timeout", "5s"]);
     let cb = api.create(json!({"metadata": {"mode": "slow"}}));
     let id = cb["id"].as_str().unwrap().to_owned();
     let client = api.client.clone();

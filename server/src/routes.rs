@@ -213,23 +213,31 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-/// The path's callback id and the one field of a transition's JSON body;
-/// the query string must be empty.
-fn id_and_body_field<T>(
+/// The path's callback id and what `read` takes from the transition's JSON
+/// body, which may hold only `fields`; the query string must be empty.
+/// With `optional_body`, an empty body reads as `{}`.
+fn id_and_body<T>(
     query: &Option<String>,
     path: Result<Path<String>, PathRejection>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    (field, optional_body): (&str, bool),
-    read: fn(&mut Fields<'static>, &str) -> Result<T, Error>,
+    (fields, optional_body): (&[&str], bool),
+    read: impl FnOnce(&mut Fields<'static>) -> Result<T, Error>,
 ) -> Result<(String, T), ApiError> {
     no_query(query)?;
     let id = path_id(path)?;
     let bytes = body_bytes(body)?;
     let map: Map<String, Value> = request::json_body(headers, &bytes, optional_body)?;
-    let value = read(&mut Fields::new("", map, &[field])?, field)?;
+    let value = read(&mut Fields::new("", map, fields)?)?;
     Ok((id, value))
 }
+
+/// The optional body field carrying the token of the caller's claim: the
+/// store checks it (format and match) when it is given.
+const CLAIM_TOKEN: &str = "claim_token";
+
+/// The answer header carrying the token of the claim a dispatch made.
+const CLAIM_TOKEN_HEADER: &str = "claim-token";
 
 async fn list(State(app): State<Api>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let parsed = request::list_query(query.as_deref()).map_err(ApiError::from);
@@ -320,14 +328,9 @@ async fn cancel(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = id_and_body_field(
-        &query,
-        path,
-        &headers,
-        body,
-        ("reason", true),
-        Fields::optional_string,
-    );
+    let parsed = id_and_body(&query, path, &headers, body, (&["reason"], true), |f| {
+        f.optional_string("reason")
+    });
     let result = run(&app, &headers, parsed, |org, (id, reason)| {
         org.cancel(&id, reason.as_deref())
     })
@@ -335,6 +338,10 @@ async fn cancel(
     callback_response(result)
 }
 
+/// `scheduled` → `dispatching`: the callback is answered as a record, and
+/// the token of the claim this dispatch made goes in the Claim-Token header
+/// (for `complete` and `fail`'s `claim_token`). With a webhook, the server
+/// spends the claim placing the call before it answers.
 async fn dispatch(
     State(app): State<Api>,
     headers: HeaderMap,
@@ -342,24 +349,40 @@ async fn dispatch(
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     let parsed = no_query(&query).and_then(|()| path_id(path));
-    let claimed = match run(&app, &headers, parsed, |org, id| org.dispatch(&id)).await {
-        Ok(claimed) => claimed,
+    let claim = match run(&app, &headers, parsed, |org, id| org.dispatch(&id)).await {
+        Ok(claim) => claim,
         Err(e) => return e.into_response(),
     };
-    let Some(webhook) = app.webhook.clone() else {
-        return json(StatusCode::OK, &claimed);
+    // A token is 32 hex digits, always a valid header value.
+    let token = match HeaderValue::from_str(claim.token()) {
+        Ok(token) => token,
+        Err(e) => {
+            let error = format!("the claim token is not a header value: {e}");
+            return ApiError::internal(error).into_response();
+        }
     };
-    // A task of its own: the call is placed and recorded even if the
-    // client hangs up, and shutdown waits for it.
-    let store = app.store.clone();
-    let placed = app
-        .tasks
-        .spawn(async move { webhook::place_and_record(&store, &webhook, claimed).await })
-        .await;
-    match placed {
-        Ok(result) => callback_response(result),
-        Err(e) => ApiError::internal(format!("the dispatch task failed: {e}")).into_response(),
+    let mut response = match app.webhook.clone() {
+        None => json(StatusCode::OK, claim.callback()),
+        Some(webhook) => {
+            // A task of its own: the call is placed and recorded even if
+            // the client hangs up, and shutdown waits for it.
+            let store = app.store.clone();
+            let placed = app
+                .tasks
+                .spawn(async move { webhook::place_and_record(&store, &webhook, claim).await })
+                .await;
+            match placed {
+                Ok(result) => callback_response(result),
+                Err(e) => {
+                    ApiError::internal(format!("the dispatch task failed: {e}")).into_response()
+                }
+            }
+        }
+    };
+    if response.status().is_success() {
+        response.headers_mut().insert(CLAIM_TOKEN_HEADER, token);
     }
+    response
 }
 
 async fn complete(
@@ -369,16 +392,12 @@ async fn complete(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = id_and_body_field(
-        &query,
-        path,
-        &headers,
-        body,
-        ("created_session_id", false),
-        Fields::string,
-    );
-    let result = run(&app, &headers, parsed, |org, (id, session)| {
-        org.complete_dispatch(&id, &session)
+    let fields = ["created_session_id", CLAIM_TOKEN];
+    let parsed = id_and_body(&query, path, &headers, body, (&fields, false), |f| {
+        Ok((f.string(fields[0])?, f.optional_string(CLAIM_TOKEN)?))
+    });
+    let result = run(&app, &headers, parsed, |org, (id, (session, token))| {
+        org.complete_dispatch(&id, &session, token.as_deref())
     })
     .await;
     callback_response(result)
@@ -391,16 +410,12 @@ async fn fail(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = id_and_body_field(
-        &query,
-        path,
-        &headers,
-        body,
-        ("failure_cause", false),
-        Fields::string,
-    );
-    let result = run(&app, &headers, parsed, |org, (id, cause)| {
-        org.fail_dispatch(&id, &cause)
+    let fields = ["failure_cause", CLAIM_TOKEN];
+    let parsed = id_and_body(&query, path, &headers, body, (&fields, false), |f| {
+        Ok((f.string(fields[0])?, f.optional_string(CLAIM_TOKEN)?))
+    });
+    let result = run(&app, &headers, parsed, |org, (id, (cause, token))| {
+        org.fail_dispatch(&id, &cause, token.as_deref())
     })
     .await;
     callback_response(result)
@@ -413,13 +428,13 @@ async fn reschedule(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = id_and_body_field(
+    let parsed = id_and_body(
         &query,
         path,
         &headers,
         body,
-        ("scheduled_at", false),
-        Fields::timestamp,
+        (&["scheduled_at"], false),
+        |f| f.timestamp("scheduled_at"),
     );
     let result = run(&app, &headers, parsed, |org, (id, at)| {
         org.reschedule(&id, at)

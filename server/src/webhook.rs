@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use callback_store::{Callback, Store};
+use callback_store::{Callback, Claim, Store};
 
 use crate::error::ApiError;
 
@@ -138,19 +138,27 @@ fn quote(answer: &[u8]) -> String {
     format!("{quoted:?}")
 }
 
-/// Places the call of a claimed (`dispatching`) callback through the
-/// webhook and records the outcome in the store: `dispatched` or `failed`.
-/// The store call runs on the blocking pool.
+/// Places the call of a claim through the webhook and records the outcome
+/// in the store: `dispatched` or `failed`.
+///
+/// The store spends the claim before the webhook is called, so a claim that
+/// was already placed, recovered by `recover_stale` or finished since is
+/// refused (409 INVALID_TRANSITION) and the webhook never hears of it: at
+/// most one call per claim, whoever holds it. `Store::place_call` is
+/// synchronous, so it runs on the blocking pool, and the webhook request it
+/// makes in between is driven from there on the runtime's handle.
 pub async fn place_and_record(
     store: &Store,
     webhook: &Webhook,
-    claimed: Callback,
+    claim: Claim,
 ) -> Result<Callback, ApiError> {
-    let outcome = webhook.place_call(&claimed).await;
-    let store = store.clone();
+    let (store, webhook) = (store.clone(), webhook.clone());
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let dialer = move |_: &Callback| outcome.clone();
-        store.place_call(&dialer, &claimed)
+        // Handle::block_on is allowed here: a blocking-pool thread is not
+        // one of the runtime's workers.
+        let dialer = |callback: &Callback| runtime.block_on(webhook.place_call(callback));
+        store.place_call(&dialer, &claim)
     })
     .await
     .map_err(|e| ApiError::internal(format!("the store task failed: {e}")))?

@@ -57,19 +57,20 @@ pub async fn run_dispatcher(
         let full = claimed.len() as u32 == batch;
         let handles: Vec<_> = claimed
             .into_iter()
-            .map(|callback| {
+            .map(|claim| {
                 let (store, webhook) = (store.clone(), webhook.clone());
-                let id = callback.id.clone();
-                let handle = tasks.spawn(async move {
-                    webhook::place_and_record(&store, &webhook, callback).await
-                });
+                let id = claim.id().to_owned();
+                let handle = tasks
+                    .spawn(async move { webhook::place_and_record(&store, &webhook, claim).await });
                 (id, handle)
             })
             .collect();
         for (id, handle) in handles {
             match handle.await {
                 Ok(Ok(done)) => log_outcome(&done),
-                Ok(Err(e)) => log(&format!("dispatcher: recording {id} failed: {}", e.error)),
+                // The store's message says which step refused: the spend of a
+                // stale claim (nobody called) or the recording of the outcome.
+                Ok(Err(e)) => log(&format!("dispatcher: {id}: {}", e.error)),
                 Err(e) => log(&format!("dispatcher: placing {id} failed: {e}")),
             }
         }
