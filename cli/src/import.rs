@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::Path;
 
+use callback_store::input;
 use callback_store::{Error, Organization};
 use callback_store_http::request;
 use serde_json::{json, Value};
@@ -39,7 +40,8 @@ pub fn run(org: &Organization, file: Option<&Path>) -> Result<Value, Failure> {
             continue;
         }
         let map = request::json_object(&format!("line {number}"), line.as_bytes())?;
-        batch.push(request::new_callback(&format!("line {number}: "), map)?);
+        let new = input::new_callback(map).map_err(|e| at_line(e, number))?;
+        batch.push(new);
         line_numbers.push(number);
         if progress && batch.len() % PROGRESS_EVERY == 0 {
             eprint!("\rread {} callbacks", batch.len());
@@ -59,22 +61,30 @@ pub fn run(org: &Organization, file: Option<&Path>) -> Result<Value, Failure> {
     Ok(json!({"imported": count, "ids": ids}))
 }
 
-/// `callbacks[3].to_number` (the store's name for the 4th item) becomes
-/// `line 7: to_number`, the line it came from.
+/// A validation error of line `number`'s fields names the line:
+/// `line 7: to_number`.
+fn at_line(err: Error, number: usize) -> Error {
+    match err {
+        Error::Validation { field, rule } => Error::Validation {
+            field: format!("line {number}: {field}").into(),
+            rule,
+        },
+        other => other,
+    }
+}
+
+/// `callbacks[3].to_number` (the store's path for the 4th item of the batch)
+/// becomes `line 7: to_number`, the line it came from.
 fn by_line(err: Error, line_numbers: &[usize]) -> Error {
     let Error::Validation { field, rule } = err else {
         return err;
     };
-    let renamed = field
-        .strip_prefix("callbacks[")
-        .and_then(|rest| rest.split_once(']'))
-        .and_then(|(index, rest)| {
-            let line = line_numbers.get(index.parse::<usize>().ok()?)?;
-            Some(format!("line {line}: {}", rest.trim_start_matches('.')))
-        });
-    Error::Validation {
-        field: renamed.unwrap_or(field),
-        rule,
+    let item = field
+        .split_item()
+        .map(|((_, index), inside)| (index, inside));
+    match item.and_then(|(index, inside)| Some((*line_numbers.get(index)?, inside))) {
+        Some((line, inside)) => at_line(Error::validation(inside, rule), line),
+        None => Error::Validation { field, rule },
     }
 }
 
@@ -85,7 +95,7 @@ mod tests {
     #[test]
     fn store_item_indexes_are_reported_as_line_numbers() {
         let err = by_line(
-            Error::validation("callbacks[1].to_number", "bad"),
+            Error::validation("to_number", "bad").within_item("callbacks", 1),
             &[2, 5, 9],
         );
         assert_eq!(err.to_string(), "line 5: to_number: bad");

@@ -83,9 +83,10 @@ pub enum Error {
     #[error("{message}")]
     Conflict { message: String },
 
-    /// Bad input: `field` names the offending input, `rule` what it must be.
+    /// Bad input: `field` names the offending input (as data: an item of a
+    /// batch is `callbacks[3].to_number`), `rule` what it must be.
     #[error("{field}: {rule}")]
-    Validation { field: String, rule: String },
+    Validation { field: FieldPath, rule: String },
 
     /// SQLite failed. `busy` is true when another writer held the database
     /// for longer than the busy timeout (HTTP maps that to 503).
@@ -95,6 +96,97 @@ pub enum Error {
     /// The file is not a callback store, or was migrated by a newer version.
     #[error("schema error: {message}")]
     Schema { message: String },
+}
+
+/// Where a bad input is, as data: field names, and the positions of items
+/// in lists. Shown as `callbacks[3].to_number`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FieldPath {
+    segments: Vec<PathSegment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathSegment {
+    /// A field (or argument, header, query parameter) by name.
+    Field(String),
+    /// An item of the list named by the segment before it.
+    Item(usize),
+}
+
+impl FieldPath {
+    pub fn segments(&self) -> &[PathSegment] {
+        &self.segments
+    }
+
+    /// This path inside item `index` of the list `list`.
+    pub fn within_item(self, list: &str, index: usize) -> FieldPath {
+        let mut segments = vec![
+            PathSegment::Field(list.to_owned()),
+            PathSegment::Item(index),
+        ];
+        segments.extend(self.segments);
+        FieldPath { segments }
+    }
+
+    /// The item of a list this path starts in, as (list, index), and the
+    /// path inside that item: `callbacks[3].to_number` gives
+    /// `("callbacks", 3)` and `to_number`.
+    pub fn split_item(&self) -> Option<((&str, usize), FieldPath)> {
+        match self.segments.as_slice() {
+            [PathSegment::Field(list), PathSegment::Item(index), rest @ ..] => Some((
+                (list.as_str(), *index),
+                FieldPath {
+                    segments: rest.to_vec(),
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, segment) in self.segments.iter().enumerate() {
+            match segment {
+                PathSegment::Field(name) if i == 0 => f.write_str(name)?,
+                PathSegment::Field(name) => write!(f, ".{name}")?,
+                PathSegment::Item(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for FieldPath {
+    fn from(name: &str) -> Self {
+        FieldPath::from(name.to_owned())
+    }
+}
+
+impl From<String> for FieldPath {
+    fn from(name: String) -> Self {
+        FieldPath {
+            segments: vec![PathSegment::Field(name)],
+        }
+    }
+}
+
+impl From<&String> for FieldPath {
+    fn from(name: &String) -> Self {
+        FieldPath::from(name.clone())
+    }
+}
+
+impl PartialEq<str> for FieldPath {
+    fn eq(&self, other: &str) -> bool {
+        self.to_string() == other
+    }
+}
+
+impl PartialEq<&str> for FieldPath {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
+    }
 }
 
 fn allowed_from_hint(action: Action) -> String {
@@ -127,7 +219,7 @@ impl Error {
         }
     }
 
-    pub fn validation(field: impl Into<String>, rule: impl Into<String>) -> Self {
+    pub fn validation(field: impl Into<FieldPath>, rule: impl Into<String>) -> Self {
         Error::Validation {
             field: field.into(),
             rule: rule.into(),
@@ -147,11 +239,12 @@ impl Error {
         }
     }
 
-    /// Prefixes the field of a validation error, e.g. `callbacks[3].to_number`.
-    pub(crate) fn within(self, prefix: &str) -> Self {
+    /// Places the field of a validation error inside item `index` of the
+    /// list `list`: `to_number` becomes `callbacks[3].to_number`.
+    pub fn within_item(self, list: &str, index: usize) -> Self {
         match self {
             Error::Validation { field, rule } => Error::Validation {
-                field: format!("{prefix}.{field}"),
+                field: field.within_item(list, index),
                 rule,
             },
             other => other,

@@ -45,6 +45,7 @@ mod cursor;
 mod db;
 mod dispatch;
 mod error;
+pub mod input;
 mod model;
 mod organization;
 mod schema;
@@ -55,7 +56,7 @@ pub mod validate;
 
 pub use claim::Claim;
 pub use dispatch::Dispatcher;
-pub use error::{Error, ErrorBody, ErrorCode, Result};
+pub use error::{Error, ErrorBody, ErrorCode, FieldPath, PathSegment, Result};
 pub use model::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, EventAction, JsonObject,
     ListQuery, NewCallback, Order, Page, Status, DEFAULT_LIMIT, MAX_LIMIT,

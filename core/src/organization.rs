@@ -244,9 +244,7 @@ impl Organization {
         let valid = batch
             .iter()
             .enumerate()
-            .map(|(i, new)| {
-                validate::new_callback(new).map_err(|e| e.within(&format!("callbacks[{i}]")))
-            })
+            .map(|(i, new)| validate::new_callback(new).map_err(|e| e.within_item("callbacks", i)))
             .collect::<Result<Vec<_>>>()?;
         let hashes: Vec<Option<Vec<u8>>> = valid.iter().map(request_hash).collect();
         self.store.write(|dao| {
@@ -256,7 +254,7 @@ impl Organization {
                 .enumerate()
                 .map(|(i, (v, h))| {
                     self.insert(dao, v, h.as_deref())
-                        .map_err(|e| e.within(&format!("callbacks[{i}]")))
+                        .map_err(|e| e.within_item("callbacks", i))
                 })
                 .collect()
         })

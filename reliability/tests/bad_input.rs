@@ -9,12 +9,11 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use callback_store::validate::parse_json_object;
+use callback_store::input;
 use callback_store::{
-    parse_timestamp, Error, JsonObject, ListQuery, NewCallback, Order, Status, Store, Timestamp,
+    parse_timestamp, Error, JsonObject, ListQuery, NewCallback, Store, Timestamp,
 };
 use callback_store_reliability::audit::{self, assert_none};
 use callback_store_reliability::write_figures;
@@ -53,7 +52,7 @@ fn fixture(doc: &Value) -> Fixture {
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| new_callback(c, "").expect("the fixture is valid"))
+            .map(|c| new_callback(c).expect("the fixture is valid"))
             .collect();
         let created = org.create_many(batch).unwrap();
         ids.push(created[0].id.clone());
@@ -87,15 +86,6 @@ fn timestamp(field: &str, value: &Value) -> Result<Timestamp, Error> {
     }
 }
 
-/// An object argument; anything else goes through `parse_json_object`, as a
-/// binding's JSON text does.
-fn object(field: &str, value: &Value) -> Result<JsonObject, Error> {
-    match value {
-        Value::Object(map) => Ok(map.clone()),
-        other => parse_json_object(field, &other.to_string()),
-    }
-}
-
 fn text(input: &Value, key: &str) -> Option<String> {
     match &input[key] {
         Value::Null => None,
@@ -108,73 +98,24 @@ fn required(input: &Value, key: &str) -> String {
     text(input, key).unwrap_or_else(|| panic!("{key} is required"))
 }
 
-/// The request body of a create, as a `NewCallback`; `prefix` is
-/// `callbacks[i].` inside a batch.
-fn new_callback(body: &Value, prefix: &str) -> Result<NewCallback, Error> {
-    const KNOWN: [&str; 12] = [
-        "to_number",
-        "scheduled_at",
-        "source_session_id",
-        "agent_id",
-        "phone_number_id",
-        "from_number",
-        "reason",
-        "instructions",
-        "summary",
-        "pipeline_config",
-        "metadata",
-        "idempotency_key",
-    ];
-    for key in body.as_object().expect("a body is an object").keys() {
-        assert!(KNOWN.contains(&key.as_str()), "unknown field {key}");
-    }
-    let json = |key: &str| match body.get(key) {
-        None => Ok(JsonObject::new()),
-        Some(v) => object(&format!("{prefix}{key}"), v),
-    };
-    Ok(NewCallback {
-        to_number: required(body, "to_number"),
-        scheduled_at: timestamp(&format!("{prefix}scheduled_at"), &body["scheduled_at"])?,
-        source_session_id: text(body, "source_session_id"),
-        agent_id: text(body, "agent_id"),
-        phone_number_id: text(body, "phone_number_id"),
-        from_number: text(body, "from_number"),
-        reason: text(body, "reason"),
-        instructions: text(body, "instructions"),
-        summary: text(body, "summary"),
-        pipeline_config: json("pipeline_config")?,
-        metadata: json("metadata")?,
-        idempotency_key: text(body, "idempotency_key"),
-    })
+/// A create's body or a list's parameters as a JSON object, for the core's
+/// reader (`callback_store::input`), as the server and the command read them.
+fn json_object(input: &Value) -> JsonObject {
+    input
+        .as_object()
+        .cloned()
+        .unwrap_or_else(|| panic!("{input} is not a JSON object"))
 }
 
-fn list_query(input: &Value) -> Result<ListQuery, Error> {
-    let time = |key: &str| match input.get(key) {
-        None => Ok(None),
-        Some(v) => timestamp(key, v).map(Some),
-    };
-    Ok(ListQuery {
-        status: text(input, "status")
-            .map(|s| Status::from_str(&s))
-            .transpose()?,
-        source_session_id: text(input, "source_session_id"),
-        agent_id: text(input, "agent_id"),
-        to_number: text(input, "to_number"),
-        scheduled_after: time("scheduled_after")?,
-        scheduled_before: time("scheduled_before")?,
-        order: text(input, "order")
-            .map(|s| Order::from_str(&s))
-            .transpose()?
-            .unwrap_or_default(),
-        limit: match input.get("limit") {
-            None => ListQuery::default().limit,
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .expect("a limit the Rust API can take"),
-        },
-        cursor: text(input, "cursor"),
-    })
+fn new_callback(body: &Value) -> Result<NewCallback, Error> {
+    input::new_callback(json_object(body))
+}
+
+/// The list's parameters; `organization_id` picks the organization.
+fn list_query(query: &Value) -> Result<ListQuery, Error> {
+    let mut map = json_object(query);
+    map.remove("organization_id");
+    input::list_query(map)
 }
 
 // ------------------------------------------------------------ placeholders
@@ -250,14 +191,14 @@ fn execute(store: &Store, fx: &Fixture, op: &str, input: &Value) -> Result<Done,
             Done::Other
         }
         "create" => {
-            Done::Created(serde_json::to_value(org()?.create(new_callback(input, "")?)?).unwrap())
+            Done::Created(serde_json::to_value(org()?.create(new_callback(input)?)?).unwrap())
         }
         "create_many" => {
             let items = input["callbacks"].as_array().unwrap();
             let batch = items
                 .iter()
                 .enumerate()
-                .map(|(i, c)| new_callback(c, &format!("callbacks[{i}].")))
+                .map(|(i, c)| new_callback(c).map_err(|e| e.within_item("callbacks", i)))
                 .collect::<Result<Vec<_>, _>>()?;
             org()?.create_many(batch)?;
             Done::Other

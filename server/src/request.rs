@@ -1,45 +1,15 @@
 //! Reading requests: query strings and JSON bodies, field by field, so that
 //! every bad input is a VALIDATION_ERROR naming the field and the rule.
-//! The same readers serve the command's `import` (one JSON object a line).
+//! The fields of a callback and of a list are read by the core's reader
+//! (`callback_store::input`), which the command's `import` uses too.
 
 use axum::http::{header, HeaderMap};
+use callback_store::input;
 use callback_store::validate::json_kind;
-use callback_store::{
-    parse_timestamp, Error, JsonObject, ListQuery, NewCallback, Order, Status, Timestamp,
-    DEFAULT_LIMIT, MAX_LIMIT,
-};
+use callback_store::{Error, ListQuery};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-
-/// The query parameters of `GET /v1/callbacks`.
-pub const LIST_PARAMETERS: [&str; 9] = [
-    "status",
-    "source_session_id",
-    "agent_id",
-    "to_number",
-    "scheduled_after",
-    "scheduled_before",
-    "order",
-    "limit",
-    "cursor",
-];
-
-/// The fields of a callback creation (`POST /v1/callbacks`, `import`).
-pub const NEW_CALLBACK_FIELDS: [&str; 12] = [
-    "to_number",
-    "scheduled_at",
-    "source_session_id",
-    "agent_id",
-    "phone_number_id",
-    "from_number",
-    "reason",
-    "instructions",
-    "summary",
-    "pipeline_config",
-    "metadata",
-    "idempotency_key",
-];
 
 /// Splits a query string into (name, value) pairs, refusing names outside
 /// `allowed` (all of them named in the error) and names given twice.
@@ -76,40 +46,15 @@ pub fn query_pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, S
     Ok(pairs)
 }
 
-/// `limit`: an integer 1..=100 (never clamped).
-pub fn parse_limit(text: &str) -> Result<u32, Error> {
-    let bad = || {
-        Error::validation(
-            "limit",
-            format!("must be an integer between 1 and {MAX_LIMIT}, got {text:?}"),
-        )
-    };
-    let limit: u32 = text.parse().map_err(|_| bad())?;
-    callback_store::validate::limit(limit)?;
-    Ok(limit)
-}
-
-/// The ListQuery of a `GET /v1/callbacks` query string.
+/// The ListQuery of a `GET /v1/callbacks` query string, read by the core's
+/// reader from the parameters as strings.
 pub fn list_query(raw: Option<&str>) -> Result<ListQuery, Error> {
-    let mut query = ListQuery {
-        limit: DEFAULT_LIMIT,
-        ..ListQuery::default()
-    };
-    for (name, value) in query_pairs(raw, &LIST_PARAMETERS)? {
-        match name.as_str() {
-            "status" => query.status = Some(value.parse::<Status>()?),
-            "source_session_id" => query.source_session_id = Some(value),
-            "agent_id" => query.agent_id = Some(value),
-            "to_number" => query.to_number = Some(value),
-            "scheduled_after" => query.scheduled_after = Some(parse_timestamp(&name, &value)?),
-            "scheduled_before" => query.scheduled_before = Some(parse_timestamp(&name, &value)?),
-            "order" => query.order = value.parse::<Order>()?,
-            "limit" => query.limit = parse_limit(&value)?,
-            "cursor" => query.cursor = Some(value),
-            _ => unreachable!("query_pairs keeps only allowed names"),
-        }
-    }
-    Ok(query)
+    let pairs = query_pairs(raw, &input::LIST_QUERY_FIELDS)?;
+    let map = pairs
+        .into_iter()
+        .map(|(name, value)| (name, Value::String(value)))
+        .collect();
+    input::list_query(map)
 }
 
 /// Checks the Content-Type of a request that has a body: JSON only.
@@ -168,93 +113,6 @@ pub fn json_body(
     Ok(json_object("body", bytes)?)
 }
 
-/// Reads the fields of one JSON object, refusing fields it does not know.
-pub struct Fields<'a> {
-    prefix: &'a str,
-    map: Map<String, Value>,
-}
-
-impl<'a> Fields<'a> {
-    /// `prefix` goes before field names in errors (`line 3: to_number`), or "".
-    pub fn new(prefix: &'a str, map: Map<String, Value>, allowed: &[&str]) -> Result<Self, Error> {
-        let unknown: Vec<&str> = map
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !allowed.contains(k))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(Error::validation(
-                format!("{prefix}body"),
-                format!(
-                    "unknown field{} {}; allowed: {}",
-                    if unknown.len() == 1 { "" } else { "s" },
-                    unknown.join(", "),
-                    allowed.join(", ")
-                ),
-            ));
-        }
-        Ok(Fields { prefix, map })
-    }
-
-    fn name(&self, field: &str) -> String {
-        format!("{}{field}", self.prefix)
-    }
-
-    /// A string or null (absent is null).
-    pub fn optional_string(&mut self, field: &str) -> Result<Option<String>, Error> {
-        match self.map.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(Error::validation(
-                self.name(field),
-                format!("must be a string or null, got {}", json_kind(&other)),
-            )),
-        }
-    }
-
-    pub fn string(&mut self, field: &str) -> Result<String, Error> {
-        self.optional_string(field)?
-            .ok_or_else(|| Error::validation(self.name(field), "is required"))
-    }
-
-    pub fn timestamp(&mut self, field: &str) -> Result<Timestamp, Error> {
-        let text = self.string(field)?;
-        parse_timestamp(&self.name(field), &text)
-    }
-
-    /// A JSON object; absent is `{}`, null and other kinds are refused.
-    pub fn object(&mut self, field: &str) -> Result<JsonObject, Error> {
-        match self.map.remove(field) {
-            None => Ok(JsonObject::new()),
-            Some(Value::Object(map)) => Ok(map),
-            Some(other) => Err(Error::validation(
-                self.name(field),
-                format!("must be a JSON object, got {}", json_kind(&other)),
-            )),
-        }
-    }
-}
-
-/// A NewCallback from a JSON object: the body of `POST /v1/callbacks` or a
-/// line of `import`. `prefix` names where it came from in errors.
-pub fn new_callback(prefix: &str, map: Map<String, Value>) -> Result<NewCallback, Error> {
-    let mut f = Fields::new(prefix, map, &NEW_CALLBACK_FIELDS)?;
-    Ok(NewCallback {
-        to_number: f.string("to_number")?,
-        scheduled_at: f.timestamp("scheduled_at")?,
-        source_session_id: f.optional_string("source_session_id")?,
-        agent_id: f.optional_string("agent_id")?,
-        phone_number_id: f.optional_string("phone_number_id")?,
-        from_number: f.optional_string("from_number")?,
-        reason: f.optional_string("reason")?,
-        instructions: f.optional_string("instructions")?,
-        summary: f.optional_string("summary")?,
-        pipeline_config: f.object("pipeline_config")?,
-        metadata: f.object("metadata")?,
-        idempotency_key: f.optional_string("idempotency_key")?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,43 +156,6 @@ mod tests {
         .unwrap();
         assert_eq!(q.to_number.as_deref(), Some("+12015551234"));
         assert!(q.scheduled_after.is_some());
-    }
-
-    #[test]
-    fn new_callback_fields_are_checked_one_by_one() {
-        let parse = |v: Value| new_callback("", v.as_object().unwrap().clone());
-        let ok = parse(serde_json::json!({
-            "to_number": "+12015551234", "scheduled_at": "2030-01-01T00:00:00Z",
-            "agent_id": null, "metadata": {"b": 1, "a": 2}
-        }))
-        .unwrap();
-        assert_eq!(ok.metadata.keys().collect::<Vec<_>>(), ["b", "a"]);
-        let cases = [
-            (
-                serde_json::json!({"scheduled_at": "2030-01-01T00:00:00Z"}),
-                "to_number: is required",
-            ),
-            (
-                serde_json::json!({"to_number": 1, "scheduled_at": "x"}),
-                "to_number: must be a string or null, got a number",
-            ),
-            (
-                serde_json::json!({"to_number": "+1201", "scheduled_at": "2030-01-01T00:00:00", }),
-                "scheduled_at: must be an RFC 3339",
-            ),
-            (
-                serde_json::json!({"to_number": "+1201", "scheduled_at": "2030-01-01T00:00:00Z", "metadata": null}),
-                "metadata: must be a JSON object, got null",
-            ),
-            (
-                serde_json::json!({"to_number": "+1201", "scheduled_at": "2030-01-01T00:00:00Z", "colour": "red"}),
-                "body: unknown field colour;",
-            ),
-        ];
-        for (input, expected) in cases {
-            let msg = rule(parse(input).unwrap_err());
-            assert!(msg.starts_with(expected), "{msg} / {expected}");
-        }
     }
 
     #[test]

@@ -15,7 +15,9 @@ use serde_json::{Map, Value};
 use tokio_util::task::TaskTracker;
 
 use crate::error::{ApiError, MAX_BODY_BYTES};
-use crate::request::{self, Fields};
+use callback_store::input::{self, Fields};
+
+use crate::request;
 use crate::webhook::{self, Webhook};
 
 /// The API over one store: build its [`Router`] with [`Api::router`] and
@@ -222,13 +224,13 @@ fn id_and_body<T>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     (fields, optional_body): (&[&str], bool),
-    read: impl FnOnce(&mut Fields<'static>) -> Result<T, Error>,
+    read: impl FnOnce(&mut Fields) -> Result<T, Error>,
 ) -> Result<(String, T), ApiError> {
     no_query(query)?;
     let id = path_id(path)?;
     let bytes = body_bytes(body)?;
     let map: Map<String, Value> = request::json_body(headers, &bytes, optional_body)?;
-    let value = read(&mut Fields::new("", map, fields)?)?;
+    let value = read(&mut Fields::new(map, fields, "body")?)?;
     Ok((id, value))
 }
 
@@ -257,7 +259,7 @@ async fn create(
         no_query(&query)?;
         let bytes = body_bytes(body)?;
         let map = request::json_body(&headers, &bytes, false)?;
-        let mut new = request::new_callback("", map)?;
+        let mut new = input::new_callback(map)?;
         if let Some(value) = headers.get("idempotency-key") {
             let key = value.to_str().map_err(|_| {
                 ApiError::validation("Idempotency-Key", "must be visible ASCII text")
