@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::model::Status;
+use crate::status::Status;
 use crate::transitions::Action;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

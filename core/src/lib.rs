@@ -49,6 +49,7 @@ pub mod input;
 mod model;
 mod organization;
 mod schema;
+mod status;
 mod store;
 mod time;
 pub mod transitions;

@@ -11,45 +11,7 @@ use crate::transitions::Action;
 /// A JSON object (`metadata`, `pipeline_config`); key order is preserved.
 pub type JsonObject = serde_json::Map<String, serde_json::Value>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Scheduled,
-    Dispatching,
-    Dispatched,
-    Cancelled,
-    Failed,
-}
-
-impl Status {
-    pub const ALL: [Status; 5] = [
-        Status::Scheduled,
-        Status::Dispatching,
-        Status::Dispatched,
-        Status::Cancelled,
-        Status::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Scheduled => "scheduled",
-            Status::Dispatching => "dispatching",
-            Status::Dispatched => "dispatched",
-            Status::Cancelled => "cancelled",
-            Status::Failed => "failed",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::status::Status;
 
 impl FromStr for Status {
     type Err = Error;
