@@ -307,24 +307,12 @@ impl ManualClock {
         Ok(())
     }
 
-    /// Moves the clock forward; past 9999-12-31 is a VALIDATION_ERROR.
+    /// Moves the clock forward; past 9999-12-31 is a VALIDATION_ERROR (the
+    /// core's rule, `ManualClock::advance`).
     pub fn advance(&self, by: Duration) -> Result<()> {
-        let now = core::Clock::now(&self.inner);
-        let later = chrono::Duration::from_std(by)
-            .ok()
-            .and_then(|by| now.checked_add_signed(by))
-            .filter(|t| *t <= core::max_timestamp())
-            .ok_or_else(|| {
-                core::Error::validation(
-                    "by",
-                    format!(
-                        "must keep the clock at or before {}",
-                        core::format_timestamp(core::max_timestamp())
-                    ),
-                )
-            })?;
-        self.inner.set(later);
-        Ok(())
+        let by = chrono::Duration::from_std(by)
+            .map_err(|_| core::Error::validation("by", "is too large for a clock"))?;
+        Ok(self.inner.advance(by)?)
     }
 }
 

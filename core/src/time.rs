@@ -75,6 +75,21 @@ pub(crate) fn from_micros(micros: i64) -> rusqlite::Result<Timestamp> {
 /// Serde helpers for the JSON shape of timestamps.
 pub mod rfc3339 {
     use super::*;
+
+    #[test]
+    fn a_manual_clock_moved_out_of_range_is_a_validation_error_and_stays_put() {
+        let clock = ManualClock::new(max_timestamp() - chrono::Duration::seconds(1));
+        clock.advance(chrono::Duration::seconds(1)).unwrap();
+        assert_eq!(clock.now(), max_timestamp());
+        let err = clock.advance(chrono::Duration::seconds(1)).unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::ValidationError);
+        assert!(err.to_string().starts_with("by: "), "{err}");
+        assert_eq!(clock.now(), max_timestamp());
+        let early = ManualClock::new(min_timestamp());
+        assert!(early.advance(chrono::Duration::microseconds(-1)).is_err());
+        assert!(early.advance(chrono::Duration::MAX).is_err());
+        assert_eq!(early.now(), min_timestamp());
+    }
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -143,9 +158,26 @@ impl ManualClock {
         *self.lock() = now;
     }
 
-    pub fn advance(&self, by: chrono::Duration) {
+    /// Moves the clock by `by` (back, when negative). A clock moved past the
+    /// range the store accepts (1970 to 9999) is a VALIDATION_ERROR of `by`,
+    /// and the clock stays where it was.
+    pub fn advance(&self, by: chrono::Duration) -> Result<()> {
         let mut now = self.lock();
-        *now += by;
+        let moved = now
+            .checked_add_signed(by)
+            .filter(|t| (min_timestamp()..=max_timestamp()).contains(t))
+            .ok_or_else(|| {
+                Error::validation(
+                    "by",
+                    format!(
+                        "must keep the clock between {} and {}",
+                        format(min_timestamp()),
+                        format(max_timestamp())
+                    ),
+                )
+            })?;
+        *now = moved;
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Timestamp> {

@@ -54,7 +54,7 @@ fn fixture() -> (Store, ManualClock, Organization, Vec<Known>) {
     let mut i = 0;
     while i < 230 {
         if i % 50 == 0 && i > 0 {
-            clock.advance(chrono::Duration::seconds(1));
+            clock.advance(chrono::Duration::seconds(1)).unwrap();
         }
         if (100..160).contains(&i) {
             let batch = (i..i + 20).map(attributes).collect();
@@ -68,7 +68,7 @@ fn fixture() -> (Store, ManualClock, Organization, Vec<Known>) {
             other.create(attributes(i)).unwrap();
         }
     }
-    clock.advance(chrono::Duration::minutes(5));
+    clock.advance(chrono::Duration::minutes(5)).unwrap();
     for (i, id) in ids.iter().enumerate() {
         let moved = match i % 6 {
             1 => org.cancel(id, Some("no longer needed")),
@@ -365,7 +365,7 @@ fn callbacks_created_between_pages_newest_first_never_skip_or_repeat_existing_on
             let mut created = HashSet::new();
             let got = walk_with(&org, &query, |_| {
                 if clock_moves {
-                    clock.advance(chrono::Duration::milliseconds(1));
+                    clock.advance(chrono::Duration::milliseconds(1)).unwrap();
                 }
                 for minutes in [-30, 0, 30] {
                     let new = matching_new(&filter, at_minutes(60 + minutes));
@@ -438,7 +438,7 @@ fn deleting_the_cursors_row_between_pages_neither_skips_nor_repeats_the_rest() {
         for id in gone {
             org.cancel(id, None).unwrap();
         }
-        clock.advance(chrono::Duration::days(1));
+        clock.advance(chrono::Duration::days(1)).unwrap();
         assert_eq!(store.prune(store.now()).unwrap(), 2);
         let rest = walk(&org, &query.clone().cursor(first.next_cursor));
         let mut got = first.callbacks;

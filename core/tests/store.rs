@@ -134,7 +134,7 @@ fn the_same_idempotency_key_and_payload_returns_the_first_callback_and_writes_on
         ..new_callback(30)
     };
     let first = org.create(request.clone()).unwrap();
-    clock.advance(chrono::Duration::minutes(1));
+    clock.advance(chrono::Duration::minutes(1)).unwrap();
     // Even after the callback changed, a retry of the same request is no conflict.
     org.reschedule(&first.id, at_minutes(90)).unwrap();
     let reordered = NewCallback {
@@ -337,7 +337,7 @@ fn recover_stale_fails_only_dispatches_older_than_the_horizon() {
     let org = store.organization("org").unwrap();
     let old = org.create(new_callback(0)).unwrap();
     org.dispatch(&old.id).unwrap();
-    clock.advance(chrono::Duration::minutes(30));
+    clock.advance(chrono::Duration::minutes(30)).unwrap();
     let recent = org.create(new_callback(0)).unwrap();
     org.dispatch(&recent.id).unwrap();
 
@@ -366,7 +366,7 @@ fn prune_deletes_only_finished_callbacks_older_than_the_cutoff_with_their_histor
     let scheduled = org.create(new_callback(0)).unwrap();
     let dispatching = org.create(new_callback(0)).unwrap();
     org.dispatch(&dispatching.id).unwrap();
-    clock.advance(chrono::Duration::days(2));
+    clock.advance(chrono::Duration::days(2)).unwrap();
     let recent = org.create(new_callback(0)).unwrap();
     org.cancel(&recent.id, None).unwrap();
 

@@ -244,7 +244,9 @@ fn run_op(
             Ok(Value::Null)
         }
         "advance_clock" => {
-            clock.advance(chrono::Duration::seconds(int(a, "seconds")? as i64));
+            clock
+                .advance(chrono::Duration::seconds(int(a, "seconds")? as i64))
+                .map_err(|e| format!("advance_clock: {e}"))?;
             Ok(Value::Null)
         }
         "recover_stale" => store
