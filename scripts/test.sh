@@ -28,6 +28,18 @@ timed clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 step "rust tests"
 timed "cargo test" cargo test --workspace --locked
 
+step "the README's Rust quickstart, as its reader runs it (examples/rust-quickstart)"
+rust_quickstart() {
+    # The README's [dependencies] and Rust blocks are the crate's, byte for byte.
+    python3 scripts/check_readme_quickstart.py
+    rustfmt --edition 2021 --check examples/rust-quickstart/src/main.rs
+    # A crate of its own (own workspace, own Cargo.lock), built in the
+    # workspace's target/ so that the dependencies built above are reused.
+    CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} \
+        cargo run --locked --manifest-path examples/rust-quickstart/Cargo.toml
+}
+timed "rust quickstart" rust_quickstart
+
 step "bindings (Python, Kotlin, Swift)"
 timed bindings bash scripts/test-bindings.sh
 
