@@ -129,10 +129,7 @@ mod tests {
                 message: "x".into(),
             },
             core::Error::validation("to_number", "must be E.164"),
-            core::Error::Storage {
-                message: "locked".into(),
-                busy: true,
-            },
+            core::Error::storage("locked", true),
             core::Error::Schema {
                 message: "newer".into(),
             },

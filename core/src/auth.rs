@@ -12,10 +12,8 @@ const TOKEN_PREFIX: &str = "cbs_";
 
 pub(crate) fn new_token() -> Result<String> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Storage {
-        message: format!("the system's random source failed: {e}"),
-        busy: false,
-    })?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::storage_from(format!("the system's random source failed: {e}"), e))?;
     Ok(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 

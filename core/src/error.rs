@@ -1,5 +1,7 @@
 //! One error type for every operation, with a stable code per kind.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::status::Status;
@@ -89,13 +91,50 @@ pub enum Error {
     Validation { field: FieldPath, rule: String },
 
     /// SQLite failed. `busy` is true when another writer held the database
-    /// for longer than the busy timeout (HTTP maps that to 503).
+    /// for longer than the busy timeout (HTTP maps that to 503). `cause` is
+    /// the error it came from, when there is one (`source()`).
     #[error("storage error: {message}")]
-    Storage { message: String, busy: bool },
+    Storage {
+        message: String,
+        busy: bool,
+        #[source]
+        cause: Option<Cause>,
+    },
 
     /// The file is not a callback store, or was migrated by a newer version.
     #[error("schema error: {message}")]
     Schema { message: String },
+}
+
+/// The error beneath a storage error (SQLite's, the system's random
+/// source's), kept so that `source()` reaches it.
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub fn new(err: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause(Arc::new(err))
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Errors have no identity to compare: two causes are equal when they say
+/// the same.
+impl PartialEq for Cause {
+    fn eq(&self, other: &Cause) -> bool {
+        self.to_string() == other.to_string()
+    }
 }
 
 /// Where a bad input is, as data: field names, and the positions of items
@@ -179,7 +218,7 @@ impl From<&String> for FieldPath {
 
 impl PartialEq<str> for FieldPath {
     fn eq(&self, other: &str) -> bool {
-        self.to_string() == other
+        self.to_string().as_str() == other
     }
 }
 
@@ -251,6 +290,27 @@ impl Error {
         }
     }
 
+    /// A storage error with no underlying error to keep.
+    pub fn storage(message: impl Into<String>, busy: bool) -> Self {
+        Error::Storage {
+            message: message.into(),
+            busy,
+            cause: None,
+        }
+    }
+
+    /// A storage error that came from `cause`.
+    pub fn storage_from(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Storage {
+            message: message.into(),
+            busy: false,
+            cause: Some(Cause::new(cause)),
+        }
+    }
+
     pub fn is_busy(&self) -> bool {
         matches!(self, Error::Storage { busy: true, .. })
     }
@@ -291,7 +351,11 @@ impl From<rusqlite::Error> for Error {
             }
             _ => err.to_string(),
         };
-        Error::Storage { message, busy }
+        Error::Storage {
+            message,
+            busy,
+            cause: Some(Cause::new(err)),
+        }
     }
 }
 
@@ -318,6 +382,17 @@ mod tests {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn a_storage_error_keeps_the_sqlite_error_it_came_from() {
+        let err = crate::Store::open("/no/such/folder/callbacks.db").unwrap_err();
+        assert_eq!(err.code(), ErrorCode::StorageError);
+        let cause = std::error::Error::source(&err).expect("the SQLite error is kept");
+        assert!(err.to_string().contains(&cause.to_string()), "{err} / {cause}");
+        let from_sqlite = Error::from(rusqlite::Error::QueryReturnedNoRows);
+        let cause = std::error::Error::source(&from_sqlite).unwrap();
+        assert_eq!(cause.to_string(), rusqlite::Error::QueryReturnedNoRows.to_string());
     }
 
     #[test]

@@ -130,12 +130,12 @@ pub(crate) struct Applied {
 impl Applied {
     /// The claim a transition into `dispatching` handed out.
     pub(crate) fn into_claim(self) -> Result<Claim> {
-        let token = self.claim_token.ok_or_else(|| Error::Storage {
-            message: format!(
-                "callback {} entered dispatching without a claim token",
-                self.callback.id
-            ),
-            busy: false,
+        let token = self.claim_token.ok_or_else(|| {
+            let id = &self.callback.id;
+            Error::storage(
+                format!("callback {id} entered dispatching without a claim token"),
+                false,
+            )
         })?;
         Ok(Claim::new(self.callback, token))
     }
@@ -172,9 +172,11 @@ pub(crate) fn transition(
             };
             let columns = dao.claim_columns(id)?;
             let reason = claim::stale_reason(from, columns.as_ref(), token, guard.unspent)
-                .ok_or_else(|| Error::Storage {
-                    message: format!("the guarded {action} of callback {id} lost to nothing"),
-                    busy: false,
+                .ok_or_else(|| {
+                    Error::storage(
+                        format!("the guarded {action} of callback {id} lost to nothing"),
+                        false,
+                    )
                 })?;
             Ok(claim::stale(id, action, reason))
         };

@@ -112,10 +112,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
             if inspect(conn)? == latest {
                 return Ok(());
             }
-            return Err(Error::Storage {
-                message: format!("applying schema migrations failed: {failure}"),
-                busy: false,
-            });
+            return Err(Error::storage(
+                format!("applying schema migrations failed: {failure}"),
+                false,
+            ));
         }
         std::thread::sleep(Duration::from_millis(20 * attempt));
     }

@@ -153,11 +153,9 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
-        let conn =
-            Connection::open_with_flags(path.as_ref(), flags).map_err(|e| Error::Storage {
-                message: format!("cannot open {}: {e}", path.as_ref().display()),
-                busy: false,
-            })?;
+        let conn = Connection::open_with_flags(path.as_ref(), flags).map_err(|e| {
+            Error::storage_from(format!("cannot open {}: {e}", path.as_ref().display()), e)
+        })?;
         Store::from_connection(conn, options)
     }
 

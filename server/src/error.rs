@@ -171,20 +171,8 @@ mod tests {
                 409,
             ),
             (Error::validation("limit", "too big"), 400),
-            (
-                Error::Storage {
-                    message: "locked".into(),
-                    busy: true,
-                },
-                503,
-            ),
-            (
-                Error::Storage {
-                    message: "disk full".into(),
-                    busy: false,
-                },
-                500,
-            ),
+            (Error::storage("locked", true), 503),
+            (Error::storage("disk full", false), 500),
             (
                 Error::Schema {
                     message: "newer".into(),
