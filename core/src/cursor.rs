@@ -27,15 +27,27 @@ pub(crate) struct Position {
 /// What a cursor is bound to: the organization, every filter and the order,
 /// but not the limit (a caller may change the page size between pages).
 pub(crate) fn fingerprint(organization_id: &str, query: &ListQuery) -> [u8; FINGERPRINT_LEN] {
+    // Destructured without `..`: a new filter cannot be forgotten here.
+    let ListQuery {
+        status,
+        source_session_id,
+        agent_id,
+        to_number,
+        scheduled_after,
+        scheduled_before,
+        order,
+        limit: _,
+        cursor: _,
+    } = query;
     let canonical = serde_json::json!([
         organization_id,
-        query.status.map(|s| s.as_str()),
-        query.source_session_id,
-        query.agent_id,
-        query.to_number,
-        query.scheduled_after.map(to_micros),
-        query.scheduled_before.map(to_micros),
-        query.order.as_str(),
+        status.map(|s| s.as_str()),
+        source_session_id,
+        agent_id,
+        to_number,
+        scheduled_after.map(to_micros),
+        scheduled_before.map(to_micros),
+        order.as_str(),
     ]);
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     let mut out = [0u8; FINGERPRINT_LEN];

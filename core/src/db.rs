@@ -273,10 +273,23 @@ impl<'c> Dao<'c> {
         after: Option<Position>,
         rows: u32,
     ) -> Result<Vec<Stored>> {
+        // Destructured without `..`: a new filter must be added to the SQL.
+        let ListQuery {
+            status,
+            source_session_id,
+            agent_id,
+            to_number,
+            scheduled_after,
+            scheduled_before,
+            order,
+            limit: _,  // `rows`, one more than the page, to see the next page
+            cursor: _, // `after`, decoded and checked by the caller
+        } = query;
+        let order = *order;
         let mut filter = String::from("organization_id = :org");
-        let status = query.status.map(Status::as_str);
-        let after_micros = query.scheduled_after.map(to_micros);
-        let before_micros = query.scheduled_before.map(to_micros);
+        let status = status.map(Status::as_str);
+        let after_micros = scheduled_after.map(to_micros);
+        let before_micros = scheduled_before.map(to_micros);
         let mut params: Vec<(&str, &dyn ToSql)> = vec![(":org", &organization_id)];
         let filters: [(&str, &str, Option<&dyn ToSql>); 6] = [
             (
@@ -287,17 +300,17 @@ impl<'c> Dao<'c> {
             (
                 ":source",
                 "source_session_id = :source",
-                query.source_session_id.as_ref().map(|v| v as &dyn ToSql),
+                source_session_id.as_ref().map(|v| v as &dyn ToSql),
             ),
             (
                 ":agent",
                 "agent_id = :agent",
-                query.agent_id.as_ref().map(|v| v as &dyn ToSql),
+                agent_id.as_ref().map(|v| v as &dyn ToSql),
             ),
             (
                 ":to",
                 "to_number = :to",
-                query.to_number.as_ref().map(|v| v as &dyn ToSql),
+                to_number.as_ref().map(|v| v as &dyn ToSql),
             ),
             (
                 ":after",
@@ -319,7 +332,7 @@ impl<'c> Dao<'c> {
         }
         if let Some(p) = &after {
             params.push((":seq", &p.seq));
-            if query.order == Order::ScheduledAsc {
+            if order == Order::ScheduledAsc {
                 params.push((":sort_key", &p.sort_key));
             }
         }
@@ -337,7 +350,7 @@ impl<'c> Dao<'c> {
             let rows = stmt.query_map(bound.as_slice(), Stored::from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         };
-        match (query.order, after.is_some()) {
+        match (order, after.is_some()) {
             (Order::CreatedDesc, false) => {
                 run(format!("{select} ORDER BY seq DESC LIMIT :rows"), rows)
             }

@@ -187,16 +187,26 @@ pub(crate) fn new_callback(input: &NewCallback) -> Result<ValidNewCallback<'_>> 
 }
 
 pub(crate) fn list_query(query: &ListQuery) -> Result<()> {
-    limit(query.limit)?;
-    optional_identifier("source_session_id", query.source_session_id.as_deref())?;
-    optional_identifier("agent_id", query.agent_id.as_deref())?;
-    optional_e164("to_number", query.to_number.as_deref())?;
-    let after = query
-        .scheduled_after
+    // Destructured without `..`: a new filter must get its rule here.
+    let ListQuery {
+        status: _,
+        source_session_id,
+        agent_id,
+        to_number,
+        scheduled_after,
+        scheduled_before,
+        order: _,
+        limit: page_size,
+        cursor: _,
+    } = query;
+    limit(*page_size)?;
+    optional_identifier("source_session_id", source_session_id.as_deref())?;
+    optional_identifier("agent_id", agent_id.as_deref())?;
+    optional_e164("to_number", to_number.as_deref())?;
+    let after = scheduled_after
         .map(|t| time::checked("scheduled_after", t))
         .transpose()?;
-    let before = query
-        .scheduled_before
+    let before = scheduled_before
         .map(|t| time::checked("scheduled_before", t))
         .transpose()?;
     if let (Some(after), Some(before)) = (after, before) {
