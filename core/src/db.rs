@@ -15,7 +15,8 @@ use crate::validate::ValidNewCallback;
 mod api_keys;
 mod moves;
 
-pub(crate) use moves::{Changes, ClaimGuard, NewEvent};
+pub(crate) use api_keys::ApiKeyRows;
+pub(crate) use moves::{Changes, ClaimGuard, Moves, NewEvent};
 
 /// Every column of a callback, for SELECT and RETURNING.
 const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
@@ -109,22 +110,73 @@ fn json_column(row: &Row, column: usize) -> rusqlite::Result<JsonObject> {
     serde_json::from_str(&text).map_err(|e| conversion_error(column, e))
 }
 
-pub(crate) struct Dao<'c> {
-    pub conn: &'c Connection,
+/// The data access the rules call, inside one transaction opened by
+/// `Store::read` or `Store::write` (it never commits): every statement the
+/// store runs, one method each, grouped by what they touch. The rules (the
+/// transition table, validation, cursors, idempotency) call only these
+/// methods, so a second backend implements these traits and nothing above
+/// them changes. SQLite (`SqliteDao`) is the one implementation today.
+pub(crate) trait Dao: CallbackRows + Moves + ApiKeyRows {
     /// The store's clock, read once the transaction holds its lock, so that
     /// writers in turn get times in the same order as their commits.
+    fn now(&self) -> Timestamp;
+}
+
+/// The data access over one SQLite connection.
+pub(crate) struct SqliteDao<'c> {
+    pub conn: &'c Connection,
     pub now: Timestamp,
 }
 
-impl<'c> Dao<'c> {
-    pub fn new(conn: &'c Connection, now: Timestamp) -> Self {
-        Dao { conn, now }
+impl Dao for SqliteDao<'_> {
+    fn now(&self) -> Timestamp {
+        self.now
     }
+}
 
+/// Callbacks as rows: creation, look-ups, lists, history, pruning.
+pub(crate) trait CallbackRows {
     /// Inserts a new `scheduled` callback and its creation event. The record
     /// returned is built from the input rather than read back: it is exactly
     /// what was bound, and reading back would parse the JSON again.
-    pub fn insert_callback(
+    fn insert_callback(
+        &self,
+        organization_id: &str,
+        id: &str,
+        new: &ValidNewCallback<'_>,
+        request_hash: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Stored>;
+    /// The callback an idempotency key created, with the hash of its request.
+    fn find_by_idempotency_key(
+        &self,
+        organization_id: &str,
+        key: &str,
+    ) -> Result<Option<(Callback, Option<Vec<u8>>)>>;
+    /// A callback by id; `organization_id` None means any organization
+    /// (store-wide work such as a dispatcher completing what it claimed).
+    fn get(&self, organization_id: Option<&str>, id: &str) -> Result<Option<Stored>>;
+    fn history(&self, organization_id: &str, id: &str) -> Result<Vec<CallbackEvent>>;
+    /// One page (plus one row, to tell whether there is a next page).
+    /// The SQL is assembled from fixed fragments only; every value is bound.
+    fn list(
+        &self,
+        organization_id: &str,
+        query: &ListQuery,
+        after: Option<Position>,
+        rows: u32,
+    ) -> Result<Vec<Stored>>;
+    /// Deletes finished callbacks last updated before `before`, with their
+    /// events (ON DELETE CASCADE). Returns how many callbacks went.
+    fn prune(&self, before: Timestamp) -> Result<usize>;
+    fn count_by_status(&self, organization_id: &str) -> Result<Vec<(Status, u64)>>;
+}
+
+impl CallbackRows for SqliteDao<'_> {
+    /// Inserts a new `scheduled` callback and its creation event. The record
+    /// returned is built from the input rather than read back: it is exactly
+    /// what was bound, and reading back would parse the JSON again.
+    fn insert_callback(
         &self,
         organization_id: &str,
         id: &str,
@@ -201,7 +253,7 @@ impl<'c> Dao<'c> {
     }
 
     /// The callback an idempotency key created, with the hash of its request.
-    pub fn find_by_idempotency_key(
+    fn find_by_idempotency_key(
         &self,
         organization_id: &str,
         key: &str,
@@ -223,7 +275,7 @@ impl<'c> Dao<'c> {
 
     /// A callback by id; `organization_id` None means any organization
     /// (store-wide work such as a dispatcher completing what it claimed).
-    pub fn get(&self, organization_id: Option<&str>, id: &str) -> Result<Option<Stored>> {
+    fn get(&self, organization_id: Option<&str>, id: &str) -> Result<Option<Stored>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {CALLBACK_COLUMNS} FROM callbacks
              WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)"
@@ -233,7 +285,7 @@ impl<'c> Dao<'c> {
             .optional()?)
     }
 
-    pub fn history(&self, organization_id: &str, id: &str) -> Result<Vec<CallbackEvent>> {
+    fn history(&self, organization_id: &str, id: &str) -> Result<Vec<CallbackEvent>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.id, e.action, e.from_status, e.to_status, e.at, e.detail
              FROM callbacks c JOIN callback_events e ON e.callback_seq = c.seq
@@ -266,7 +318,7 @@ impl<'c> Dao<'c> {
     /// newest-first pages by `seq` alone, and soonest-first reads the rest
     /// of the tie, then, if the page is not full, the later times: two
     /// seeks in index order, nothing to sort.
-    pub fn list(
+    fn list(
         &self,
         organization_id: &str,
         query: &ListQuery,
@@ -385,7 +437,7 @@ impl<'c> Dao<'c> {
 
     /// Deletes finished callbacks last updated before `before`, with their
     /// events (ON DELETE CASCADE). Returns how many callbacks went.
-    pub fn prune(&self, before: Timestamp) -> Result<usize> {
+    fn prune(&self, before: Timestamp) -> Result<usize> {
         let finished: Vec<String> = Status::ALL
             .into_iter()
             .filter(|s| transitions::is_terminal(*s))
@@ -398,7 +450,7 @@ impl<'c> Dao<'c> {
         Ok(stmt.execute([to_micros(before)])?)
     }
 
-    pub fn count_by_status(&self, organization_id: &str) -> Result<Vec<(Status, u64)>> {
+    fn count_by_status(&self, organization_id: &str) -> Result<Vec<(Status, u64)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT status, COUNT(*) FROM callbacks WHERE organization_id = ?1 GROUP BY status",
         )?;
@@ -415,6 +467,12 @@ impl<'c> Dao<'c> {
                 )
             })
             .collect())
+    }
+}
+
+impl<'c> SqliteDao<'c> {
+    pub fn new(conn: &'c Connection, now: Timestamp) -> Self {
+        SqliteDao { conn, now }
     }
 }
 

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use crate::claim::{self, Claim};
 use crate::cursor;
-use crate::db::{Changes, ClaimGuard, NewEvent, Stored};
+use crate::db::{Changes, ClaimGuard, Dao, NewEvent, Stored};
 use crate::error::{Error, Result};
 use crate::model::{Callback, CallbackEvent, ListQuery, NewCallback, Page, Status};
 use crate::store::Store;
@@ -156,7 +156,7 @@ pub(crate) fn transition(
         validate::identifier("claim_token", token)?;
     }
     store.write(|dao| {
-        let now = dao.now;
+        let now = dao.now();
         let current = dao
             .get(organization_id, id)?
             .ok_or_else(|| Error::callback_not_found(id))?
@@ -264,7 +264,7 @@ impl Organization {
 
     fn insert(
         &self,
-        dao: &crate::db::Dao,
+        dao: &dyn Dao,
         valid: &ValidNewCallback<'_>,
         hash: Option<&[u8]>,
     ) -> Result<Callback> {
@@ -282,9 +282,9 @@ impl Organization {
                 });
             }
         }
-        let id = self.store.new_id("cb_", dao.now);
+        let id = self.store.new_id("cb_", dao.now());
         Ok(dao
-            .insert_callback(&self.id, &id, valid, hash, dao.now)?
+            .insert_callback(&self.id, &id, valid, hash, dao.now())?
             .callback)
     }
 

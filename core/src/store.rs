@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::claim::{self, Claim};
-use crate::db::Dao;
+use crate::db::{Dao, SqliteDao};
 use crate::error::{Error, Result};
 use crate::model::{ApiKey, Callback, CreatedApiKey};
 use crate::organization::Organization;
@@ -201,18 +201,18 @@ impl Store {
 
     /// Runs `f`, which reads with a single statement: one statement is one
     /// consistent snapshot by itself, so no transaction is opened around it.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Dao) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Dao) -> Result<T>) -> Result<T> {
         let conn = self.lock();
-        f(&Dao::new(&conn, self.now()))
+        f(&SqliteDao::new(&conn, self.now()))
     }
 
     /// Runs `f` in a write transaction taken at once (BEGIN IMMEDIATE), so
     /// what `f` reads cannot change before it writes. An error rolls back
     /// everything `f` did.
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&Dao) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Dao) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&Dao::new(&tx, self.now()))?;
+        let out = f(&SqliteDao::new(&tx, self.now()))?;
         tx.commit()?;
         Ok(out)
     }
@@ -313,10 +313,10 @@ impl Store {
         let token = auth::new_token()?;
         let key = self.write(|dao| {
             let key = ApiKey {
-                id: self.new_id("key_", dao.now),
+                id: self.new_id("key_", dao.now()),
                 organization_id: organization_id.to_owned(),
                 label: label.to_owned(),
-                created_at: dao.now,
+                created_at: dao.now(),
                 revoked_at: None,
             };
             dao.insert_api_key(&key, &auth::token_hash(&token))?;
@@ -333,7 +333,7 @@ impl Store {
     /// Revokes a key at once; revoking it again changes nothing.
     pub fn revoke_api_key(&self, key_id: &str) -> Result<ApiKey> {
         validate::identifier("key_id", key_id)?;
-        self.write(|dao| dao.revoke_api_key(key_id, dao.now))?
+        self.write(|dao| dao.revoke_api_key(key_id, dao.now()))?
             .ok_or_else(|| Error::NotFound {
                 kind: "api key",
                 id: key_id.to_owned(),

@@ -2,13 +2,23 @@
 
 use rusqlite::{OptionalExtension, Row};
 
-use super::Dao;
+use super::SqliteDao;
 use crate::error::Result;
 use crate::model::ApiKey;
 use crate::time::{from_micros, to_micros, Timestamp};
 
-impl Dao<'_> {
-    pub fn insert_api_key(&self, key: &ApiKey, token_hash: &[u8]) -> Result<()> {
+/// The API keys of the store: only token hashes are kept.
+pub(crate) trait ApiKeyRows {
+    fn insert_api_key(&self, key: &ApiKey, token_hash: &[u8]) -> Result<()>;
+    /// The organization of an unrevoked key with this token hash.
+    fn organization_of_token(&self, token_hash: &[u8]) -> Result<Option<String>>;
+    fn list_api_keys(&self, organization_id: &str) -> Result<Vec<ApiKey>>;
+    /// Revokes a key (again, harmlessly, if it already was) and returns it.
+    fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKey>>;
+}
+
+impl ApiKeyRows for SqliteDao<'_> {
+    fn insert_api_key(&self, key: &ApiKey, token_hash: &[u8]) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO api_keys (id, organization_id, label, token_hash, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -24,14 +34,14 @@ impl Dao<'_> {
     }
 
     /// The organization of an unrevoked key with this token hash.
-    pub fn organization_of_token(&self, token_hash: &[u8]) -> Result<Option<String>> {
+    fn organization_of_token(&self, token_hash: &[u8]) -> Result<Option<String>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT organization_id FROM api_keys WHERE token_hash = ?1 AND revoked_at IS NULL",
         )?;
         Ok(stmt.query_row([token_hash], |row| row.get(0)).optional()?)
     }
 
-    pub fn list_api_keys(&self, organization_id: &str) -> Result<Vec<ApiKey>> {
+    fn list_api_keys(&self, organization_id: &str) -> Result<Vec<ApiKey>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, organization_id, label, created_at, revoked_at FROM api_keys
              WHERE organization_id = ?1 ORDER BY created_at, id",
@@ -41,7 +51,7 @@ impl Dao<'_> {
     }
 
     /// Revokes a key (again, harmlessly, if it already was) and returns it.
-    pub fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKey>> {
+    fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKey>> {
         let mut stmt = self.conn.prepare_cached(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1
              RETURNING id, organization_id, label, created_at, revoked_at",

@@ -5,7 +5,7 @@
 use rusqlite::types::Value;
 use rusqlite::{named_params, OptionalExtension, ToSql};
 
-use super::{col, Dao, Stored, CALLBACK_COLUMNS};
+use super::{col, SqliteDao, Stored, CALLBACK_COLUMNS};
 use crate::claim::ClaimColumns;
 use crate::error::Result;
 use crate::model::{EventAction, Status};
@@ -125,12 +125,44 @@ pub(crate) struct NewEvent<'a> {
     pub detail: Option<&'a str>,
 }
 
-impl Dao<'_> {
+/// Status changes: the guarded UPDATE of one callback, the store-wide
+/// moves, the claim columns, and the history rows each change appends.
+pub(crate) trait Moves {
     /// The guarded UPDATE of one transition: it only matches while the
     /// callback is still in `from` (and, with a guard, still holds that
     /// claim), so of two racing writers one wins. Returns the callback with
     /// its claim token.
-    pub fn apply_transition(
+    fn apply_transition(
+        &self,
+        organization_id: Option<&str>,
+        id: &str,
+        from_to: (Status, Status),
+        changes: &Changes<'_>,
+        guard: ClaimGuard<'_>,
+        now: Timestamp,
+    ) -> Result<Option<(Stored, Option<String>)>>;
+    /// The claim columns of a callback: its token (None before its first
+    /// claim) and whether that claim was spent.
+    /// A callback (of any organization) with its claim columns, read in
+    /// one statement.
+    fn get_with_claim(&self, id: &str) -> Result<Option<(Stored, ClaimColumns)>>;
+    fn claim_columns(&self, id: &str) -> Result<Option<ClaimColumns>>;
+    fn insert_event(&self, callback_seq: i64, event: &NewEvent<'_>) -> Result<()>;
+    /// Moves up to `limit` due callbacks, oldest scheduled first, from
+    /// `scheduled` to `dispatching`, across all organizations, each with a
+    /// fresh claim token (returned beside it).
+    fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<(Stored, String)>>;
+    /// Fails callbacks left `dispatching` since before `horizon`.
+    fn recover_stale(&self, now: Timestamp, horizon: Timestamp, cause: &str)
+        -> Result<Vec<Stored>>;
+}
+
+impl Moves for SqliteDao<'_> {
+    /// The guarded UPDATE of one transition: it only matches while the
+    /// callback is still in `from` (and, with a guard, still holds that
+    /// claim), so of two racing writers one wins. Returns the callback with
+    /// its claim token.
+    fn apply_transition(
         &self,
         organization_id: Option<&str>,
         id: &str,
@@ -179,7 +211,7 @@ impl Dao<'_> {
     /// claim) and whether that claim was spent.
     /// A callback (of any organization) with its claim columns, read in
     /// one statement.
-    pub fn get_with_claim(&self, id: &str) -> Result<Option<(Stored, ClaimColumns)>> {
+    fn get_with_claim(&self, id: &str) -> Result<Option<(Stored, ClaimColumns)>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {CALLBACK_COLUMNS}, claim_token, claim_spent_at IS NOT NULL
              FROM callbacks WHERE id = ?1"
@@ -195,7 +227,7 @@ impl Dao<'_> {
             .optional()?)
     }
 
-    pub fn claim_columns(&self, id: &str) -> Result<Option<ClaimColumns>> {
+    fn claim_columns(&self, id: &str) -> Result<Option<ClaimColumns>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT claim_token, claim_spent_at IS NOT NULL FROM callbacks WHERE id = ?1",
         )?;
@@ -209,7 +241,7 @@ impl Dao<'_> {
             .optional()?)
     }
 
-    pub fn insert_event(&self, callback_seq: i64, event: &NewEvent<'_>) -> Result<()> {
+    fn insert_event(&self, callback_seq: i64, event: &NewEvent<'_>) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO callback_events (callback_seq, action, from_status, to_status, at, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -228,7 +260,7 @@ impl Dao<'_> {
     /// Moves up to `limit` due callbacks, oldest scheduled first, from
     /// `scheduled` to `dispatching`, across all organizations, each with a
     /// fresh claim token (returned beside it).
-    pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<(Stored, String)>> {
+    fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<(Stored, String)>> {
         let (from, to) = transitions::bulk_move(transitions::Action::ClaimDue);
         // The statuses are literals so that SQLite can use the partial index
         // of due callbacks; they come from the transition table, not input.
@@ -254,7 +286,7 @@ impl Dao<'_> {
     }
 
     /// Fails callbacks left `dispatching` since before `horizon`.
-    pub fn recover_stale(
+    fn recover_stale(
         &self,
         now: Timestamp,
         horizon: Timestamp,
@@ -281,7 +313,9 @@ impl Dao<'_> {
         )?;
         Ok(recovered)
     }
+}
 
+impl<'c> SqliteDao<'c> {
     fn record_bulk(
         &self,
         moved: &[&Stored],
