@@ -389,10 +389,16 @@ mod tests {
         let err = crate::Store::open("/no/such/folder/callbacks.db").unwrap_err();
         assert_eq!(err.code(), ErrorCode::StorageError);
         let cause = std::error::Error::source(&err).expect("the SQLite error is kept");
-        assert!(err.to_string().contains(&cause.to_string()), "{err} / {cause}");
+        assert!(
+            err.to_string().contains(&cause.to_string()),
+            "{err} / {cause}"
+        );
         let from_sqlite = Error::from(rusqlite::Error::QueryReturnedNoRows);
         let cause = std::error::Error::source(&from_sqlite).unwrap();
-        assert_eq!(cause.to_string(), rusqlite::Error::QueryReturnedNoRows.to_string());
+        assert_eq!(
+            cause.to_string(),
+            rusqlite::Error::QueryReturnedNoRows.to_string()
+        );
     }
 
     #[test]
