@@ -41,6 +41,12 @@ pub(crate) enum Request<'a> {
     PlaceCall {
         claim: &'a str,
     },
+    /// Store-wide: due callbacks taken by a worker.
+    ClaimDue,
+    /// Store-wide: callbacks left dispatching, failed with this cause.
+    RecoverStale {
+        cause: &'a str,
+    },
 }
 
 impl Request<'_> {
@@ -52,6 +58,8 @@ impl Request<'_> {
             Request::Fail { .. } => Action::FailDispatch,
             Request::Reschedule { .. } => Action::Reschedule,
             Request::PlaceCall { .. } => Action::PlaceCall,
+            Request::ClaimDue => Action::ClaimDue,
+            Request::RecoverStale { .. } => Action::RecoverStale,
         }
     }
 
@@ -70,7 +78,9 @@ impl Request<'_> {
         }
     }
 
-    fn changes(&self, now: Timestamp) -> Changes<'_> {
+    /// The columns this transition writes: the one place that says so, for
+    /// the guarded UPDATE of one callback and the store-wide moves alike.
+    pub(crate) fn changes(&self, now: Timestamp) -> Changes<'_> {
         match *self {
             Request::Cancel { .. } => Changes {
                 cancelled_at: Some(now),
@@ -100,6 +110,15 @@ impl Request<'_> {
                 claim_spent_at: Some(now),
                 ..Changes::default()
             },
+            Request::ClaimDue => Changes {
+                attempted_at: Some(now),
+                new_claim: transitions::makes_claim(Action::ClaimDue),
+                ..Changes::default()
+            },
+            Request::RecoverStale { cause } => Changes {
+                failure_cause: Some(cause),
+                ..Changes::default()
+            },
         }
     }
 
@@ -107,7 +126,8 @@ impl Request<'_> {
     fn detail(&self, before: &Callback) -> Option<String> {
         match *self {
             Request::Cancel { reason } => reason.map(str::to_owned),
-            Request::Dispatch | Request::PlaceCall { .. } => None,
+            Request::Dispatch | Request::PlaceCall { .. } | Request::ClaimDue => None,
+            Request::RecoverStale { cause } => Some(cause.to_owned()),
             Request::Complete {
                 created_session_id, ..
             } => Some(created_session_id.to_owned()),

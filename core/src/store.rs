@@ -11,7 +11,7 @@ use crate::claim::{self, Claim};
 use crate::db::{Dao, SqliteDao};
 use crate::error::{Error, Result};
 use crate::model::{ApiKey, Callback, CreatedApiKey};
-use crate::organization::Organization;
+use crate::organization::{Organization, Request};
 use crate::time::{self, Clock, SystemClock, Timestamp};
 use crate::transitions::Action;
 use crate::{auth, schema, validate};
@@ -257,7 +257,8 @@ impl Store {
                 format!("must be between 1 and {MAX_CLAIM}, got {limit}"),
             ));
         }
-        let claimed = self.write(|dao| dao.claim_due(now, limit))?;
+        let claimed =
+            self.write(|dao| dao.claim_due(now, limit, &Request::ClaimDue.changes(now)))?;
         Ok(claimed
             .into_iter()
             .map(|(stored, token)| Claim::new(stored.callback, token))
@@ -294,7 +295,10 @@ impl Store {
         let horizon = now
             .checked_sub_signed(older_than)
             .ok_or_else(|| Error::validation("older_than", "reaches before the year 1"))?;
-        let recovered = self.write(|dao| dao.recover_stale(now, horizon, DISPATCH_INTERRUPTED))?;
+        let recover = Request::RecoverStale {
+            cause: DISPATCH_INTERRUPTED,
+        };
+        let recovered = self.write(|dao| dao.recover_stale(now, horizon, &recover.changes(now)))?;
         Ok(recovered.into_iter().map(|s| s.callback).collect())
     }
 

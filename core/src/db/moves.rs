@@ -3,7 +3,7 @@
 //! change appends.
 
 use rusqlite::types::Value;
-use rusqlite::{named_params, OptionalExtension, ToSql};
+use rusqlite::{OptionalExtension, ToSql};
 
 use super::{col, SqliteDao, Stored, CALLBACK_COLUMNS};
 use crate::claim::ClaimColumns;
@@ -76,6 +76,21 @@ struct Shape<'s> {
     guard_unspent: bool,
 }
 
+impl<'s> Shape<'s> {
+    /// A store-wide move: it changes the status, so updated_at too; no
+    /// claim guards (it selects by status and time, not by claim).
+    fn bulk(columns: &'s [&'s str], changes: &Changes<'_>) -> Shape<'s> {
+        Shape {
+            status: true,
+            touch: true,
+            columns,
+            new_claim: changes.new_claim,
+            guard_token: false,
+            guard_unspent: false,
+        }
+    }
+}
+
 /// The guarded UPDATE of one transition, naming only what it changes.
 /// SQLite rewrites the entries of every index over a column named in SET,
 /// changed or not, and every index page it rewrites is one more page
@@ -87,6 +102,27 @@ struct Shape<'s> {
 /// the OS), evaluated per row: claim_due gives each callback its own token
 /// in the same single statement.
 fn transition_sql(shape: Shape<'_>) -> String {
+    let set = set_clause(shape);
+    let mut guard = String::new();
+    if shape.guard_token {
+        guard.push_str(" AND claim_token = :token");
+    }
+    if shape.guard_unspent {
+        guard.push_str(" AND claim_spent_at IS NULL");
+    }
+    format!(
+        "UPDATE callbacks SET {set}
+             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from{guard}
+             RETURNING {CALLBACK_COLUMNS}, claim_token"
+    )
+}
+
+/// What a transition's UPDATE sets, for one callback and for the
+/// store-wide moves alike: the status when it changes, updated_at when the
+/// record changes, the columns of the transition's `Changes` (the one place
+/// that says what each action writes: `Request::changes`), and a fresh
+/// claim token when it makes a claim.
+fn set_clause(shape: Shape<'_>) -> String {
     let mut set: Vec<String> = Vec::new();
     if shape.status {
         set.push("status = :to".to_owned());
@@ -98,19 +134,25 @@ fn transition_sql(shape: Shape<'_>) -> String {
     if shape.new_claim {
         set.push(format!("claim_token = {NEW_TOKEN}"));
     }
-    let mut guard = String::new();
-    if shape.guard_token {
-        guard.push_str(" AND claim_token = :token");
-    }
-    if shape.guard_unspent {
-        guard.push_str(" AND claim_spent_at IS NULL");
-    }
-    format!(
-        "UPDATE callbacks SET {}
-             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from{guard}
-             RETURNING {CALLBACK_COLUMNS}, claim_token",
-        set.join(", ")
-    )
+    set.join(", ")
+}
+
+/// The columns of `changes`, their `:name` parameters and their values.
+fn bound_columns(changes: &Changes<'_>) -> (Vec<&'static str>, Vec<String>, Vec<Value>) {
+    let (columns, values): (Vec<&str>, Vec<Value>) = changes.columns().unzip();
+    let names = columns.iter().map(|c| format!(":{c}")).collect();
+    (columns, names, values)
+}
+
+/// The named parameters of a transition's columns, to bind beside the others.
+fn column_params<'v>(
+    names: &'v [String],
+    values: &'v [Value],
+) -> impl Iterator<Item = (&'v str, &'v dyn ToSql)> {
+    names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (n.as_str(), v as &dyn ToSql))
 }
 
 /// A fresh claim token, in SQL: 128 random bits as 32 lowercase hex digits.
@@ -151,10 +193,20 @@ pub(crate) trait Moves {
     /// Moves up to `limit` due callbacks, oldest scheduled first, from
     /// `scheduled` to `dispatching`, across all organizations, each with a
     /// fresh claim token (returned beside it).
-    fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<(Stored, String)>>;
-    /// Fails callbacks left `dispatching` since before `horizon`.
-    fn recover_stale(&self, now: Timestamp, horizon: Timestamp, cause: &str)
-        -> Result<Vec<Stored>>;
+    fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        changes: &Changes<'_>,
+    ) -> Result<Vec<(Stored, String)>>;
+    /// Fails callbacks left `dispatching` since before `horizon`, setting
+    /// `changes`; their failure cause is the history's detail.
+    fn recover_stale(
+        &self,
+        now: Timestamp,
+        horizon: Timestamp,
+        changes: &Changes<'_>,
+    ) -> Result<Vec<Stored>>;
 }
 
 impl Moves for SqliteDao<'_> {
@@ -171,7 +223,7 @@ impl Moves for SqliteDao<'_> {
         guard: ClaimGuard<'_>,
         now: Timestamp,
     ) -> Result<Option<(Stored, Option<String>)>> {
-        let (columns, values): (Vec<&str>, Vec<Value>) = changes.columns().unzip();
+        let (columns, names, values) = bound_columns(changes);
         let shape = Shape {
             status: from != to,
             touch: changes.changes_record(),
@@ -181,7 +233,6 @@ impl Moves for SqliteDao<'_> {
             guard_unspent: guard.unspent,
         };
         let mut stmt = self.conn.prepare_cached(&transition_sql(shape))?;
-        let names: Vec<String> = columns.iter().map(|c| format!(":{c}")).collect();
         let (to, from, now) = (to.as_str(), from.as_str(), to_micros(now));
         let mut params: Vec<(&str, &dyn ToSql)> =
             vec![(":id", &id), (":org", &organization_id), (":from", &from)];
@@ -194,12 +245,7 @@ impl Moves for SqliteDao<'_> {
         if let Some(token) = &guard.token {
             params.push((":token", token));
         }
-        params.extend(
-            names
-                .iter()
-                .zip(&values)
-                .map(|(n, v)| (n.as_str(), v as &dyn ToSql)),
-        );
+        params.extend(column_params(&names, &values));
         Ok(stmt
             .query_row(params.as_slice(), |row| {
                 Ok((Stored::from_row(row)?, row.get(col::CLAIM_TOKEN)?))
@@ -258,25 +304,35 @@ impl Moves for SqliteDao<'_> {
     }
 
     /// Moves up to `limit` due callbacks, oldest scheduled first, from
-    /// `scheduled` to `dispatching`, across all organizations, each with a
-    /// fresh claim token (returned beside it).
-    fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<(Stored, String)>> {
+    /// `scheduled` to `dispatching`, across all organizations, setting
+    /// `changes`, each with a fresh claim token (returned beside it).
+    fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        changes: &Changes<'_>,
+    ) -> Result<Vec<(Stored, String)>> {
         let (from, to) = transitions::bulk_move(transitions::Action::ClaimDue);
-        // The statuses are literals so that SQLite can use the partial index
-        // of due callbacks; they come from the transition table, not input.
+        let (columns, names, values) = bound_columns(changes);
+        let set = set_clause(Shape::bulk(&columns, changes));
+        // The status the rows are selected by is a literal, so that SQLite
+        // can use the partial index of due callbacks; it comes from the
+        // transition table, not input.
         let mut stmt = self.conn.prepare_cached(&format!(
-            "UPDATE callbacks SET status = '{to}', attempted_at = :now, updated_at = :now,
-                 claim_token = {NEW_TOKEN}
+            "UPDATE callbacks SET {set}
              WHERE seq IN (
                  SELECT seq FROM callbacks
                  WHERE status = '{from}' AND scheduled_at <= :now
                  ORDER BY scheduled_at, seq LIMIT :limit)
              RETURNING {CALLBACK_COLUMNS}, claim_token"
         ))?;
-        let rows = stmt.query_map(
-            named_params! { ":now": to_micros(now), ":limit": limit },
-            |row| Ok((Stored::from_row(row)?, row.get(col::CLAIM_TOKEN)?)),
-        )?;
+        let (to, now_micros) = (to.as_str(), to_micros(now));
+        let mut params: Vec<(&str, &dyn ToSql)> =
+            vec![(":to", &to), (":now", &now_micros), (":limit", &limit)];
+        params.extend(column_params(&names, &values));
+        let rows = stmt.query_map(params.as_slice(), |row| {
+            Ok((Stored::from_row(row)?, row.get(col::CLAIM_TOKEN)?))
+        })?;
         let mut claimed = rows.collect::<rusqlite::Result<Vec<(Stored, String)>>>()?;
         // RETURNING gives no order; workers expect the oldest first.
         claimed.sort_by_key(|(s, _)| (s.callback.scheduled_at, s.seq));
@@ -285,23 +341,27 @@ impl Moves for SqliteDao<'_> {
         Ok(claimed)
     }
 
-    /// Fails callbacks left `dispatching` since before `horizon`.
+    /// Fails callbacks left `dispatching` since before `horizon`, setting
+    /// `changes`; their failure cause is the history's detail.
     fn recover_stale(
         &self,
         now: Timestamp,
         horizon: Timestamp,
-        cause: &str,
+        changes: &Changes<'_>,
     ) -> Result<Vec<Stored>> {
         let (from, to) = transitions::bulk_move(transitions::Action::RecoverStale);
+        let (columns, names, values) = bound_columns(changes);
+        let set = set_clause(Shape::bulk(&columns, changes));
         let mut stmt = self.conn.prepare_cached(&format!(
-            "UPDATE callbacks SET status = '{to}', failure_cause = :cause, updated_at = :now
+            "UPDATE callbacks SET {set}
              WHERE status = '{from}' AND attempted_at < :horizon
              RETURNING {CALLBACK_COLUMNS}"
         ))?;
-        let rows = stmt.query_map(
-            named_params! { ":now": to_micros(now), ":horizon": to_micros(horizon), ":cause": cause },
-            Stored::from_row,
-        )?;
+        let (to, now_micros, horizon) = (to.as_str(), to_micros(now), to_micros(horizon));
+        let mut params: Vec<(&str, &dyn ToSql)> =
+            vec![(":to", &to), (":now", &now_micros), (":horizon", &horizon)];
+        params.extend(column_params(&names, &values));
+        let rows = stmt.query_map(params.as_slice(), Stored::from_row)?;
         let mut recovered = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         recovered.sort_by_key(|s| s.seq);
         self.record_bulk(
@@ -309,7 +369,7 @@ impl Moves for SqliteDao<'_> {
             transitions::Action::RecoverStale,
             from,
             now,
-            Some(cause),
+            changes.failure_cause,
         )?;
         Ok(recovered)
     }
