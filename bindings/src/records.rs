@@ -184,7 +184,7 @@ pub struct NewCallback {
 }
 
 impl NewCallback {
-    pub(crate) fn to_core(&self) -> Result<core::NewCallback> {
+    pub(crate) fn to_core(&self) -> core::Result<core::NewCallback> {
         let object = |field: &str, value: &Option<JsonObject>| {
             value
                 .as_ref()
@@ -236,7 +236,7 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    pub(crate) fn to_core(&self) -> Result<core::ListQuery> {
+    pub(crate) fn to_core(&self) -> core::Result<core::ListQuery> {
         let defaults = core::ListQuery::default();
         Ok(core::ListQuery {
             status: self.status.map(Into::into),

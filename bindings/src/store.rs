@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use callback_store as core;
 
-use crate::error::{CallbackStoreError, DispatchError, Result};
+use crate::error::{DispatchError, Result};
 use crate::records::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, ListQuery, NewCallback, Page,
     StatusCount, StoreOptions,
@@ -162,11 +162,8 @@ impl Organization {
         let batch = callbacks
             .iter()
             .enumerate()
-            .map(|(i, new)| {
-                new.to_core()
-                    .map_err(|e| within(e, &format!("callbacks[{i}]")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .map(|(i, new)| new.to_core().map_err(|e| e.within_item("callbacks", i)))
+            .collect::<core::Result<Vec<_>>>()?;
         Ok(map(self.inner.create_many(batch)?))
     }
 
@@ -338,18 +335,4 @@ impl core::Dispatcher for Foreign<'_> {
 
 fn map<T, U: From<T>>(items: Vec<T>) -> Vec<U> {
     items.into_iter().map(Into::into).collect()
-}
-
-/// Prefixes the field of a validation error, like the core does for items
-/// of a batch: `callbacks[3].scheduled_at`.
-fn within(err: CallbackStoreError, prefix: &str) -> CallbackStoreError {
-    match err {
-        CallbackStoreError::ValidationError { code, reason } => {
-            CallbackStoreError::ValidationError {
-                code,
-                reason: format!("{prefix}.{reason}"),
-            }
-        }
-        other => other,
-    }
 }

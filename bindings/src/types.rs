@@ -10,8 +10,6 @@
 
 use callback_store as core;
 
-use crate::error::Result;
-
 /// A foreign value that its language-side converter could not turn into
 /// text starts with this character, followed by the reason (e.g. "a naive
 /// datetime has no timezone"). No valid timestamp or JSON text starts so.
@@ -57,25 +55,28 @@ fn refused(text: &str) -> Option<&str> {
 
 impl Timestamp {
     /// The core timestamp, or a VALIDATION_ERROR naming `field`.
-    pub(crate) fn parse(&self, field: &str) -> Result<core::Timestamp> {
+    pub(crate) fn parse(&self, field: &str) -> core::Result<core::Timestamp> {
         if let Some(reason) = refused(&self.0) {
-            return Err(core::Error::validation(field, reason).into());
+            return Err(core::Error::validation(field, reason));
         }
-        Ok(core::parse_timestamp(field, &self.0)?)
+        core::parse_timestamp(field, &self.0)
     }
 }
 
-pub(crate) fn parse_opt(field: &str, t: &Option<Timestamp>) -> Result<Option<core::Timestamp>> {
+pub(crate) fn parse_opt(
+    field: &str,
+    t: &Option<Timestamp>,
+) -> core::Result<Option<core::Timestamp>> {
     t.as_ref().map(|t| t.parse(field)).transpose()
 }
 
 impl JsonObject {
     /// The core object, or a VALIDATION_ERROR naming `field`.
-    pub(crate) fn parse(&self, field: &str) -> Result<core::JsonObject> {
+    pub(crate) fn parse(&self, field: &str) -> core::Result<core::JsonObject> {
         if let Some(reason) = refused(&self.0) {
-            return Err(core::Error::validation(field, reason).into());
+            return Err(core::Error::validation(field, reason));
         }
-        Ok(core::validate::parse_json_object(field, &self.0)?)
+        core::validate::parse_json_object(field, &self.0)
     }
 }
 
@@ -86,10 +87,9 @@ pub(crate) fn opt_ts(t: Option<core::Timestamp>) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::CallbackStoreError;
 
-    fn code(e: CallbackStoreError) -> String {
-        e.code()
+    fn code(e: core::Error) -> &'static str {
+        e.code().as_str()
     }
 
     #[test]
