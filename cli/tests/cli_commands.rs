@@ -166,12 +166,7 @@ fn get_cancel_dispatch_complete_fail_reschedule_and_history_print_the_api_json()
     assert_eq!(failed["failure_cause"], "busy line");
 
     let history = db.ok(&["--org", "org_a", "history", &id(&b)]);
-    let actions: Vec<&str> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = actions_of(&history);
     assert_eq!(
         actions,
         ["create", "reschedule", "dispatch", "complete_dispatch"]
@@ -195,12 +190,7 @@ fn list_filters_pages_and_follows_cursors_with_all() {
         })
         .collect();
     let page = db.ok(&["--org", "org_a", "list", "--limit", "3"]);
-    let keys: Vec<&str> = page
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = keys_of(&page);
     assert_eq!(keys, ["callbacks", "next_cursor"]);
     assert_eq!(page["callbacks"].as_array().unwrap().len(), 3);
     let cursor = page["next_cursor"].as_str().unwrap();

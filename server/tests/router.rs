@@ -1,7 +1,7 @@
 //! The HTTP layer as a library: the Router mounted in another axum app, the
 //! served description matching the routes, and `serve` stopping on its
-//! shutdown future. (The full HTTP suite runs against the real binary in
-//! cli/tests.)
+//! shutdown future. (The full HTTP suite runs the server in-process:
+//! server/tests/http_*.rs.)
 
 use std::time::Duration;
 

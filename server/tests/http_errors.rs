@@ -10,17 +10,9 @@ use callback_store::{NewCallback, Store};
 use common::*;
 use serde_json::json;
 
-fn setup() -> (Db, Server, Api) {
-    let db = Db::new();
-    let token = db.token("org_a");
-    let server = db.serve(&[]);
-    let api = Api::new(&server, &token);
-    (db, server, api)
-}
-
 #[test]
 fn limit_defaults_to_25_accepts_1_and_100_and_refuses_0_101_and_abc() {
-    let (db, _server, api) = setup();
+    let (db, _server, api) = server_with_token(Options::default());
     let store = Store::open(&db.path).unwrap();
     let when = chrono::Utc::now();
     let batch = (0..101)
@@ -50,7 +42,7 @@ fn limit_defaults_to_25_accepts_1_and_100_and_refuses_0_101_and_abc() {
 
 #[test]
 fn unknown_query_parameters_are_a_validation_error_naming_them() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let msg = api
         .get("/v1/callbacks?status=scheduled&colour=red&size=9")
         .assert_error(400, "VALIDATION_ERROR");
@@ -74,7 +66,7 @@ fn unknown_query_parameters_are_a_validation_error_naming_them() {
 
 #[test]
 fn bad_query_values_are_validation_errors_naming_the_parameter() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     for (query, field) in [
         ("status=done", "status"),
         ("order=random", "order"),
@@ -97,7 +89,7 @@ fn bad_query_values_are_validation_errors_naming_the_parameter() {
 
 #[test]
 fn a_cursor_from_another_query_is_refused() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     for _ in 0..3 {
         api.create(json!({"source_session_id": "s1"}));
     }
@@ -111,7 +103,7 @@ fn a_cursor_from_another_query_is_refused() {
 
 #[test]
 fn unknown_routes_are_404_and_wrong_methods_405_with_allow_in_json() {
-    let (_db, server, api) = setup();
+    let (_db, server, api) = server_with_token(Options::default());
     let client = client();
     for path in [
         "/",
@@ -190,7 +182,7 @@ fn raw_request(base: &str, head: String, body: Vec<u8>) -> (u16, String) {
 
 #[test]
 fn bodies_over_256_kib_are_413_announced_or_streamed() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let big = json!({
         "to_number": "+12015551234",
         "scheduled_at": "2030-01-01T00:00:00Z",
@@ -235,7 +227,7 @@ fn bodies_over_256_kib_are_413_announced_or_streamed() {
 
 #[test]
 fn malformed_json_wrong_content_type_and_bad_fields_are_400_naming_the_problem() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let url = format!("{}/v1/callbacks", api.base);
     let raw = |content_type: Option<&str>, body: &str| {
         let mut request = api
@@ -347,8 +339,11 @@ fn malformed_json_wrong_content_type_and_bad_fields_are_400_naming_the_problem()
 fn a_database_locked_past_the_busy_timeout_is_503_with_retry_after() {
     let db = Db::new();
     let token = db.token("org_a");
-    let server = db.serve(&["--busy-timeout", "200ms"]);
-    let api = Api::new(&server, &token);
+    let server = db.serve(Options {
+        busy_timeout: Duration::from_millis(200),
+        ..Options::default()
+    });
+    let api = Api::new(&server.base, &token);
     let holder = Store::open(&db.path).unwrap();
     holder.with_connection(|c| c.execute_batch("BEGIN IMMEDIATE").unwrap());
     let resp = api.post(
@@ -373,7 +368,7 @@ fn a_database_locked_past_the_busy_timeout_is_503_with_retry_after() {
 
 #[test]
 fn invalid_path_ids_are_validation_errors_not_server_errors() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let long = "x".repeat(300);
     api.get(&format!("/v1/callbacks/{long}"))
         .assert_error(400, "VALIDATION_ERROR");

@@ -1,5 +1,4 @@
-//! The fake dialer the webhook tests place calls through, and a server
-//! wired to it.
+//! The fake dialer the webhook tests place calls through.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -7,8 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-
-use super::{Api, Db, Server};
 
 /// One request the fake dialer received.
 #[derive(Debug, Clone)]
@@ -112,25 +109,4 @@ fn answer(mut stream: TcpStream, log: &Mutex<Vec<Received>>) {
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
         text.len()
     );
-}
-
-/// A server on a fresh database placing calls through `dialer`, with a
-/// token of org_a. The defaults (a 1 s webhook timeout, a dispatcher polling
-/// every hour so that only `POST …/dispatch` places calls) come first:
-/// `extra` overrides them.
-pub fn webhook_server(dialer: &Dialer, extra: &[&str]) -> (Db, Server, Api) {
-    let db = Db::new();
-    let token = db.token("org_a");
-    let mut args = vec![
-        "--dispatch-webhook",
-        dialer.url.as_str(),
-        "--webhook-timeout",
-        "1s",
-        "--dispatch-interval",
-        "1h",
-    ];
-    args.extend_from_slice(extra);
-    let server = db.serve(&args);
-    let api = Api::new(&server, &token);
-    (db, server, api)
 }

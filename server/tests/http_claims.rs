@@ -13,12 +13,11 @@ use common::*;
 use serde_json::{json, Value};
 
 fn setup() -> (Db, Server, Api) {
-    let db = Db::new();
-    let token = db.token("org_a");
     // Recovery only when a test runs it, so that timing cannot change a row.
-    let server = db.serve(&["--no-recovery"]);
-    let api = Api::new(&server, &token);
-    (db, server, api)
+    server_with_token(Options {
+        stale_after: None,
+        ..Options::default()
+    })
 }
 
 /// Creates and dispatches a callback: its id and the Claim-Token.

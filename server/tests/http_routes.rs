@@ -1,22 +1,15 @@
-//! Every route of `callback-store serve`, as a real process driven by a real
-//! HTTP client: statuses, and the exact JSON shapes of the API reference.
+//! Every route of the server (`serve` in-process, as the command runs it),
+//! driven by a real HTTP client: statuses, and the exact JSON shapes of the
+//! API reference.
 
 mod common;
 
 use common::*;
 use serde_json::{json, Value};
 
-fn setup() -> (Db, Server, Api) {
-    let db = Db::new();
-    let token = db.token("org_a");
-    let server = db.serve(&[]);
-    let api = Api::new(&server, &token);
-    (db, server, api)
-}
-
 #[test]
 fn create_answers_201_with_the_21_keys_in_the_reference_order_and_a_location() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let body = json!({
         "to_number": "+12015551234",
         "scheduled_at": "2030-03-05T11:00:00.5+01:00",
@@ -63,7 +56,7 @@ fn create_answers_201_with_the_21_keys_in_the_reference_order_and_a_location() {
 
 #[test]
 fn get_answers_the_same_callback_and_an_unknown_id_is_404() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let created = api.create(json!({"reason": "r"}));
     let id = created["id"].as_str().unwrap();
     let resp = api.get(&format!("/v1/callbacks/{id}"));
@@ -78,19 +71,14 @@ fn get_answers_the_same_callback_and_an_unknown_id_is_404() {
 
 #[test]
 fn list_answers_callbacks_and_next_cursor_and_pages_without_gaps() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let ids: Vec<String> = (0..5)
         .map(|_| api.create(json!({}))["id"].as_str().unwrap().to_owned())
         .collect();
     let first = api.get("/v1/callbacks?limit=2");
     assert_eq!(first.status, 200);
     let page = first.json();
-    let keys: Vec<&str> = page
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = keys_of(&page);
     assert_eq!(keys, ["callbacks", "next_cursor"]);
     let mut seen = Vec::new();
     let mut page = page;
@@ -116,7 +104,7 @@ fn list_answers_callbacks_and_next_cursor_and_pages_without_gaps() {
 
 #[test]
 fn list_filters_by_every_parameter_of_the_reference_and_the_design() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let a = api.create(json!({"source_session_id": "sess_a", "agent_id": "ag_1", "scheduled_at": "2030-01-01T00:00:00Z"}));
     let b = api.create(json!({"source_session_id": "sess_b", "to_number": "+4420", "scheduled_at": "2030-01-03T00:00:00Z"}));
     let c =
@@ -152,7 +140,7 @@ fn list_filters_by_every_parameter_of_the_reference_and_the_design() {
 
 #[test]
 fn idempotency_key_header_returns_the_first_callback_and_a_new_payload_is_409() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let body = json!({"to_number": "+12015551234", "scheduled_at": "2030-03-05T10:00:00Z"});
     let post = |body: &Value, key: &str| {
         send(
@@ -182,7 +170,7 @@ fn idempotency_key_header_returns_the_first_callback_and_a_new_payload_is_409() 
 
 #[test]
 fn cancel_takes_an_optional_reason_and_a_cancelled_callback_is_returned_unchanged() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let plain = api.create(json!({}));
     let resp = api.post(
         &format!("/v1/callbacks/{}/cancel", plain["id"].as_str().unwrap()),
@@ -226,7 +214,7 @@ fn cancel_takes_an_optional_reason_and_a_cancelled_callback_is_returned_unchange
 
 #[test]
 fn dispatch_without_webhook_leaves_dispatching_for_complete_or_fail() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let one = api.create(json!({}));
     let id = one["id"].as_str().unwrap();
     let dispatching = api.post(&format!("/v1/callbacks/{id}/dispatch"), None);
@@ -257,7 +245,7 @@ fn dispatch_without_webhook_leaves_dispatching_for_complete_or_fail() {
 
 #[test]
 fn transitions_not_in_the_table_are_409_invalid_transition_naming_the_status() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let cb = api.create(json!({}));
     let id = cb["id"].as_str().unwrap();
     let msg = api
@@ -285,7 +273,7 @@ fn transitions_not_in_the_table_are_409_invalid_transition_naming_the_status() {
 
 #[test]
 fn reschedule_moves_a_scheduled_callback_and_the_history_keeps_the_old_time() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let cb = api.create(json!({"scheduled_at": "2030-03-05T10:00:00Z"}));
     let id = cb["id"].as_str().unwrap();
     let moved = api.post(
@@ -306,7 +294,7 @@ fn reschedule_moves_a_scheduled_callback_and_the_history_keeps_the_old_time() {
 
 #[test]
 fn events_answer_the_history_oldest_first_with_their_keys() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let cb = api.create(json!({}));
     let id = cb["id"].as_str().unwrap();
     api.post(&format!("/v1/callbacks/{id}/dispatch"), None);
@@ -317,12 +305,7 @@ fn events_answer_the_history_oldest_first_with_their_keys() {
     let resp = api.get(&format!("/v1/callbacks/{id}/events"));
     assert_eq!(resp.status, 200);
     let body = resp.json();
-    let keys: Vec<&str> = body
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = keys_of(&body);
     assert_eq!(keys, ["events"]);
     let events = body["events"].as_array().unwrap();
     let actions: Vec<&str> = events
@@ -330,12 +313,7 @@ fn events_answer_the_history_oldest_first_with_their_keys() {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["create", "dispatch", "fail_dispatch"]);
-    let keys: Vec<&str> = events[0]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = keys_of(&events[0]);
     assert_eq!(
         keys,
         ["callback_id", "action", "from", "to", "at", "detail"]
@@ -348,7 +326,7 @@ fn events_answer_the_history_oldest_first_with_their_keys() {
 
 #[test]
 fn healthz_and_openapi_json_answer_without_a_token() {
-    let (_db, server, _api) = setup();
+    let (_db, server, _api) = server_with_token(Options::default());
     let client = client();
     let health = send(client.get(server.url("/healthz")));
     assert_eq!(
@@ -381,7 +359,7 @@ fn healthz_and_openapi_json_answer_without_a_token() {
 
 #[test]
 fn head_of_a_get_route_answers_without_a_body() {
-    let (_db, _server, api) = setup();
+    let (_db, _server, api) = server_with_token(Options::default());
     let resp = send(
         api.client
             .head(format!("{}/v1/callbacks", api.base))

@@ -74,11 +74,12 @@ fn assert_unauthorized(resp: &Resp, what: &str) {
 fn missing_malformed_unknown_and_revoked_tokens_get_exactly_the_reference_401_on_every_route() {
     let db = Db::new();
     let token = db.token("org_a");
-    let revoked = db.ok(&["--org", "org_a", "keys", "create", "--label", "old"]);
-    let revoked_token = revoked["token"].as_str().unwrap().to_owned();
-    db.ok(&["keys", "revoke", revoked["key"]["id"].as_str().unwrap()]);
-    let server = db.serve(&[]);
-    let api = Api::new(&server, &token);
+    let store = db.store();
+    let revoked = store.create_api_key("org_a", "old").unwrap();
+    let revoked_token = revoked.token;
+    store.revoke_api_key(&revoked.key.id).unwrap();
+    let server = db.serve(Options::default());
+    let api = Api::new(&server.base, &token);
     let id = api.create(json!({}))["id"].as_str().unwrap().to_owned();
     let unknown = format!("Bearer cbs_{}", "A".repeat(43));
     let revoked_header = format!("Bearer {revoked_token}");
@@ -117,8 +118,8 @@ fn missing_malformed_unknown_and_revoked_tokens_get_exactly_the_reference_401_on
 fn the_bearer_scheme_is_case_insensitive() {
     let db = Db::new();
     let token = db.token("org_a");
-    let server = db.serve(&[]);
-    let api = Api::new(&server, &token);
+    let server = db.serve(Options::default());
+    let api = Api::new(&server.base, &token);
     for scheme in ["Bearer", "bearer", "BEARER"] {
         let resp = call(
             &api,
@@ -135,8 +136,8 @@ fn the_bearer_scheme_is_case_insensitive() {
 fn authentication_comes_before_validation() {
     let db = Db::new();
     db.token("org_a");
-    let server = db.serve(&[]);
-    let api = Api::new(&server, "cbs_unknown");
+    let server = db.serve(Options::default());
+    let api = Api::new(&server.base, "cbs_unknown");
     let resp = call(
         &api,
         None,
@@ -160,9 +161,9 @@ fn another_organizations_callback_is_404_on_every_route_and_absent_from_lists() 
     let db = Db::new();
     let token_a = db.token("org_a");
     let token_b = db.token("org_b");
-    let server = db.serve(&[]);
-    let a = Api::new(&server, &token_a);
-    let b = Api::new(&server, &token_b);
+    let server = db.serve(Options::default());
+    let a = Api::new(&server.base, &token_a);
+    let b = Api::new(&server.base, &token_b);
     let theirs = a.create(json!({"source_session_id": "shared_session"}));
     let id = theirs["id"].as_str().unwrap();
     for (method, path, body) in routes(id).into_iter().skip(2) {
@@ -193,9 +194,9 @@ fn the_same_idempotency_key_in_two_organizations_makes_two_callbacks() {
     let server_db = &db;
     let token_a = server_db.token("org_a");
     let token_b = server_db.token("org_b");
-    let server = db.serve(&[]);
-    let a = Api::new(&server, &token_a);
-    let b = Api::new(&server, &token_b);
+    let server = db.serve(Options::default());
+    let a = Api::new(&server.base, &token_a);
+    let b = Api::new(&server.base, &token_b);
     let one = a.create(json!({"idempotency_key": "k1"}));
     let two = b.create(json!({"idempotency_key": "k1"}));
     assert_ne!(one["id"], two["id"]);

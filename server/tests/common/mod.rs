@@ -1,0 +1,245 @@
+//! The real server in-process, for the HTTP end-to-end tests: [`serve`] on
+//! a free loopback port, on its own thread with its own multi-threaded tokio
+//! runtime (as `callback-store serve` runs it), over a file in a temporary
+//! folder. [`Options`] are the command's flags with the command's defaults,
+//! assembled into [`ServeOptions`] as `callback-store serve` does. The HTTP
+//! client and the fake dialer are testkit's, shared with the command's
+//! tests. Every wait here is bounded.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex, Once};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use callback_store::{Store, StoreOptions};
+use callback_store_http::{serve, DispatcherOptions, ServeOptions, Webhook};
+
+pub use testkit::*;
+
+/// The store and the server on a [`Db`]'s file.
+pub trait InProcess {
+    /// The store on the file, as another process would open it.
+    fn store(&self) -> Store;
+
+    /// A new API key for `org`, made by the store on the same file: its token.
+    fn token(&self, org: &str) -> String {
+        self.store().create_api_key(org, "test").unwrap().token
+    }
+
+    /// Starts the server on the file.
+    fn serve(&self, options: Options) -> Server;
+}
+
+impl InProcess for Db {
+    fn store(&self) -> Store {
+        Store::open(&self.path).unwrap()
+    }
+
+    fn serve(&self, options: Options) -> Server {
+        Server::start(&self.path, options)
+    }
+}
+
+/// The flags of `callback-store serve` that the tests set; the defaults
+/// are the command's.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--dispatch-webhook`.
+    pub webhook: Option<String>,
+    /// `--webhook-timeout`.
+    pub webhook_timeout: Duration,
+    /// `--dispatch-interval` and `--dispatch-batch`.
+    pub dispatcher: DispatcherOptions,
+    /// `--stale-after`; None is `--no-recovery`.
+    pub stale_after: Option<Duration>,
+    /// `--recover-interval`.
+    pub recover_interval: Duration,
+    /// `--shutdown-grace`.
+    pub shutdown_grace: Duration,
+    /// `--busy-timeout`.
+    pub busy_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let serve = ServeOptions::default();
+        Options {
+            webhook: None,
+            webhook_timeout: Duration::from_secs(10),
+            dispatcher: serve.dispatcher,
+            stale_after: serve.stale_after,
+            recover_interval: serve.recover_interval,
+            shutdown_grace: serve.shutdown_grace,
+            busy_timeout: StoreOptions::default().busy_timeout,
+        }
+    }
+}
+
+impl Options {
+    /// What `callback-store serve` hands to [`serve`] for these flags.
+    fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            webhook: self
+                .webhook
+                .as_deref()
+                .map(|url| Webhook::new(url, self.webhook_timeout).unwrap()),
+            dispatcher: self.dispatcher.clone(),
+            stale_after: self.stale_after,
+            recover_interval: self.recover_interval,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
+/// Panics on a server's threads, by the name all its threads share.
+static PANICS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+static NEXT_SERVER: AtomicUsize = AtomicUsize::new(0);
+
+/// Records every panic on a server's thread (then reports it as before),
+/// as the command's log would show it.
+fn watch_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some(name) = std::thread::current().name() {
+                if name.starts_with("test-server-") {
+                    let mut panics = PANICS.lock().unwrap_or_else(|e| e.into_inner());
+                    panics.push((name.to_owned(), info.to_string()));
+                }
+            }
+            previous(info)
+        }));
+    });
+}
+
+/// A running server, stopped (its shutdown future completed, then waited
+/// for) by [`Server::stop`] or on drop.
+pub struct Server {
+    pub base: String,
+    pub path: PathBuf,
+    name: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: mpsc::Receiver<std::io::Result<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start(path: &Path, options: Options) -> Server {
+        watch_panics();
+        let name = format!(
+            "test-server-{}",
+            NEXT_SERVER.fetch_add(1, Ordering::Relaxed)
+        );
+        let store = Store::open_with(
+            path,
+            StoreOptions {
+                busy_timeout: options.busy_timeout,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let serve_options = options.serve_options();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound, address) = mpsc::channel();
+        let (finished, done) = mpsc::channel();
+        let runtime_name = name.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_name(runtime_name)
+                    .build()
+                    .unwrap();
+                let result = runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                    bound.send(listener.local_addr()?).unwrap();
+                    serve(listener, store, serve_options, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                });
+                let _ = finished.send(result);
+            })
+            .unwrap();
+        let address = match address.recv_timeout(Duration::from_secs(20)) {
+            Ok(address) => address,
+            Err(_) => panic!("the server did not start: {:?}", done.try_recv()),
+        };
+        Server {
+            base: format!("http://{address}"),
+            path: path.to_owned(),
+            name,
+            stop: Some(stop),
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The panics on the server's threads so far.
+    pub fn panics(&self) -> Vec<String> {
+        let panics = PANICS.lock().unwrap_or_else(|e| e.into_inner());
+        panics
+            .iter()
+            .filter(|(name, _)| *name == self.name)
+            .map(|(_, message)| message.clone())
+            .collect()
+    }
+
+    /// Completes the shutdown future and waits (at most 20 s) for `serve`
+    /// to return: its result.
+    pub fn stop(mut self) -> std::io::Result<()> {
+        self.shutdown()
+            .expect("serve did not return within 20 s of its shutdown")
+    }
+
+    fn shutdown(&mut self) -> Option<std::io::Result<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = self.done.recv_timeout(Duration::from_secs(20)).ok()?;
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        Some(result)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.shutdown();
+        }
+    }
+}
+
+/// A server on a fresh database, with a token of org_a.
+pub fn server_with_token(options: Options) -> (Db, Server, Api) {
+    let db = Db::new();
+    let token = db.token("org_a");
+    let server = db.serve(options);
+    let api = Api::new(&server.base, &token);
+    (db, server, api)
+}
+
+/// A server on a fresh database placing calls through `dialer`, with a
+/// token of org_a. Its defaults (a 1 s webhook timeout, a dispatcher polling
+/// every hour so that only `POST …/dispatch` places calls) are set before
+/// `configure` changes what a test needs.
+pub fn webhook_server(dialer: &Dialer, configure: impl FnOnce(&mut Options)) -> (Db, Server, Api) {
+    let mut options = Options {
+        webhook: Some(dialer.url.clone()),
+        webhook_timeout: Duration::from_secs(1),
+        ..Options::default()
+    };
+    options.dispatcher.interval = Duration::from_secs(3600);
+    configure(&mut options);
+    server_with_token(options)
+}
