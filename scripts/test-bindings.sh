@@ -20,7 +20,7 @@ OUT=$ROOT/target/bindings                                  # generated code, jar
 KOTLIN_COMPILER_VERSION=2.4.20
 LIB_DIR=$ROOT/target/debug
 LIB=$LIB_DIR/libcallback_store_ffi.so
-BINDGEN=$LIB_DIR/uniffi-bindgen
+BINDGEN=$LIB_DIR/uniffi-bindgen # from the crate bindgen/ (callback-store-bindgen)
 started=$SECONDS
 failed=()
 report=()
@@ -78,7 +78,11 @@ setup() {
     echo "kotlinc $(cat "$KOTLIN_HOME/build.txt")"
 
     # The library (cdylib) and the workspace's own uniffi-bindgen, built once.
+    # Two invocations, not one: cargo unifies the features of the packages one
+    # invocation builds, and the bindgen's `cli` would change the library's
+    # uniffi, so the wheel build (library only) would compile it all again.
     cargo build -p callback-store-ffi --locked
+    cargo build -p callback-store-bindgen --locked
     [ -f "$LIB" ] && [ -x "$BINDGEN" ] || die "the build left no $LIB or $BINDGEN"
 }
 

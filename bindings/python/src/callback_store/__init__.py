@@ -20,15 +20,33 @@ process.
 Records are typed (`Callback`, `Page`, ...); timestamps are timezone-aware
 `datetime` (naive ones are refused with VALIDATION_ERROR); metadata and
 pipeline_config are `dict`. Every error is a `CallbackStoreError.<Code>`
-whose `.code` is the stable code string (`"NOT_FOUND"`, ...). `to_api_dict`,
-`page_to_api_dict` and `to_records` give the API's JSON shape (pandas-ready).
+whose `.code` is the stable code string (`"NOT_FOUND"`, ...).
+
+Records are dataclasses: `repr`, `==`, `dataclasses.asdict` and
+`pandas.DataFrame(page.callbacks)` see every field. `to_dataframe(page)`
+gives a DataFrame with timezone-aware (UTC) datetime64 columns for the
+timestamps (it needs pandas; importing this package does not).
+`to_api_dict`, `page_to_api_dict` and `to_records` give the API's JSON shape:
+timestamps as RFC 3339 strings, statuses as lower-case strings.
+
+One SQLite per file per process: do not open the store's file for writing
+with Python's own `sqlite3` module in the process that has the store open.
+The package carries its own copy of SQLite, and two copies of SQLite in one
+process do not see each other's locks: the store's writes can be lost. Read
+through the store instead, or use `sqlite3` from a separate process. A
+read-only connection in the same process
+(`sqlite3.connect("file:callbacks.db?mode=ro", uri=True)`) loses nothing by
+itself, but closing it drops the store's locks too: use it only when no
+other process opens the file while the store is open.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import _buffers
+import functools
+
+from . import _buffers, _pythonic
 from ._native import callback_store as _native
 from ._native.callback_store import (
     ApiKey,
@@ -71,6 +89,7 @@ from ._api import (
     format_timestamp,
     page_to_api_dict,
     to_api_dict,
+    to_dataframe,
     to_json,
     to_records,
 )
@@ -110,6 +129,7 @@ __all__ = [
     "min_timestamp",
     "page_to_api_dict",
     "to_api_dict",
+    "to_dataframe",
     "to_json",
     "to_records",
 ]
@@ -158,6 +178,11 @@ _native._uniffi_trait_interface_call_with_error = _wrap_trait_call(  # type: ign
 # fails if the generated runtime is not the uniffi version they were written
 # against. See _buffers.py.
 _buffers.install(_native)
+
+# Records become dataclasses with their fields declared, signatures show the
+# real defaults (None) instead of uniffi's sentinel, and a copy of an object
+# is the object (never a second owner of its handle). See _pythonic.py.
+_pythonic.install(_native)
 
 
 # uniffi checks a custom-type argument by lowering it and checking the text,
@@ -209,11 +234,14 @@ def _check_list_query(query: object) -> None:
 
 
 def _checked(method, check):  # type: ignore[no-untyped-def]
+    # wraps: help() and inspect.signature show the method's own parameters
+    # (through __wrapped__ and the __signature__ _pythonic gave it), not
+    # (*args, **kwargs).
+    @functools.wraps(method)
     def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         check(*args, **kwargs)
         return method(self, *args, **kwargs)
 
-    call.__name__, call.__qualname__, call.__doc__ = method.__name__, method.__qualname__, method.__doc__
     return call
 
 

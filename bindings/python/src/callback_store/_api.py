@@ -4,14 +4,20 @@
 key in its order, timestamps as the store writes them
 (`2019-08-24T14:15:22Z`), statuses as strings. A `Claim` is
 `{"callback": {...}, "token": "..."}`. `to_records(page)` gives a list of
-those dicts, ready for `pandas.DataFrame(...)`.
+those dicts (timestamps stay strings, as in the API's JSON).
+
+`to_dataframe(page)` is for analysis: a pandas DataFrame whose timestamp
+columns are timezone-aware datetime64 (UTC), not strings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
+import importlib
 import json
+import re
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ._native import callback_store as _n
@@ -109,3 +115,43 @@ def to_records(value: Union["_n.Page", Sequence["_n.Callback"]]) -> List[Dict[st
 def to_json(value: Any, **dumps_kwargs: Any) -> str:
     """The API's JSON text of a record (see `to_api_dict`)."""
     return json.dumps(to_api_dict(value), **dumps_kwargs)
+
+
+# A field whose type is a Timestamp, optional or not ("typing.Optional[Timestamp]").
+_TIMESTAMP = re.compile(r"\bTimestamp\b")
+
+
+def to_dataframe(value: Union["_n.Page", Sequence[Any]]) -> Any:
+    """A pandas DataFrame of a page's callbacks, or of a list of records of
+    one type (Callback, CallbackEvent, ApiKey, ...): one column per field, in
+    the record's order, named as in the API (`from`, not `_from`), even when
+    there is no row (an empty list has Callback's columns). Timestamp columns
+    are timezone-aware datetime64 (UTC), missing ones NaT; statuses and other
+    enums are their API strings (`"scheduled"`); metadata stays a dict."""
+    try:
+        # pandas is optional: only this function needs it (and it ships no
+        # type hints, hence import_module rather than an import statement).
+        pandas = importlib.import_module("pandas")
+    except ImportError as e:
+        raise ImportError("callback_store.to_dataframe needs pandas: pip install pandas") from e
+    records = list(value.callbacks if isinstance(value, _n.Page) else value)
+    cls = type(records[0]) if records else _n.Callback
+    if not dataclasses.is_dataclass(cls) or any(type(r) is not cls for r in records):
+        kinds = sorted({type(r).__name__ for r in records})
+        raise TypeError(f"to_dataframe takes a Page or a list of records of one type, got {kinds}")
+    fields = dataclasses.fields(cls)
+    columns = {
+        f.name.lstrip("_"): [_cell(getattr(r, f.name)) for r in records] for f in fields
+    }
+    frame = pandas.DataFrame(columns, columns=list(columns))
+    for f in fields:
+        if _TIMESTAMP.search(str(f.type)):
+            name = f.name.lstrip("_")
+            # Microseconds, as datetime holds them, whatever pandas would
+            # infer (seconds for a column with no value at all).
+            frame[name] = pandas.to_datetime(frame[name], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+def _cell(value: Any) -> Any:
+    return value.name.lower() if isinstance(value, enum.Enum) else value
