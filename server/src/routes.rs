@@ -387,6 +387,34 @@ async fn dispatch(
     response
 }
 
+/// What finishes a dispatch: `complete_dispatch` or `fail_dispatch`, given
+/// the id, the route's text field and the optional claim token.
+type Finish = fn(&Organization, &str, &str, Option<&str>) -> Result<Callback, Error>;
+
+/// `complete` and `fail`: the same body (one required text field and the
+/// optional `claim_token`), the same answer.
+async fn finish_dispatch(
+    app: Api,
+    headers: HeaderMap,
+    query: Option<String>,
+    (path, body): (
+        Result<Path<String>, PathRejection>,
+        Result<Bytes, BytesRejection>,
+    ),
+    field: &'static str,
+    finish: Finish,
+) -> Response {
+    let fields = [field, CLAIM_TOKEN];
+    let parsed = id_and_body(&query, path, &headers, body, (&fields, false), |f| {
+        Ok((f.string(field)?, f.optional_string(CLAIM_TOKEN)?))
+    });
+    let result = run(&app, &headers, parsed, move |org, (id, (text, token))| {
+        finish(org, &id, &text, token.as_deref())
+    })
+    .await;
+    callback_response(result)
+}
+
 async fn complete(
     State(app): State<Api>,
     headers: HeaderMap,
@@ -394,15 +422,16 @@ async fn complete(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = ["created_session_id", CLAIM_TOKEN];
-    let parsed = id_and_body(&query, path, &headers, body, (&fields, false), |f| {
-        Ok((f.string(fields[0])?, f.optional_string(CLAIM_TOKEN)?))
-    });
-    let result = run(&app, &headers, parsed, |org, (id, (session, token))| {
-        org.complete_dispatch(&id, &session, token.as_deref())
-    })
-    .await;
-    callback_response(result)
+    let finish: Finish = |org, id, session, token| org.complete_dispatch(id, session, token);
+    finish_dispatch(
+        app,
+        headers,
+        query,
+        (path, body),
+        "created_session_id",
+        finish,
+    )
+    .await
 }
 
 async fn fail(
@@ -412,15 +441,8 @@ async fn fail(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = ["failure_cause", CLAIM_TOKEN];
-    let parsed = id_and_body(&query, path, &headers, body, (&fields, false), |f| {
-        Ok((f.string(fields[0])?, f.optional_string(CLAIM_TOKEN)?))
-    });
-    let result = run(&app, &headers, parsed, |org, (id, (cause, token))| {
-        org.fail_dispatch(&id, &cause, token.as_deref())
-    })
-    .await;
-    callback_response(result)
+    let finish: Finish = |org, id, cause, token| org.fail_dispatch(id, cause, token);
+    finish_dispatch(app, headers, query, (path, body), "failure_cause", finish).await
 }
 
 async fn reschedule(
