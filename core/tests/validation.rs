@@ -4,88 +4,16 @@
 
 mod common;
 
-use std::fmt::Debug;
-
 use callback_store::{
-    max_timestamp, min_timestamp, validate, Callback, Claim, Error, ErrorCode, JsonObject,
-    ListQuery, NewCallback, Order, Organization, Status, Store, MAX_CLAIM,
+    max_timestamp, min_timestamp, Claim, ErrorCode, ListQuery, NewCallback, Order, Status,
+    MAX_CLAIM,
 };
 use chrono::{Duration, TimeZone, Utc};
-use common::{at_minutes, new_callback, row_count, store};
-use serde_json::{json, Value};
+use common::refused::{assert_refused, fixture, nested, query, rows, with};
+use common::{at_minutes, new_callback};
+use serde_json::json;
 
 const KIB_64: usize = 64 * 1024;
-
-struct Fixture {
-    store: Store,
-    org: Organization,
-    /// A scheduled callback due at +60 min, so counts start above zero.
-    existing: Callback,
-}
-
-fn fixture() -> Fixture {
-    let (store, _clock) = store();
-    let org = store.organization("org_a").unwrap();
-    let existing = org.create(new_callback(60)).unwrap();
-    Fixture {
-        store,
-        org,
-        existing,
-    }
-}
-
-fn rows(store: &Store) -> [i64; 3] {
-    ["callbacks", "callback_events", "api_keys"].map(|t| row_count(store, t))
-}
-
-/// `op` fails with VALIDATION_ERROR, its message starts with `field:`, and
-/// no row of `callbacks`, `callback_events` or `api_keys` was written.
-fn assert_refused<T: Debug>(
-    store: &Store,
-    field: &str,
-    case: &str,
-    op: impl FnOnce() -> Result<T, Error>,
-) {
-    let before = rows(store);
-    let err = match op() {
-        Ok(value) => panic!("{field} {case}: accepted: {value:?}"),
-        Err(err) => err,
-    };
-    assert_eq!(
-        err.code(),
-        ErrorCode::ValidationError,
-        "{field} {case}: {err}"
-    );
-    let message = err.to_string();
-    assert!(
-        message.starts_with(&format!("{field}: ")),
-        "{case}: message does not start with {field:?}: {message}"
-    );
-    assert!(
-        matches!(&err, Error::Validation { field: f, .. } if f == field),
-        "{case}: {err:?}"
-    );
-    assert_eq!(rows(store), before, "{field} {case}: rows written");
-}
-
-fn with(set: impl FnOnce(&mut NewCallback)) -> NewCallback {
-    let mut new = new_callback(60);
-    set(&mut new);
-    new
-}
-
-fn query(set: impl FnOnce(&mut ListQuery)) -> ListQuery {
-    let mut query = ListQuery::default();
-    set(&mut query);
-    query
-}
-
-fn object(value: Value) -> JsonObject {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
-}
 
 /// Invalid E.164 numbers, each with what is wrong with it.
 const BAD_NUMBERS: [(&str, &str); 11] = [
@@ -334,93 +262,6 @@ fn a_failure_cause_must_be_non_empty_at_most_64_kib_and_without_nul() {
         dispatching,
         "still dispatching"
     );
-}
-
-// --- JSON objects -------------------------------------------------------------
-
-type JsonSetter = fn(&mut NewCallback, JsonObject);
-
-const JSON_FIELDS: [(&str, JsonSetter); 2] = [
-    ("metadata", |n, v| n.metadata = v),
-    ("pipeline_config", |n, v| n.pipeline_config = v),
-];
-
-/// `{"k":"xx…"}` serialized to exactly `bytes` bytes.
-fn json_of_size(bytes: usize) -> JsonObject {
-    let value = object(json!({ "k": "x".repeat(bytes - r#"{"k":""}"#.len()) }));
-    assert_eq!(serde_json::to_string(&value).unwrap().len(), bytes);
-    value
-}
-
-/// An object `levels` containers deep, counting itself: the innermost
-/// container is an empty object (or array), so no scalar adds a level.
-fn nested(levels: usize, arrays: bool) -> JsonObject {
-    let mut value = if arrays { json!([]) } else { json!({}) };
-    for _ in 2..levels {
-        value = if arrays {
-            json!([value])
-        } else {
-            json!({ "a": value })
-        };
-    }
-    object(json!({ "a": value }))
-}
-
-#[test]
-fn metadata_and_pipeline_config_are_at_most_64_kib_as_json() {
-    let f = fixture();
-    for (field, set) in JSON_FIELDS {
-        assert_refused(&f.store, field, "64 KiB + 1 byte", || {
-            f.org.create(with(|n| set(n, json_of_size(KIB_64 + 1))))
-        });
-        let exactly = json_of_size(KIB_64);
-        let created = f.org.create(with(|n| set(n, exactly.clone()))).unwrap();
-        let stored = serde_json::to_value(f.org.get(&created.id).unwrap()).unwrap();
-        assert_eq!(
-            stored[field],
-            Value::Object(exactly),
-            "{field}: 64 KiB accepted"
-        );
-    }
-}
-
-#[test]
-fn metadata_and_pipeline_config_nest_at_most_32_levels() {
-    let f = fixture();
-    assert_eq!(validate::MAX_JSON_DEPTH, 32);
-    for (field, set) in JSON_FIELDS {
-        for arrays in [false, true] {
-            let case = if arrays {
-                "33 levels of arrays"
-            } else {
-                "33 levels"
-            };
-            assert_refused(&f.store, field, case, || {
-                f.org.create(with(|n| set(n, nested(33, arrays))))
-            });
-            assert_refused(&f.store, field, "1000 levels", || {
-                f.org.create(with(|n| set(n, nested(1000, arrays))))
-            });
-            let created = f.org.create(with(|n| set(n, nested(32, arrays))));
-            assert!(created.is_ok(), "{field}: 32 levels refused: {created:?}");
-        }
-    }
-}
-
-#[test]
-fn parse_json_object_refuses_arrays_scalars_null_and_malformed_text() {
-    for text in [
-        "[]", "[1, 2]", "1", "1.5", "\"text\"", "true", "null", "", "{", "{} {}", "{'a': 1}",
-    ] {
-        let err = validate::parse_json_object("metadata", text).unwrap_err();
-        assert_eq!(err.code(), ErrorCode::ValidationError, "{text:?}");
-        assert!(err.to_string().starts_with("metadata: "), "{text:?}: {err}");
-    }
-    let parsed = validate::parse_json_object("metadata", r#"{"b": [1], "a": null}"#).unwrap();
-    assert_eq!(Value::Object(parsed), json!({"b": [1], "a": null}));
-    assert!(validate::parse_json_object("metadata", "{}")
-        .unwrap()
-        .is_empty());
 }
 
 // --- Timestamps ---------------------------------------------------------------

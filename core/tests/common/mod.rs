@@ -1,6 +1,8 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod refused;
+
 use std::sync::Arc;
 
 use callback_store::{ManualClock, NewCallback, Store, StoreOptions, Timestamp};
