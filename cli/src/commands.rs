@@ -12,9 +12,11 @@ use crate::{when, Cli, Command, CreateArgs, Failure, Global, KeysCommand, ListAr
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let Cli { global, command } = cli;
-    if let Command::Serve(args) = command {
-        return crate::serve::run(&global, args);
-    }
+    let command = match command {
+        Command::Serve(args) => return crate::serve::run(&global, args),
+        Command::Worker(args) => return crate::worker::run(&global, args),
+        command => command,
+    };
     let store = open(&global)?;
     let value = match command {
         Command::Init => json!({"database": global.db.display().to_string()}),
@@ -70,7 +72,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             })
         }
         Command::Keys { command } => keys(&store, &global, command)?,
-        Command::Serve(_) => unreachable!("served above"),
+        Command::Serve(_) | Command::Worker(_) => unreachable!("run above"),
     };
     output::print(global.format, &value).map_err(|e| Failure::Other(format!("stdout: {e}")))
 }

@@ -1,11 +1,12 @@
-//! `callback-store`: scheduled callbacks from a shell, and the HTTP API
-//! server (`callback-store serve`).
+//! `callback-store`: scheduled callbacks from a shell, the HTTP API server
+//! (`callback-store serve`) and the webhook worker (`callback-store worker`).
 
 mod commands;
 mod import;
 mod output;
 mod serve;
 mod when;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +38,7 @@ Exit status:
 #[command(
     name = "callback-store",
     version,
-    about = "Scheduled callbacks for AI voice agents, over one SQLite file: store, list, cancel and dispatch them, or serve the Callbacks HTTP API.",
+    about = "Scheduled callbacks for AI voice agents, over one SQLite file: store, list, cancel and dispatch them, serve the Callbacks HTTP API, or place due calls through a webhook.",
     after_help = EXIT_STATUS,
     args_override_self = true
 )]
@@ -168,6 +169,18 @@ pub enum Command {
     },
     /// Serve the Callbacks HTTP API.
     Serve(serve::ServeArgs),
+    /// Place due calls through a webhook, without the HTTP API.
+    ///
+    /// Runs what `serve --dispatch-webhook` runs in the background: claims
+    /// the due callbacks of every organization, POSTs each one's JSON to
+    /// --webhook-url and completes or fails it by the answer; and, unless
+    /// --no-recovery, fails the callbacks left `dispatching` longer than
+    /// --stale-after. Each callback is claimed once, so several workers on
+    /// one database share the work without calling anyone twice. Logs each
+    /// call on stderr. On SIGINT or SIGTERM it stops claiming, lets the calls
+    /// being placed finish and be recorded, and exits 0.
+    #[command(mut_arg("dispatch_webhook", worker::required_webhook_url))]
+    Worker(worker::DispatchArgs),
 }
 
 #[derive(Debug, Args)]

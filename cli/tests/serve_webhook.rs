@@ -10,23 +10,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-
-/// How many calls the dialer received for each callback id.
-fn calls_by_id(dialer: &Dialer) -> HashMap<String, usize> {
-    let mut calls = HashMap::new();
-    for received in dialer.received() {
-        let callback: Value = serde_json::from_str(&received.body).unwrap();
-        *calls
-            .entry(callback["id"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    calls
-}
 
 #[test]
 fn the_dispatcher_and_post_dispatch_racing_for_callbacks_call_each_once() {

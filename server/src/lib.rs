@@ -3,7 +3,8 @@
 //! [`router`] (or [`Api::router`]) is an axum [`Router`](axum::Router) to
 //! mount in your own service; [`serve`] runs it on a listener with the
 //! webhook dispatcher, stale recovery and graceful shutdown, as the
-//! `callback-store serve` command does.
+//! `callback-store serve` command does. [`run_workers`] runs the dispatcher
+//! and recovery alone, as `callback-store worker` does.
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
@@ -36,22 +37,18 @@ use tokio_util::sync::CancellationToken;
 pub use connection::{JsonErrorListener, JsonErrors};
 pub use error::{status_of, ApiError, INTERNAL_ERROR, MAX_BODY_BYTES, METHOD_NOT_ALLOWED};
 pub use routes::{router, Api};
+pub use tokio_util::task::TaskTracker;
 pub use webhook::{place_and_record, Webhook};
-pub use worker::{run_dispatcher, run_recovery, DispatcherOptions};
+pub use worker::{run_dispatcher, run_recovery, run_workers, DispatcherOptions, WorkerOptions};
 
 /// How [`serve`] runs besides answering requests.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Where calls are placed: `POST …/dispatch` and the dispatcher, which
-    /// claims due callbacks. None: dispatch leaves callbacks `dispatching`
-    /// for the caller's dialer, and nothing is claimed in the background.
-    pub webhook: Option<Webhook>,
-    pub dispatcher: DispatcherOptions,
-    /// Callbacks `dispatching` for longer than this are failed with cause
-    /// `dispatch_interrupted`. None: no recovery runs.
-    pub stale_after: Option<Duration>,
-    /// How often recovery runs.
-    pub recover_interval: Duration,
+    /// The background loops, as [`run_workers`] runs them. With a webhook,
+    /// `POST …/dispatch` places calls through it too; without one, dispatch
+    /// leaves callbacks `dispatching` for the caller's dialer, and nothing
+    /// is claimed in the background.
+    pub workers: WorkerOptions,
     /// After the shutdown signal, how long in-flight requests may take
     /// before the server stops waiting for them.
     pub shutdown_grace: Duration,
@@ -60,10 +57,7 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
-            webhook: None,
-            dispatcher: DispatcherOptions::default(),
-            stale_after: Some(Duration::from_secs(600)),
-            recover_interval: Duration::from_secs(60),
+            workers: WorkerOptions::default(),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -71,9 +65,11 @@ impl Default for ServeOptions {
 
 /// Serves the API on `listener` until `shutdown` completes, then stops
 /// accepting, lets in-flight requests and calls being placed finish (up to
-/// `shutdown_grace` for requests), and returns. Connections go through
-/// [`JsonErrorListener`], so that even the answers hyper writes itself to a
-/// request it cannot read (400, 414, 431) carry the API's JSON error body.
+/// `shutdown_grace` for requests), and returns. The background loops run
+/// meanwhile ([`run_workers`]), and stop claiming at the shutdown signal.
+/// Connections go through [`JsonErrorListener`], so that even the answers
+/// hyper writes itself to a request it cannot read (400, 414, 431) carry the
+/// API's JSON error body.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
@@ -81,28 +77,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut api = Api::new(store.clone());
-    if let Some(webhook) = &options.webhook {
+    if let Some(webhook) = &options.workers.webhook {
         api = api.with_webhook(webhook.clone());
     }
     let stop = CancellationToken::new();
-    let mut background = Vec::new();
-    if let Some(webhook) = options.webhook.clone() {
-        background.push(tokio::spawn(run_dispatcher(
-            store.clone(),
-            webhook,
-            options.dispatcher.clone(),
-            api.tasks().clone(),
-            stop.clone(),
-        )));
-    }
-    if let Some(stale_after) = options.stale_after {
-        background.push(tokio::spawn(run_recovery(
-            store.clone(),
-            stale_after,
-            options.recover_interval,
-            stop.clone(),
-        )));
-    }
+    let workers = run_workers(
+        store,
+        options.workers,
+        api.tasks().clone(),
+        stop.clone().cancelled_owned(),
+    );
 
     let signalled = stop.clone();
     // Hyper's own answers to unreadable requests get JSON bodies too.
@@ -113,17 +97,19 @@ pub async fn serve(
         });
     let grace = options.shutdown_grace;
     let gave_up = stop.clone();
-    let result = tokio::select! {
-        result = server.into_future() => result,
-        () = async move { gave_up.cancelled().await; tokio::time::sleep(grace).await } => {
-            worker::log(&format!("requests still running {} s after the shutdown signal were dropped", grace.as_secs()));
-            Ok(())
-        }
+    let serving = async move {
+        let result = tokio::select! {
+            result = server.into_future() => result,
+            () = async move { gave_up.cancelled().await; tokio::time::sleep(grace).await } => {
+                worker::log(&format!("requests still running {} s after the shutdown signal were dropped", grace.as_secs()));
+                Ok(())
+            }
+        };
+        stop.cancel(); // the background loops stop too if the server failed
+        result
     };
-    stop.cancel();
-    for task in background {
-        let _ = task.await;
-    }
+    let (result, ()) = tokio::join!(serving, workers);
+    // Calls that requests started after the loops stopped.
     api.tasks().close();
     api.tasks().wait().await;
     result

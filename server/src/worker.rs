@@ -1,7 +1,9 @@
-//! The background loops of a server: the webhook dispatcher, which claims
-//! due callbacks and places their calls, and stale recovery, which fails
-//! callbacks left `dispatching` by a process that died.
+//! The background loops of a server or a worker process: the webhook
+//! dispatcher, which claims due callbacks and places their calls, and stale
+//! recovery, which fails callbacks left `dispatching` by a process that
+//! died. [`run_workers`] runs both until shutdown.
 
+use std::future::Future;
 use std::time::Duration;
 
 use callback_store::{Callback, Status, Store};
@@ -26,6 +28,73 @@ impl Default for DispatcherOptions {
             batch: 16,
         }
     }
+}
+
+/// Which background loops [`run_workers`] runs, and how.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Where calls are placed: the dispatcher claims due callbacks and POSTs
+    /// each to it. None: no dispatcher runs.
+    pub webhook: Option<Webhook>,
+    pub dispatcher: DispatcherOptions,
+    /// Callbacks `dispatching` for longer than this are failed with cause
+    /// `dispatch_interrupted`. None: no recovery runs.
+    pub stale_after: Option<Duration>,
+    /// How often recovery runs.
+    pub recover_interval: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            webhook: None,
+            dispatcher: DispatcherOptions::default(),
+            stale_after: Some(Duration::from_secs(600)),
+            recover_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Runs the dispatcher (with a webhook) and stale recovery (with
+/// `stale_after`) until `shutdown` completes; then stops claiming, and
+/// returns once every call being placed, every task of `tasks`, has been
+/// recorded. The dispatcher places its calls as tasks of `tasks`: give it
+/// a `TaskTracker::new()`, or [`crate::Api::tasks`] to wait for the calls
+/// of `POST …/dispatch` as well.
+pub async fn run_workers(
+    store: Store,
+    options: WorkerOptions,
+    tasks: TaskTracker,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let stop = CancellationToken::new();
+    let mut loops = Vec::new();
+    if let Some(webhook) = options.webhook {
+        loops.push(tokio::spawn(run_dispatcher(
+            store.clone(),
+            webhook,
+            options.dispatcher,
+            tasks.clone(),
+            stop.clone(),
+        )));
+    }
+    if let Some(stale_after) = options.stale_after {
+        loops.push(tokio::spawn(run_recovery(
+            store,
+            stale_after,
+            options.recover_interval,
+            stop.clone(),
+        )));
+    }
+    shutdown.await;
+    stop.cancel();
+    for task in loops {
+        if let Err(e) = task.await {
+            log(&format!("a background loop failed: {e}"));
+        }
+    }
+    tasks.close();
+    tasks.wait().await;
 }
 
 /// Claims due callbacks and places them through the webhook until

@@ -1,10 +1,12 @@
 //! The command's end-to-end tests: the real `callback-store` binary on a
-//! temporary database, and `callback-store serve` as a process. The HTTP
+//! temporary database, and `callback-store serve` and `worker` as processes. The HTTP
 //! client and the fake dialer are testkit's, shared with the server's tests.
 //! Every wait here is bounded.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -47,6 +49,9 @@ pub trait Commands {
 
     /// Starts `serve` on a free loopback port.
     fn serve(&self, extra: &[&str]) -> Server;
+
+    /// Starts `worker` with `extra` flags; returns once it said what it runs.
+    fn worker(&self, extra: &[&str]) -> Process;
 }
 
 impl Commands for Db {
@@ -75,6 +80,12 @@ impl Commands for Db {
 
     fn serve(&self, extra: &[&str]) -> Server {
         Server::start(&self.path, extra)
+    }
+
+    fn worker(&self, extra: &[&str]) -> Process {
+        let mut args = vec!["worker"];
+        args.extend_from_slice(extra);
+        Process::start(&self.path, &args, "worker on ").0
     }
 }
 
@@ -108,20 +119,22 @@ impl Run {
     }
 }
 
-/// A running `callback-store serve`, stopped (SIGTERM, then kill) on drop.
-pub struct Server {
+/// A running `callback-store` process, its stderr collected line by line;
+/// killed on drop if it still runs.
+pub struct Process {
     child: Option<Child>,
-    pub base: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
-impl Server {
-    pub fn start(db: &Path, extra: &[&str]) -> Server {
+impl Process {
+    /// Starts `callback-store --db DB ARGS` and waits (at most 20 s) for a
+    /// line on its stderr containing `ready`: the process, and the rest of
+    /// that line after `ready`.
+    pub fn start(db: &Path, args: &[&str], ready: &str) -> (Process, String) {
         let mut child = Command::new(BIN)
             .arg("--db")
             .arg(db)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .env_remove("CALLBACK_STORE_ORG")
             .env_remove("CALLBACK_STORE_TOKEN")
             .stdin(Stdio::null())
@@ -133,32 +146,31 @@ impl Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let lines = log.clone();
+        let ready = ready.to_owned();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
+                let rest = line.split(&ready).nth(1).map(|r| r.trim().to_owned());
                 lines.lock().unwrap().push(line);
+                if let Some(rest) = rest {
+                    let _ = tx.send(rest);
+                }
             }
         });
-        let base = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(base) => base,
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(rest) => (
+                Process {
+                    child: Some(child),
+                    log,
+                },
+                rest,
+            ),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("serve did not start: {:?}", log.lock().unwrap());
+                panic!("{args:?} did not start: {:?}", log.lock().unwrap());
             }
-        };
-        Server {
-            child: Some(child),
-            base,
-            log,
         }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
     }
 
     pub fn log(&self) -> Vec<String> {
@@ -188,7 +200,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("serve did not stop within 20 s of SIGTERM");
+                panic!("the process did not stop within 20 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -201,12 +213,51 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Drop for Process {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A running `callback-store serve` on a free loopback port: a [`Process`]
+/// and the base URL it listens on.
+pub struct Server {
+    process: Process,
+    pub base: String,
+}
+
+impl Server {
+    pub fn start(db: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let (process, base) = Process::start(db, &args, "listening on ");
+        Server { process, base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(self) -> ExitStatus {
+        self.process.stop()
+    }
+}
+
+impl Deref for Server {
+    type Target = Process;
+
+    fn deref(&self) -> &Process {
+        &self.process
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 }
 
@@ -229,4 +280,16 @@ pub fn webhook_server(dialer: &Dialer, extra: &[&str]) -> (Db, Server, Api) {
     let server = db.serve(&args);
     let api = Api::new(&server.base, &token);
     (db, server, api)
+}
+
+/// How many calls the dialer received for each callback id.
+pub fn calls_by_id(dialer: &Dialer) -> HashMap<String, usize> {
+    let mut calls = HashMap::new();
+    for received in dialer.received() {
+        let callback: Value = serde_json::from_str(&received.body).unwrap();
+        *calls
+            .entry(callback["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    calls
 }

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use callback_store::{Store, StoreOptions};
-use callback_store_http::{serve, DispatcherOptions, ServeOptions, Webhook};
+use callback_store_http::{serve, DispatcherOptions, ServeOptions, Webhook, WorkerOptions};
 
 pub use testkit::*;
 
@@ -68,9 +68,9 @@ impl Default for Options {
         Options {
             webhook: None,
             webhook_timeout: Duration::from_secs(10),
-            dispatcher: serve.dispatcher,
-            stale_after: serve.stale_after,
-            recover_interval: serve.recover_interval,
+            dispatcher: serve.workers.dispatcher,
+            stale_after: serve.workers.stale_after,
+            recover_interval: serve.workers.recover_interval,
             shutdown_grace: serve.shutdown_grace,
             busy_timeout: StoreOptions::default().busy_timeout,
         }
@@ -81,13 +81,15 @@ impl Options {
     /// What `callback-store serve` hands to [`serve`] for these flags.
     fn serve_options(&self) -> ServeOptions {
         ServeOptions {
-            webhook: self
-                .webhook
-                .as_deref()
-                .map(|url| Webhook::new(url, self.webhook_timeout).unwrap()),
-            dispatcher: self.dispatcher.clone(),
-            stale_after: self.stale_after,
-            recover_interval: self.recover_interval,
+            workers: WorkerOptions {
+                webhook: self
+                    .webhook
+                    .as_deref()
+                    .map(|url| Webhook::new(url, self.webhook_timeout).unwrap()),
+                dispatcher: self.dispatcher.clone(),
+                stale_after: self.stale_after,
+                recover_interval: self.recover_interval,
+            },
             shutdown_grace: self.shutdown_grace,
         }
     }
