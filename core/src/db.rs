@@ -2,21 +2,25 @@
 //! runs it. A `Dao` lives inside one transaction opened by `Store::read` or
 //! `Store::write`; it never commits.
 
-use rusqlite::types::Type;
-use rusqlite::{named_params, Connection, OptionalExtension, Row, ToSql};
+use rusqlite::{named_params, Connection, OptionalExtension, ToSql};
 
 use crate::cursor::Position;
-use crate::error::{Error, Result};
-use crate::model::{Callback, CallbackEvent, EventAction, JsonObject, ListQuery, Order, Status};
-use crate::time::{from_micros, to_micros, Timestamp};
+use crate::error::Result;
+use crate::model::{Callback, CallbackEvent, EventAction, ListQuery, Order, Status};
+use crate::time::{to_micros, Timestamp};
 use crate::transitions;
 use crate::validate::ValidNewCallback;
+use rows::EVENT_COLUMNS;
 
 mod api_keys;
 mod moves;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+mod rows;
 
 pub(crate) use api_keys::ApiKeyRows;
 pub(crate) use moves::{Changes, ClaimGuard, Moves, NewEvent};
+pub(crate) use rows::RowColumns;
 
 /// Every column of a callback, for SELECT and RETURNING.
 const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
@@ -60,54 +64,53 @@ mod col {
     pub const CLAIM_TOKEN: usize = 22;
 }
 
-impl Stored {
-    fn from_row(row: &Row) -> rusqlite::Result<Self> {
-        let time = |i: usize| -> rusqlite::Result<Timestamp> { from_micros(row.get(i)?) };
-        let opt_time = |i: usize| -> rusqlite::Result<Option<Timestamp>> {
-            row.get::<_, Option<i64>>(i)?.map(from_micros).transpose()
-        };
-        Ok(Stored {
-            seq: row.get(col::SEQ)?,
-            callback: Callback {
-                id: row.get(col::ID)?,
-                organization_id: row.get(col::ORGANIZATION_ID)?,
-                source_session_id: row.get(col::SOURCE_SESSION_ID)?,
-                created_session_id: row.get(col::CREATED_SESSION_ID)?,
-                agent_id: row.get(col::AGENT_ID)?,
-                phone_number_id: row.get(col::PHONE_NUMBER_ID)?,
-                to_number: row.get(col::TO_NUMBER)?,
-                from_number: row.get(col::FROM_NUMBER)?,
-                scheduled_at: time(col::SCHEDULED_AT)?,
-                status: status_column(row, col::STATUS)?,
-                reason: row.get(col::REASON)?,
-                instructions: row.get(col::INSTRUCTIONS)?,
-                summary: row.get(col::SUMMARY)?,
-                pipeline_config: json_column(row, col::PIPELINE_CONFIG)?,
-                metadata: json_column(row, col::METADATA)?,
-                failure_cause: row.get(col::FAILURE_CAUSE)?,
-                attempted_at: opt_time(col::ATTEMPTED_AT)?,
-                dispatched_at: opt_time(col::DISPATCHED_AT)?,
-                cancelled_at: opt_time(col::CANCELLED_AT)?,
-                created_at: time(col::CREATED_AT)?,
-                updated_at: time(col::UPDATED_AT)?,
-            },
-        })
+/// The record of a callback just inserted, built from the input rather
+/// than read back: it is exactly what was bound, and reading back would
+/// parse the JSON again.
+pub(crate) fn created_record(
+    organization_id: &str,
+    id: &str,
+    new: &ValidNewCallback<'_>,
+    now: Timestamp,
+) -> Callback {
+    let input = new.input;
+    Callback {
+        id: id.to_owned(),
+        organization_id: organization_id.to_owned(),
+        source_session_id: input.source_session_id.clone(),
+        created_session_id: None,
+        agent_id: input.agent_id.clone(),
+        phone_number_id: input.phone_number_id.clone(),
+        to_number: input.to_number.clone(),
+        from_number: input.from_number.clone(),
+        scheduled_at: new.scheduled_at,
+        status: Status::Scheduled,
+        reason: input.reason.clone(),
+        instructions: input.instructions.clone(),
+        summary: input.summary.clone(),
+        pipeline_config: input.pipeline_config.clone(),
+        metadata: input.metadata.clone(),
+        failure_cause: None,
+        attempted_at: None,
+        dispatched_at: None,
+        cancelled_at: None,
+        created_at: now,
+        updated_at: now,
     }
 }
 
-/// A stored value this build cannot read back (a damaged or foreign row).
-fn conversion_error(column: usize, err: impl std::fmt::Display) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, Type::Text, err.to_string().into())
-}
-
-fn status_column(row: &Row, column: usize) -> rusqlite::Result<Status> {
-    let text: String = row.get(column)?;
-    text.parse().map_err(|e: Error| conversion_error(column, e))
-}
-
-fn json_column(row: &Row, column: usize) -> rusqlite::Result<JsonObject> {
-    let text: String = row.get(column)?;
-    serde_json::from_str(&text).map_err(|e| conversion_error(column, e))
+/// Counts by status as every backend returns them: each status once, in
+/// `Status::ALL` order, zero where there is none.
+pub(crate) fn every_status(counted: Vec<(Status, u64)>) -> Vec<(Status, u64)> {
+    Status::ALL
+        .into_iter()
+        .map(|s| {
+            (
+                s,
+                counted.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n),
+            )
+        })
+        .collect()
 }
 
 /// The data access the rules call, inside one transaction opened by
@@ -156,6 +159,12 @@ pub(crate) trait CallbackRows {
     /// A callback by id; `organization_id` None means any organization
     /// (store-wide work such as a dispatcher completing what it claimed).
     fn get(&self, organization_id: Option<&str>, id: &str) -> Result<Option<Stored>>;
+    /// A callback by id, read to be changed in this transaction: no other
+    /// writer can change it before the transaction ends. SQLite's writers
+    /// already hold the file's write lock, so it is a plain read there.
+    fn get_for_update(&self, organization_id: Option<&str>, id: &str) -> Result<Option<Stored>> {
+        self.get(organization_id, id)
+    }
     fn history(&self, organization_id: &str, id: &str) -> Result<Vec<CallbackEvent>>;
     /// One page (plus one row, to tell whether there is a next page).
     /// The SQL is assembled from fixed fragments only; every value is bound.
@@ -226,29 +235,7 @@ impl CallbackRows for SqliteDao<'_> {
         )?;
         Ok(Stored {
             seq,
-            callback: Callback {
-                id: id.to_owned(),
-                organization_id: organization_id.to_owned(),
-                source_session_id: input.source_session_id.clone(),
-                created_session_id: None,
-                agent_id: input.agent_id.clone(),
-                phone_number_id: input.phone_number_id.clone(),
-                to_number: input.to_number.clone(),
-                from_number: input.from_number.clone(),
-                scheduled_at: new.scheduled_at,
-                status,
-                reason: input.reason.clone(),
-                instructions: input.instructions.clone(),
-                summary: input.summary.clone(),
-                pipeline_config: input.pipeline_config.clone(),
-                metadata: input.metadata.clone(),
-                failure_cause: None,
-                attempted_at: None,
-                dispatched_at: None,
-                cancelled_at: None,
-                created_at: now,
-                updated_at: now,
-            },
+            callback: created_record(organization_id, id, new, now),
         })
     }
 
@@ -281,32 +268,20 @@ impl CallbackRows for SqliteDao<'_> {
              WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)"
         ))?;
         Ok(stmt
-            .query_row(rusqlite::params![id, organization_id], Stored::from_row)
+            .query_row(rusqlite::params![id, organization_id], |row| {
+                Stored::from_row(row)
+            })
             .optional()?)
     }
 
     fn history(&self, organization_id: &str, id: &str) -> Result<Vec<CallbackEvent>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT c.id, e.action, e.from_status, e.to_status, e.at, e.detail
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS}
              FROM callbacks c JOIN callback_events e ON e.callback_seq = c.seq
              WHERE c.id = ?1 AND c.organization_id = ?2
-             ORDER BY e.seq",
-        )?;
-        let rows = stmt.query_map([id, organization_id], |row| {
-            let action: String = row.get(1)?;
-            Ok(CallbackEvent {
-                callback_id: row.get(0)?,
-                action: EventAction::parse(&action)
-                    .ok_or_else(|| conversion_error(1, format!("unknown action {action}")))?,
-                from: row
-                    .get::<_, Option<String>>(2)?
-                    .map(|s| s.parse().map_err(|e: Error| conversion_error(2, e)))
-                    .transpose()?,
-                to: status_column(row, 3)?,
-                at: from_micros(row.get(4)?)?,
-                detail: row.get(5)?,
-            })
-        })?;
+             ORDER BY e.seq"
+        ))?;
+        let rows = stmt.query_map([id, organization_id], |row| rows::event_from_row(row))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -399,7 +374,7 @@ impl CallbackRows for SqliteDao<'_> {
                 }
             }
             bound.push((":rows", &limit));
-            let rows = stmt.query_map(bound.as_slice(), Stored::from_row)?;
+            let rows = stmt.query_map(bound.as_slice(), |row| Stored::from_row(row))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         };
         match (order, after.is_some()) {
@@ -455,18 +430,10 @@ impl CallbackRows for SqliteDao<'_> {
             "SELECT status, COUNT(*) FROM callbacks WHERE organization_id = ?1 GROUP BY status",
         )?;
         let rows = stmt.query_map([organization_id], |row| {
-            Ok((status_column(row, 0)?, row.get::<_, i64>(1)? as u64))
+            Ok((row.status(0)?, row.get::<_, i64>(1)? as u64))
         })?;
         let counted: Vec<(Status, u64)> = rows.collect::<rusqlite::Result<_>>()?;
-        Ok(Status::ALL
-            .into_iter()
-            .map(|s| {
-                (
-                    s,
-                    counted.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n),
-                )
-            })
-            .collect())
+        Ok(every_status(counted))
     }
 }
 

@@ -359,6 +359,55 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// Whether a PostgreSQL error is the connection breaking (or failing to be
+/// made) rather than the server refusing a statement.
+#[cfg(feature = "postgres")]
+pub(crate) fn connection_lost(err: &postgres::Error) -> bool {
+    err.code().is_none()
+        && (err.is_closed()
+            || std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>()))
+}
+
+/// PostgreSQL's errors. Those that a later try may not meet are busy (retried
+/// until the operation's deadline, then HTTP 503): a serialization failure
+/// or deadlock, a lock wait past `lock_timeout`, a server shutting down or
+/// starting up, too many connections, a lost connection, and a unique
+/// violation of the idempotency index (two creates with one key raced: the
+/// retry finds the winner's callback).
+#[cfg(feature = "postgres")]
+impl From<postgres::Error> for Error {
+    fn from(err: postgres::Error) -> Self {
+        use postgres::error::SqlState;
+        let busy = match err.code() {
+            Some(code) => {
+                [
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::LOCK_NOT_AVAILABLE,
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                ]
+                .contains(code)
+                    || (*code == SqlState::UNIQUE_VIOLATION
+                        && err.as_db_error().and_then(|e| e.constraint())
+                            == Some("callbacks_idempotency"))
+            }
+            None => connection_lost(&err),
+        };
+        let message = match err.as_db_error() {
+            Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+            None => format!("PostgreSQL: {err}"),
+        };
+        Error::Storage {
+            message,
+            busy,
+            cause: Some(Cause::new(err)),
+        }
+    }
+}
+
 /// The API's error body: `{"error": "...", "code": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorBody {

@@ -178,7 +178,7 @@ pub(crate) fn transition(
     store.write(|dao| {
         let now = dao.now();
         let current = dao
-            .get(organization_id, id)?
+            .get_for_update(organization_id, id)?
             .ok_or_else(|| Error::callback_not_found(id))?
             .callback;
         // A caller holding a claim learns why the claim is stale.

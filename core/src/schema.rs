@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{Error, Result};
 
 mod embedded {
-    refinery::embed_migrations!("../migrations");
+    refinery::embed_migrations!("../migrations/sqlite");
 }
 
 const HISTORY_TABLE: &str = "refinery_schema_history";
@@ -64,19 +64,30 @@ pub(crate) fn inspect(conn: &Connection) -> Result<i32> {
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    let known = known_migrations();
-    let latest = latest_version();
+    check_history(&applied, &known_migrations(), "file")
+}
+
+/// The schema version a database's history says it has, refusing one
+/// migrated by a newer callback-store or holding a migration this project
+/// never had. `what` names the database to its user ("file", "database").
+pub(crate) fn check_history(
+    applied: &[(i32, String)],
+    known: &[(i32, String)],
+    what: &str,
+) -> Result<i32> {
+    let latest = known.iter().map(|(v, _)| *v).max().unwrap_or(0);
     let mut version = 0;
     for (v, name) in applied {
+        let v = *v;
         if v > latest {
             return Err(Error::schema(format!(
-                "the file was migrated by a newer version of callback-store (schema version {v}, \
+                "the {what} was migrated by a newer version of callback-store (schema version {v}, \
                  this build knows up to {latest}); open it with that version or newer"
             )));
         }
-        if !known.iter().any(|(kv, kn)| *kv == v && *kn == name) {
+        if !known.iter().any(|(kv, kn)| *kv == v && kn == name) {
             return Err(Error::schema(format!(
-                "the file is not a callback store: its schema history has migration {v} '{name}', \
+                "the {what} is not a callback store: its schema history has migration {v} '{name}', \
                  which callback-store never had"
             )));
         }
@@ -189,16 +200,17 @@ mod tests {
         let versions: Vec<i32> = known_migrations().iter().map(|(v, _)| *v).collect();
         let expected: Vec<i32> = (1..=versions.len() as i32).collect();
         assert_eq!(versions, expected);
-        let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".sql")
-            })
-            .count();
+        let on_disk =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".sql")
+                })
+                .count();
         assert_eq!(on_disk, versions.len());
     }
 

@@ -16,6 +16,9 @@ use crate::time::{self, Clock, SystemClock, Timestamp};
 use crate::transitions::Action;
 use crate::{auth, schema, validate};
 
+#[cfg(feature = "postgres")]
+mod postgres;
+
 /// Waiting for another writer. SQLite's own busy timeout sleeps up to
 /// 100 ms between tries and is not fair: under contention a sleeping writer
 /// keeps missing the lock while awake ones take turns, until it gives up.
@@ -48,6 +51,11 @@ mod busy {
         std::thread::sleep(Duration::from_micros(500 + jitter));
         true
     }
+}
+
+/// Whether `location` names a PostgreSQL database rather than a file.
+fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
 /// The cause recorded on callbacks failed by `recover_stale`.
@@ -99,11 +107,19 @@ impl Durability {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// How long a writer waits for another writer (thread or process) before
-    /// giving up with a busy STORAGE_ERROR.
+    /// giving up with a busy STORAGE_ERROR. On PostgreSQL, the deadline of
+    /// each operation: connecting, lock waits, and retries after
+    /// serialization failures, deadlocks and lost connections.
     pub busy_timeout: Duration,
+    /// SQLite only: PostgreSQL's durability is the server's
+    /// (`synchronous_commit`).
     pub durability: Durability,
     /// Where "now" comes from: timestamps of creations and transitions.
     pub clock: Arc<dyn Clock>,
+    /// PostgreSQL only: the most connections this store keeps open, so
+    /// that up to this many of its threads work at once. SQLite's store
+    /// has one connection, which its threads take in turn.
+    pub max_connections: u32,
 }
 
 impl Default for StoreOptions {
@@ -112,8 +128,21 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             durability: Durability::Full,
             clock: Arc::new(SystemClock),
+            max_connections: 10,
         }
     }
+}
+
+/// Where the callbacks are kept. The rules above the data access are the
+/// same for both; each backend only runs SQL (see `db`).
+#[derive(Debug)]
+enum Backend {
+    /// One connection: SQLite lets one writer at a time anyway, and the
+    /// store's threads take turns on it.
+    Sqlite(Mutex<Connection>),
+    /// A pool: the threads of one process work in parallel.
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Postgres),
 }
 
 /// A callback store over one SQLite file (or memory). Cheap to clone; Send +
@@ -125,7 +154,7 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    conn: Mutex<Connection>,
+    backend: Backend,
     busy_timeout: Duration,
     clock: Arc<dyn Clock>,
     cursor_secret: Vec<u8>,
@@ -148,7 +177,13 @@ impl Store {
         Store::from_connection(Connection::open_in_memory()?, options)
     }
 
+    /// Opens the store at `path`: an SQLite file, or with the cargo feature
+    /// `postgres`, a PostgreSQL database named by a `postgres://` or
+    /// `postgresql://` URL (in the schema its `search_path` names).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        if let Some(url) = path.as_ref().to_str().filter(|p| is_postgres_url(p)) {
+            return Store::open_postgres(url, options);
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -157,6 +192,30 @@ impl Store {
             Error::storage_from(format!("cannot open {}: {e}", path.as_ref().display()), e)
         })?;
         Store::from_connection(conn, options)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn open_postgres(url: &str, options: StoreOptions) -> Result<Store> {
+        let (backend, cursor_secret) =
+            postgres::Postgres::open(url, options.busy_timeout, options.max_connections)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend: Backend::Postgres(backend),
+                busy_timeout: options.busy_timeout,
+                clock: options.clock,
+                cursor_secret,
+                ids: Mutex::new(uuid::ContextV7::new()),
+            }),
+        })
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn open_postgres(_url: &str, _options: StoreOptions) -> Result<Store> {
+        Err(Error::validation(
+            "url",
+            "this build of callback-store has no PostgreSQL backend: \
+             build it with the cargo feature `postgres`",
+        ))
     }
 
     fn from_connection(mut conn: Connection, options: StoreOptions) -> Result<Store> {
@@ -179,7 +238,7 @@ impl Store {
         let cursor_secret = schema::cursor_secret(&conn)?;
         Ok(Store {
             inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
+                backend: Backend::Sqlite(Mutex::new(conn)),
                 busy_timeout: options.busy_timeout,
                 clock: options.clock,
                 cursor_secret,
@@ -201,26 +260,42 @@ impl Store {
 
     /// Runs `f`, which reads with a single statement: one statement is one
     /// consistent snapshot by itself, so no transaction is opened around it.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Dao) -> Result<T>) -> Result<T> {
-        let conn = self.lock();
-        f(&SqliteDao::new(&conn, self.now()))
+    pub(crate) fn read<T>(&self, f: impl Fn(&dyn Dao) -> Result<T>) -> Result<T> {
+        match &self.inner.backend {
+            Backend::Sqlite(conn) => {
+                let conn = self.lock(conn);
+                f(&SqliteDao::new(&conn, self.now()))
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pg) => pg.read(&|| self.now(), f),
+        }
     }
 
-    /// Runs `f` in a write transaction taken at once (BEGIN IMMEDIATE), so
-    /// what `f` reads cannot change before it writes. An error rolls back
-    /// everything `f` did.
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&dyn Dao) -> Result<T>) -> Result<T> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&SqliteDao::new(&tx, self.now()))?;
-        tx.commit()?;
-        Ok(out)
+    /// Runs `f` in a write transaction, so that what `f` reads cannot change
+    /// before it writes: SQLite takes the file's write lock at once (BEGIN
+    /// IMMEDIATE); PostgreSQL locks the rows `f` reads to change (READ
+    /// COMMITTED, `get_for_update`, guarded UPDATEs) and runs `f` again
+    /// from the start after a serialization failure, a deadlock or a lost
+    /// connection, until the busy timeout. So `f` must only touch the
+    /// database. An error rolls back everything `f` did.
+    pub(crate) fn write<T>(&self, f: impl Fn(&dyn Dao) -> Result<T>) -> Result<T> {
+        match &self.inner.backend {
+            Backend::Sqlite(conn) => {
+                let mut conn = self.lock(conn);
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&SqliteDao::new(&tx, self.now()))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pg) => pg.write(&|| self.now(), f),
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    fn lock<'c>(&self, conn: &'c Mutex<Connection>) -> MutexGuard<'c, Connection> {
         // A panic inside a closure unwound through the transaction guard,
         // which rolled back: the connection itself is sound.
-        let conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
         // The busy timeout counts from here, for the whole operation.
         busy::wait_until(self.inner.busy_timeout);
         conn
@@ -238,11 +313,41 @@ impl Store {
         format!("{prefix}{}", uuid::Uuid::new_v7(ts).simple())
     }
 
-    /// Runs `f` with the store's connection: for diagnostics and tests
-    /// (EXPLAIN, row counts). Writing through it bypasses every rule.
+    /// Runs `f` with the store's SQLite connection: for diagnostics and
+    /// tests (EXPLAIN, row counts). Writing through it bypasses every rule.
+    ///
+    /// # Panics
+    /// On a PostgreSQL store (see `with_postgres`).
     #[doc(hidden)]
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        f(&self.lock())
+        match &self.inner.backend {
+            Backend::Sqlite(conn) => f(&self.lock(conn)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => panic!("with_connection: this store is on PostgreSQL"),
+        }
+    }
+
+    /// Runs `f` with a pooled PostgreSQL client: for diagnostics and tests.
+    /// None on an SQLite store. Writing through it bypasses every rule.
+    #[doc(hidden)]
+    #[cfg(feature = "postgres")]
+    pub fn with_postgres<T>(
+        &self,
+        f: impl FnOnce(&mut ::postgres::Client) -> T,
+    ) -> Option<Result<T>> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(pg) => Some(pg.with_client(f)),
+        }
+    }
+
+    /// Which backend holds the callbacks: "sqlite" or "postgres".
+    pub fn backend_name(&self) -> &'static str {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// Takes up to `limit` callbacks due at `now` (scheduled_at <= now),

@@ -67,11 +67,6 @@ pub(crate) fn to_micros(t: Timestamp) -> i64 {
     t.timestamp_micros()
 }
 
-pub(crate) fn from_micros(micros: i64) -> rusqlite::Result<Timestamp> {
-    DateTime::from_timestamp_micros(micros)
-        .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, micros))
-}
-
 /// Serde helpers for the JSON shape of timestamps.
 pub mod rfc3339 {
     use super::*;
@@ -203,7 +198,7 @@ mod tests {
         let t = t + chrono::Duration::microseconds(123_456);
         assert_eq!(format(t), "2019-08-24T14:15:22.123456Z");
         assert_eq!(parse("x", &format(t)).unwrap(), t);
-        assert_eq!(from_micros(to_micros(t)).unwrap(), t);
+        assert_eq!(Timestamp::from_timestamp_micros(to_micros(t)).unwrap(), t);
     }
 
     #[test]

@@ -406,10 +406,7 @@ fn a_callback_claimed_before_claims_existed_has_no_live_claim_but_completes_with
     let (store, _) = store();
     let org = org(&store);
     let claim = claimed(&org);
-    store.with_connection(|c| {
-        c.execute("UPDATE callbacks SET claim_token = NULL", [])
-            .unwrap()
-    });
+    common::execute(&store, "UPDATE callbacks SET claim_token = NULL");
     assert_stale(
         &store.claim_by_token(claim.id(), claim.token()).unwrap_err(),
         "no token stored",
@@ -472,8 +469,8 @@ fn one_claim_placed_from_eight_threads_sharing_a_store_dials_once_every_round() 
 
 #[test]
 fn one_claim_placed_from_eight_connections_to_one_file_dials_once_every_round() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("claims.db");
+    let (db, _) = common::shared_db();
+    let path = db.location();
     let clock = ManualClock::new(t0());
     let stores: Vec<Store> = (0..8).map(|_| file_store(&path, &clock)).collect();
     race_one_claim(&stores, 200);

@@ -6,16 +6,13 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
 
 use callback_store::{
     Action, Callback, Claim, Error, ErrorCode, EventAction, ListQuery, ManualClock, Status, Store,
-    StoreOptions,
 };
-use common::{at_minutes, callbacks, file_store, new_callback, row_count, t0};
+use common::{at_minutes, callbacks, file_store, new_callback, row_count, shared_db, t0};
 
 const THREADS: usize = 8;
 const CALLBACKS: usize = 50;
@@ -198,14 +195,10 @@ fn check_round(store: &Store, ids: &[String], did: &[Did]) {
     }
 }
 
-fn race_file(dir: &Path) -> (ManualClock, std::path::PathBuf) {
-    (ManualClock::new(t0()), dir.join("race.db"))
-}
-
 #[test]
 fn racing_cancel_dispatch_and_claim_due_from_eight_connections_has_one_winner_per_callback() {
-    let dir = tempfile::tempdir().unwrap();
-    let (clock, path) = race_file(dir.path());
+    let (db, clock) = shared_db();
+    let path = db.location();
     let stores: Vec<Store> = (0..THREADS).map(|_| file_store(&path, &clock)).collect();
     for round in 0..ROUNDS {
         race_round(&stores, round);
@@ -222,8 +215,8 @@ fn racing_cancel_dispatch_and_claim_due_from_eight_connections_has_one_winner_pe
 
 #[test]
 fn racing_cancel_dispatch_and_claim_due_on_one_shared_store_has_one_winner_per_callback() {
-    let dir = tempfile::tempdir().unwrap();
-    let (clock, path) = race_file(dir.path());
+    let (db, clock) = shared_db();
+    let path = db.location();
     let shared = file_store(&path, &clock);
     let stores: Vec<Store> = (0..THREADS).map(|_| shared.clone()).collect();
     for round in 0..ROUNDS {
@@ -237,8 +230,8 @@ fn racing_cancel_dispatch_and_claim_due_on_one_shared_store_has_one_winner_per_c
 
 #[test]
 fn two_stores_on_one_file_each_see_the_others_writes_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (clock, path) = race_file(dir.path());
+    let (db, clock) = shared_db();
+    let path = db.location();
     let a = file_store(&path, &clock).organization(ORG).unwrap();
     let b = file_store(&path, &clock).organization(ORG).unwrap();
 
@@ -262,25 +255,13 @@ fn two_stores_on_one_file_each_see_the_others_writes_at_once() {
     assert_eq!(b.get(&second.id).unwrap().status, Status::Dispatching);
 }
 
-fn store_with_busy_timeout(path: &Path, clock: &ManualClock) -> Store {
-    Store::open_with(
-        path,
-        StoreOptions {
-            busy_timeout: Duration::from_secs(5),
-            clock: Arc::new(clock.clone()),
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap()
-}
-
 #[test]
 fn concurrent_create_many_from_two_stores_on_one_file_loses_nothing() {
     const BATCHES: usize = 15;
     const PER_BATCH: usize = 20;
-    let dir = tempfile::tempdir().unwrap();
-    let (clock, path) = race_file(dir.path());
-    let stores = [0, 1].map(|_| store_with_busy_timeout(&path, &clock));
+    let (db, clock) = shared_db();
+    let path = db.location();
+    let stores = [0, 1].map(|_| file_store(&path, &clock));
     let barrier = Arc::new(Barrier::new(2));
     let handles: Vec<_> = stores
         .iter()
@@ -349,8 +330,8 @@ fn concurrent_create_many_from_two_stores_on_one_file_loses_nothing() {
 #[test]
 fn claim_due_from_four_connections_claims_every_due_callback_exactly_once() {
     const WORKERS: usize = 4;
-    let dir = tempfile::tempdir().unwrap();
-    let (clock, path) = race_file(dir.path());
+    let (db, clock) = shared_db();
+    let path = db.location();
     let stores: Vec<Store> = (0..WORKERS).map(|_| file_store(&path, &clock)).collect();
     let now = at_minutes(0);
     let mut due = HashSet::new();
@@ -416,14 +397,11 @@ fn claim_due_from_four_connections_claims_every_due_callback_exactly_once() {
         "nothing left"
     );
     let events_by_action = |action: &str| -> i64 {
-        stores[2].with_connection(|c| {
-            c.query_row(
-                "SELECT COUNT(*) FROM callback_events WHERE action = ?1",
-                [action],
-                |r| r.get(0),
-            )
-            .unwrap()
-        })
+        // The action is a constant of this test, not input.
+        common::count(
+            &stores[2],
+            &format!("SELECT COUNT(*) FROM callback_events WHERE action = '{action}'"),
+        )
     };
     assert_eq!(events_by_action("claim_due"), due.len() as i64);
     for org_id in ["org_1", "org_2", "org_3"] {
@@ -447,8 +425,8 @@ fn claim_due_from_four_connections_claims_every_due_callback_exactly_once() {
 #[test]
 fn of_two_stores_racing_on_one_file_exactly_one_transition_wins_and_the_loser_names_what_it_found()
 {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("race.db");
+    let (db, _) = shared_db();
+    let path = db.location();
     let clock = ManualClock::new(t0());
     let first = file_store(&path, &clock).organization("org_a").unwrap();
     let second = file_store(&path, &clock).organization("org_a").unwrap();

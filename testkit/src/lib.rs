@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod db;
 mod dialer;
 mod raw;
 
+pub use db::{postgres_server, require_postgres, TestDb, BACKEND_ENV, POSTGRES_ENV};
 pub use dialer::{Dialer, Received};
 pub use raw::{raw_exchange, RawAnswer};
 

@@ -1,11 +1,12 @@
 //! Data access for API keys: only token hashes are stored.
 
-use rusqlite::{OptionalExtension, Row};
+use rusqlite::OptionalExtension;
 
+use super::rows::{api_key_from_row, API_KEY_COLUMNS};
 use super::SqliteDao;
 use crate::error::Result;
 use crate::model::ApiKey;
-use crate::time::{from_micros, to_micros, Timestamp};
+use crate::time::{to_micros, Timestamp};
 
 /// The API keys of the store: only token hashes are kept.
 pub(crate) trait ApiKeyRows {
@@ -42,35 +43,24 @@ impl ApiKeyRows for SqliteDao<'_> {
     }
 
     fn list_api_keys(&self, organization_id: &str) -> Result<Vec<ApiKey>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, organization_id, label, created_at, revoked_at FROM api_keys
-             WHERE organization_id = ?1 ORDER BY created_at, id",
-        )?;
-        let rows = stmt.query_map([organization_id], api_key_from_row)?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys
+             WHERE organization_id = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map([organization_id], |row| api_key_from_row(row))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Revokes a key (again, harmlessly, if it already was) and returns it.
     fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKey>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1
-             RETURNING id, organization_id, label, created_at, revoked_at",
-        )?;
+             RETURNING {API_KEY_COLUMNS}"
+        ))?;
         Ok(stmt
-            .query_row(rusqlite::params![key_id, to_micros(now)], api_key_from_row)
+            .query_row(rusqlite::params![key_id, to_micros(now)], |row| {
+                api_key_from_row(row)
+            })
             .optional()?)
     }
-}
-
-fn api_key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
-    Ok(ApiKey {
-        id: row.get("id")?,
-        organization_id: row.get("organization_id")?,
-        label: row.get("label")?,
-        created_at: from_micros(row.get("created_at")?)?,
-        revoked_at: row
-            .get::<_, Option<i64>>("revoked_at")?
-            .map(from_micros)
-            .transpose()?,
-    })
 }

@@ -30,7 +30,7 @@ pub(crate) struct Changes<'a> {
 
 impl Changes<'_> {
     /// The columns this transition writes, with their values.
-    fn columns(&self) -> impl Iterator<Item = (&'static str, Value)> {
+    pub(super) fn columns(&self) -> impl Iterator<Item = (&'static str, Value)> {
         let micros = |t: Option<Timestamp>| t.map(|t| Value::Integer(to_micros(t)));
         let text = |s: Option<&str>| s.map(|s| Value::Text(s.to_owned()));
         [
@@ -49,7 +49,7 @@ impl Changes<'_> {
     /// Whether a field of the record (the API's JSON) changes, so that
     /// updated_at moves. Spending a claim changes none: only the history
     /// and the hidden claim columns say it happened.
-    fn changes_record(&self) -> bool {
+    pub(super) fn changes_record(&self) -> bool {
         self.columns().any(|(column, _)| column != "claim_spent_at")
     }
 }
@@ -337,7 +337,7 @@ impl Moves for SqliteDao<'_> {
         // RETURNING gives no order; workers expect the oldest first.
         claimed.sort_by_key(|(s, _)| (s.callback.scheduled_at, s.seq));
         let moved: Vec<&Stored> = claimed.iter().map(|(s, _)| s).collect();
-        self.record_bulk(&moved, transitions::Action::ClaimDue, from, now, None)?;
+        record_bulk(self, &moved, transitions::Action::ClaimDue, from, now, None)?;
         Ok(claimed)
     }
 
@@ -361,10 +361,11 @@ impl Moves for SqliteDao<'_> {
         let mut params: Vec<(&str, &dyn ToSql)> =
             vec![(":to", &to), (":now", &now_micros), (":horizon", &horizon)];
         params.extend(column_params(&names, &values));
-        let rows = stmt.query_map(params.as_slice(), Stored::from_row)?;
+        let rows = stmt.query_map(params.as_slice(), |row| Stored::from_row(row))?;
         let mut recovered = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         recovered.sort_by_key(|s| s.seq);
-        self.record_bulk(
+        record_bulk(
+            self,
             &recovered.iter().collect::<Vec<_>>(),
             transitions::Action::RecoverStale,
             from,
@@ -375,29 +376,28 @@ impl Moves for SqliteDao<'_> {
     }
 }
 
-impl<'c> SqliteDao<'c> {
-    fn record_bulk(
-        &self,
-        moved: &[&Stored],
-        action: transitions::Action,
-        from: Status,
-        at: Timestamp,
-        detail: Option<&str>,
-    ) -> Result<()> {
-        for stored in moved {
-            self.insert_event(
-                stored.seq,
-                &NewEvent {
-                    action: action.into(),
-                    from: Some(from),
-                    to: stored.callback.status,
-                    at,
-                    detail,
-                },
-            )?;
-        }
-        Ok(())
+/// Appends the history entry of a store-wide move to each callback moved.
+pub(super) fn record_bulk(
+    dao: &dyn Moves,
+    moved: &[&Stored],
+    action: transitions::Action,
+    from: Status,
+    at: Timestamp,
+    detail: Option<&str>,
+) -> Result<()> {
+    for stored in moved {
+        dao.insert_event(
+            stored.seq,
+            &NewEvent {
+                action: action.into(),
+                from: Some(from),
+                to: stored.callback.status,
+                at,
+                detail,
+            },
+        )?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

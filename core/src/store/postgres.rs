@@ -1,0 +1,303 @@
+//! The PostgreSQL backend of a `Store`: a pool of connections, the schema
+//! migrations, and the retries that make a busy or restarting server a
+//! wait (then a busy STORAGE_ERROR, HTTP 503) instead of a failure.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use postgres::{Client, Config, NoTls};
+
+use crate::db::postgres::{PgConnection, PgDao};
+use crate::db::Dao;
+use crate::error::{Error, Result};
+use crate::schema;
+use crate::time::Timestamp;
+
+mod embedded {
+    refinery::embed_migrations!("../migrations/postgres");
+}
+
+/// Makes the pool's connections, each set up the same way.
+#[derive(Debug)]
+struct Manager {
+    config: Config,
+    lock_timeout: Duration,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConnection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<PgConnection, postgres::Error> {
+        let mut client = self.config.connect(NoTls)?;
+        setup(&mut client, self.lock_timeout)?;
+        Ok(PgConnection {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConnection) -> std::result::Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// Pins what a server's defaults must not change: READ COMMITTED for every
+/// transaction (a server defaulting to SERIALIZABLE would turn contended
+/// claims into serialization failures), and a bound on lock waits, so that
+/// a row held by a stuck session is a retry rather than a hang.
+fn setup(client: &mut Client, lock_timeout: Duration) -> std::result::Result<(), postgres::Error> {
+    client.batch_execute(&format!(
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED;
+         SET lock_timeout = {};
+         SET TIME ZONE 'UTC';",
+        lock_timeout.as_millis().clamp(1, i32::MAX as u128)
+    ))
+}
+
+/// A pool of connections to one database, and the deadline of each
+/// operation.
+pub(super) struct Postgres {
+    pool: r2d2::Pool<Manager>,
+    deadline: Duration,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("max_connections", &self.pool.max_size())
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl Postgres {
+    /// Connects, checks and migrates the schema, and returns the backend with
+    /// the store's cursor secret. `deadline` bounds each operation, the
+    /// connection included.
+    pub(super) fn open(
+        url: &str,
+        deadline: Duration,
+        max_connections: u32,
+    ) -> Result<(Postgres, Vec<u8>)> {
+        let mut config: Config = url.parse().map_err(|e| {
+            Error::validation("url", format!("is not a PostgreSQL connection URL: {e}"))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(deadline);
+        }
+        if max_connections == 0 {
+            return Err(Error::validation("max_connections", "must be at least 1"));
+        }
+        let manager = Manager {
+            config,
+            lock_timeout: deadline,
+        };
+        let mut client = manager
+            .config
+            .connect(NoTls)
+            .map_err(|e| Error::storage_from(format!("cannot connect to PostgreSQL: {e}"), e))?;
+        setup(&mut client, deadline)?;
+        migrate(&mut client)?;
+        let secret: Vec<u8> = client
+            .query_opt(
+                "SELECT value FROM store_meta WHERE key = 'cursor_secret'",
+                &[],
+            )?
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .ok_or_else(|| Error::schema("the store has lost its cursor secret (store_meta)"))?;
+        // Connections are made when first needed and checked only by use:
+        // a broken one fails its statement, is dropped by the pool
+        // (has_broken), and the operation is tried again on another.
+        let pool = r2d2::Pool::builder()
+            .max_size(max_connections)
+            .min_idle(Some(0))
+            .connection_timeout(deadline)
+            .test_on_check_out(false)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(manager);
+        Ok((Postgres { pool, deadline }, secret))
+    }
+
+    /// A read of one statement, tried again on a busy error (a lost
+    /// connection, a server restarting) until the deadline.
+    pub(super) fn read<T>(
+        &self,
+        now: &dyn Fn() -> Timestamp,
+        f: impl Fn(&dyn Dao) -> Result<T>,
+    ) -> Result<T> {
+        self.with_retries(|conn| f(&PgDao::reading(conn, now())))
+    }
+
+    /// A write transaction, tried again from the start on a busy error until
+    /// the deadline: a serialization failure, a deadlock, a lock wait past
+    /// the deadline, a lost connection, or a lost race for an idempotency
+    /// key all roll the transaction back first, so a retry is a fresh start.
+    /// The one error not retried is a connection lost during COMMIT: the
+    /// server may have committed, and only a read can tell.
+    pub(super) fn write<T>(
+        &self,
+        now: &dyn Fn() -> Timestamp,
+        f: impl Fn(&dyn Dao) -> Result<T>,
+    ) -> Result<T> {
+        self.with_retries(|conn| {
+            let dao = PgDao::writing(conn, now)?;
+            let out = f(&dao)?;
+            dao.commit().map_err(|e| {
+                if crate::error::connection_lost(&e) {
+                    return Error::storage_from(
+                        format!(
+                            "the connection to PostgreSQL was lost during COMMIT: the write may or \
+                             may not have been applied; read the callback back before trying again ({e})"
+                        ),
+                        e,
+                    );
+                }
+                Error::from(e)
+            })?;
+            Ok(out)
+        })
+    }
+
+    fn with_retries<T>(&self, mut op: impl FnMut(&mut PgConnection) -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let deadline = started + self.deadline;
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let outcome = match self
+                .pool
+                .get_timeout(remaining.max(Duration::from_millis(1)))
+            {
+                Ok(mut conn) => op(&mut conn),
+                Err(e) => Err(Error::storage(
+                    format!("no connection to PostgreSQL could be made: {e}"),
+                    true,
+                )),
+            };
+            let err = match outcome {
+                Err(err) if err.is_busy() => err,
+                other => return other,
+            };
+            // 1 ms doubling to 250 ms: a lost race retries at once, an
+            // outage does not hammer the server.
+            let pause = Duration::from_millis(1 << tries.min(8)).min(Duration::from_millis(250));
+            if Instant::now() + pause >= deadline {
+                return Err(Error::storage(
+                    format!(
+                        "gave up after {tries} tries in {:.1} s (the store's busy timeout): {err}",
+                        started.elapsed().as_secs_f64()
+                    ),
+                    true,
+                ));
+            }
+            std::thread::sleep(pause);
+        }
+    }
+
+    /// Runs `f` with a pooled connection's client: for diagnostics and tests
+    /// (EXPLAIN, row counts). Writing through it bypasses every rule.
+    pub(super) fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> T) -> Result<T> {
+        let mut conn = self.pool.get_timeout(self.deadline).map_err(|e| {
+            Error::storage(
+                format!("no connection to PostgreSQL could be made: {e}"),
+                true,
+            )
+        })?;
+        Ok(f(&mut conn.client))
+    }
+}
+
+/// The migrations this build knows for PostgreSQL, as (version, name).
+fn known_migrations() -> Vec<(i32, String)> {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| (m.version(), m.name().to_owned()))
+        .collect()
+}
+
+/// Our tables, to tell a database someone else uses from ours.
+const OUR_TABLES: [&str; 4] = ["callbacks", "callback_events", "api_keys", "store_meta"];
+
+/// The schema version of the database (0 for one without our tables),
+/// refusing one we did not make or that a newer version migrated.
+fn inspect(client: &mut Client) -> Result<i32> {
+    let schema: Option<String> = client
+        .query_one("SELECT current_schema()", &[])?
+        .try_get(0)?;
+    let Some(schema) = schema else {
+        return Err(Error::schema(
+            "the connection's search_path names no existing schema: create the schema first \
+             (CREATE SCHEMA …) or fix search_path in the URL's options",
+        ));
+    };
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+            &[&schema],
+        )?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    if !tables.iter().any(|t| t == "refinery_schema_history") {
+        let ours: Vec<&str> = OUR_TABLES
+            .into_iter()
+            .filter(|t| tables.iter().any(|have| have == t))
+            .collect();
+        if !ours.is_empty() {
+            return Err(Error::schema(format!(
+                "schema {schema:?} is not a callback store: it holds tables named {} and no \
+                 callback-store schema history; give callback-store a schema of its own \
+                 (options=-csearch_path=… in the URL)",
+                ours.join(", ")
+            )));
+        }
+        return Ok(0);
+    }
+    let applied: Vec<(i32, String)> = client
+        .query(
+            "SELECT version, name FROM refinery_schema_history ORDER BY version",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<std::result::Result<_, postgres::Error>>()?;
+    schema::check_history(&applied, &known_migrations(), "database")
+}
+
+/// Brings the database to the latest schema. Several processes may open it
+/// at once: a session-level advisory lock lets one migrate while the others
+/// wait, then find the work done. All pending migrations and their history
+/// rows commit in one transaction (PostgreSQL's DDL is transactional).
+fn migrate(client: &mut Client) -> Result<()> {
+    // Any constant of our own; "callback-store" in ASCII, truncated.
+    const LOCK: i64 = 0x6361_6c6c_6261_636b;
+    let latest = known_migrations()
+        .iter()
+        .map(|(v, _)| *v)
+        .max()
+        .unwrap_or(0);
+    if inspect(client)? == latest {
+        return Ok(());
+    }
+    client.execute("SELECT pg_advisory_lock($1)", &[&LOCK])?;
+    let outcome = (|| {
+        if inspect(client)? == latest {
+            return Ok(());
+        }
+        embedded::migrations::runner()
+            .set_grouped(true)
+            .run(client)
+            .map(|_| ())
+            .map_err(|e| Error::storage(format!("applying schema migrations failed: {e}"), false))
+    })();
+    client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK])?;
+    outcome
+}
