@@ -9,13 +9,16 @@
 #   scripts/pg.sh restart stops and starts it (outage tests)
 #   scripts/pg.sh clean   stops it and deletes its data
 #
+# CALLBACK_STORE_PG_PORT (default 55432) and CALLBACK_STORE_PG_DIR (default
+# target/pg) give a second cluster, e.g. for a test that restarts its own.
+#
 # A cluster that cannot start fails loudly: the PostgreSQL suites never
 # skip in silence.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 port=${CALLBACK_STORE_PG_PORT:-55432}
-dir=$PWD/target/pg
+dir=${CALLBACK_STORE_PG_DIR:-$PWD/target/pg}
 data=$dir/data
 log=$dir/server.log
 bin=/usr/lib/postgresql/15/bin
