@@ -3,12 +3,14 @@
 //! and was every claim spent at most once, every dial on a spent claim?
 //!
 //! It reads the tables directly, in one snapshot, so that thousands of
-//! callbacks are checked in milliseconds after every kill.
+//! callbacks are checked in milliseconds after every kill: through the
+//! store's SQLite connection or a pooled PostgreSQL client ([`read`] and
+//! [`check_integrity`] pick the store's backend).
 
 use std::collections::{BTreeMap, HashMap};
 
 use callback_store::transitions::{self, Action, Outcome};
-use callback_store::Status;
+use callback_store::{Status, Store};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -79,35 +81,61 @@ pub fn action(text: &str) -> Option<Action> {
     serde_json::from_value(Value::String(text.to_owned())).ok()
 }
 
+/// One callback row from its columns, as both backends give them.
+#[allow(clippy::too_many_arguments)]
+fn callback_row(
+    seq: i64,
+    id: String,
+    organization_id: String,
+    status_text: &str,
+    failure_cause: Option<String>,
+    metadata: &str,
+    claim_token: Option<String>,
+    claim_spent: bool,
+) -> CallbackRow {
+    CallbackRow {
+        seq,
+        id,
+        organization_id,
+        status: status(status_text)
+            .unwrap_or_else(|| panic!("callback with unknown status {status_text:?} in the store")),
+        failure_cause,
+        metadata: serde_json::from_str(metadata).unwrap_or_default(),
+        claim_token,
+        claim_spent,
+    }
+}
+
+/// The same columns on both backends, in `callback_row`'s order.
+const CALLBACKS_SQL: &str =
+    "SELECT seq, id, organization_id, status, failure_cause, metadata, claim_token,
+        claim_spent_at IS NOT NULL
+ FROM callbacks ORDER BY seq";
+const EVENTS_SQL: &str =
+    "SELECT callback_seq, action, from_status, to_status, detail FROM callback_events ORDER BY seq";
+
+/// Every callback and its events of an SQLite file, in one transaction.
 pub fn snapshot(conn: &Connection) -> rusqlite::Result<Snapshot> {
     conn.execute_batch("BEGIN")?;
     let read = || -> rusqlite::Result<Snapshot> {
         let mut snap = Snapshot::default();
-        let mut stmt = conn.prepare(
-            "SELECT seq, id, organization_id, status, failure_cause, metadata, claim_token,
-                    claim_spent_at IS NOT NULL
-             FROM callbacks ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare(CALLBACKS_SQL)?;
         let rows = stmt.query_map([], |r| {
             let status_text: String = r.get(3)?;
             let metadata: String = r.get(5)?;
-            Ok(CallbackRow {
-                seq: r.get(0)?,
-                id: r.get(1)?,
-                organization_id: r.get(2)?,
-                status: status(&status_text).unwrap_or_else(|| {
-                    panic!("callback with unknown status {status_text:?} in the file")
-                }),
-                failure_cause: r.get(4)?,
-                metadata: serde_json::from_str(&metadata).unwrap_or_default(),
-                claim_token: r.get(6)?,
-                claim_spent: r.get(7)?,
-            })
+            Ok(callback_row(
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                &status_text,
+                r.get(4)?,
+                &metadata,
+                r.get(6)?,
+                r.get(7)?,
+            ))
         })?;
         snap.callbacks = rows.collect::<rusqlite::Result<_>>()?;
-        let mut stmt = conn.prepare(
-            "SELECT callback_seq, action, from_status, to_status, detail FROM callback_events ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare(EVENTS_SQL)?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -128,6 +156,90 @@ pub fn snapshot(conn: &Connection) -> rusqlite::Result<Snapshot> {
     let out = read();
     conn.execute_batch("COMMIT")?;
     out
+}
+
+/// Every callback and its events of a PostgreSQL store, in one snapshot
+/// (a read-only REPEATABLE READ transaction: both queries see the same
+/// commits, whatever the workers do meanwhile).
+pub fn snapshot_postgres(client: &mut postgres::Client) -> Result<Snapshot, postgres::Error> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?;
+    let mut snap = Snapshot::default();
+    for r in tx.query(CALLBACKS_SQL, &[])? {
+        snap.callbacks.push(callback_row(
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            r.try_get(5)?,
+            r.try_get(6)?,
+            r.try_get(7)?,
+        ));
+    }
+    for r in tx.query(EVENTS_SQL, &[])? {
+        let event = EventRow {
+            action: r.try_get(1)?,
+            from: r.try_get(2)?,
+            to: r.try_get(3)?,
+            detail: r.try_get(4)?,
+        };
+        snap.events.entry(r.try_get(0)?).or_default().push(event);
+    }
+    tx.commit()?;
+    Ok(snap)
+}
+
+/// The relational checks PostgreSQL can be asked for: no event of a
+/// callback that does not exist, no two callbacks with one id. (A killed
+/// client cannot damage the server's files: its transaction is rolled back
+/// when its connection drops; `PRAGMA integrity_check` has no counterpart
+/// to run here.)
+pub fn integrity_postgres(client: &mut postgres::Client) -> Result<(), String> {
+    let count = |client: &mut postgres::Client, sql: &str| -> Result<i64, String> {
+        client
+            .query_one(sql, &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| format!("{sql}: {e}"))
+    };
+    let orphans = count(
+        client,
+        "SELECT count(*) FROM callback_events e
+         WHERE NOT EXISTS (SELECT 1 FROM callbacks c WHERE c.seq = e.callback_seq)",
+    )?;
+    if orphans > 0 {
+        return Err(format!("{orphans} events point to no callback"));
+    }
+    let twins = count(
+        client,
+        "SELECT count(*) FROM (SELECT id FROM callbacks GROUP BY id HAVING count(*) > 1) t",
+    )?;
+    if twins > 0 {
+        return Err(format!("{twins} callback ids appear more than once"));
+    }
+    Ok(())
+}
+
+/// The store's snapshot, on either backend.
+pub fn read(store: &Store) -> Result<Snapshot, String> {
+    match store.with_postgres(snapshot_postgres) {
+        None => store.with_connection(snapshot).map_err(|e| e.to_string()),
+        Some(result) => result
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The integrity checks of the store's backend: `integrity` on an SQLite
+/// file, `integrity_postgres` on PostgreSQL.
+pub fn check_integrity(store: &Store) -> Result<(), String> {
+    match store.with_postgres(integrity_postgres) {
+        None => store.with_connection(integrity),
+        Some(result) => result.map_err(|e| e.to_string())?,
+    }
 }
 
 impl Snapshot {
@@ -396,7 +508,7 @@ mod tests {
     }
 
     fn problems(store: &Store) -> (Vec<String>, Vec<String>) {
-        let snap = store.with_connection(snapshot).unwrap();
+        let snap = read(store).unwrap();
         (snap.history_problems(), snap.partial_batches())
     }
 
@@ -408,8 +520,8 @@ mod tests {
     fn a_sound_store_has_no_problems_and_counts_one_claim_per_dispatch() {
         let (store, ids) = store();
         assert_eq!(problems(&store), (vec![], vec![]));
-        store.with_connection(integrity).unwrap();
-        let snap = store.with_connection(snapshot).unwrap();
+        check_integrity(&store).unwrap();
+        let snap = read(&store).unwrap();
         assert_eq!(snap.claims()[ids[0].as_str()], 1);
         assert_eq!(snap.claims()[ids[2].as_str()], 0);
     }
@@ -469,7 +581,7 @@ mod tests {
     #[test]
     fn a_sound_store_has_one_spend_per_dial_and_no_claim_problem() {
         let (store, ids) = store();
-        let snap = store.with_connection(snapshot).unwrap();
+        let snap = read(&store).unwrap();
         assert_eq!(snap.claim_problems(), Vec::<String>::new());
         assert_eq!(snap.spends()[ids[0].as_str()], 1);
         assert!(snap.dial_problems(&dials(&[(&ids[0], 1)])).is_empty());
@@ -493,7 +605,7 @@ mod tests {
         };
         sql(&store, &spend(&ids[0]));
         sql(&store, &spend(&ids[2]));
-        let snap = store.with_connection(snapshot).unwrap();
+        let snap = read(&store).unwrap();
         let problems = snap.claim_problems();
         assert!(
             problems.iter().any(|p| p.contains("one claim spent twice")),
@@ -513,7 +625,7 @@ mod tests {
                 ids[0]
             ),
         );
-        let snap = store.with_connection(snapshot).unwrap();
+        let snap = read(&store).unwrap();
         let problems = snap.claim_problems();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("claim_spent_at says spent=false"));
@@ -522,7 +634,7 @@ mod tests {
     #[test]
     fn a_dial_twice_a_dial_without_spend_or_of_no_callback_is_caught() {
         let (store, ids) = store();
-        let snap = store.with_connection(snapshot).unwrap();
+        let snap = read(&store).unwrap();
         let mut problems =
             snap.dial_problems(&dials(&[(&ids[0], 2), (&ids[2], 1), ("cb_nowhere", 1)]));
         problems.sort();

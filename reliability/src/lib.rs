@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use callback_store::{Callback, Dispatcher};
+use callback_store::{Callback, Dispatcher, Store};
 
 /// SplitMix64: small, seedable, good enough to pick operations and delays.
 /// The same seed gives the same sequence on every machine.
@@ -183,6 +183,16 @@ pub fn figures_dir() -> PathBuf {
     match std::env::var_os("RELIABILITY_FIGURES_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reliability/short"),
+    }
+}
+
+/// The name a suite's figures are written under: `suite` on SQLite,
+/// `suite_postgres` on PostgreSQL, so that the runs of both backends are
+/// kept side by side.
+pub fn figures_name(suite: &str, store: &Store) -> String {
+    match store.backend_name() {
+        "sqlite" => suite.to_owned(),
+        backend => format!("{suite}_{backend}"),
     }
 }
 

@@ -6,6 +6,11 @@
 //! dialed twice, and what a kill left `dispatching` (before or after its
 //! claim was spent) is failed by `recover_stale` and can never be placed.
 //!
+//! The backend is the run's (`testkit::TestDb`): an SQLite file, or with
+//! `CALLBACK_STORE_TEST_BACKEND=postgres` and `CALLBACK_STORE_TEST_POSTGRES`
+//! a fresh schema on that server; the figures are `crash` or
+//! `crash_postgres`.
+//!
 //! Sizes: `RELIABILITY_KILLS` (50 here, 500 in scripts/reliability.sh),
 //! `RELIABILITY_SEED`.
 
@@ -17,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use callback_store::{ErrorCode, Status, Store, DISPATCH_INTERRUPTED};
 use callback_store_reliability::audit::{self, assert_none};
-use callback_store_reliability::{env_usize, read_log, seed, write_figures, Rng};
+use callback_store_reliability::{env_usize, figures_name, read_log, seed, write_figures, Rng};
 use chrono::Utc;
 use serde_json::json;
+use testkit::TestDb;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_crash-worker");
 
@@ -42,10 +48,9 @@ struct Figures {
     claimed_unspent: usize,
 }
 
-fn spawn_churn(db: &Path, log: &Path, seed: u64, run: usize) -> Child {
+fn spawn_churn(db: &str, log: &Path, seed: u64, run: usize) -> Child {
     Command::new(WORKER)
-        .args(["churn", "--db"])
-        .arg(db)
+        .args(["churn", "--db", db])
         .arg("--log")
         .arg(log)
         .args(["--seed", &seed.to_string(), "--run", &run.to_string()])
@@ -88,14 +93,11 @@ fn kill_at_random(child: &mut Child, rng: &mut Rng, kill: usize) -> bool {
 }
 
 /// Everything checked after a kill; returns the figures of this kill.
-fn audit_after_kill(db: &Path, log: &Path, kill: usize, figures: &mut Figures) {
+fn audit_after_kill(db: &str, log: &Path, kill: usize, figures: &mut Figures) {
     let store = Store::open(db).unwrap_or_else(|e| panic!("after kill {kill}: reopen: {e}"));
-    store
-        .with_connection(audit::integrity)
-        .unwrap_or_else(|e| panic!("after kill {kill}: {e}"));
-    let snap = store
-        .with_connection(audit::snapshot)
-        .unwrap_or_else(|e| panic!("after kill {kill}: reading the file: {e}"));
+    audit::check_integrity(&store).unwrap_or_else(|e| panic!("after kill {kill}: {e}"));
+    let snap =
+        audit::read(&store).unwrap_or_else(|e| panic!("after kill {kill}: reading the file: {e}"));
     assert_none(
         &format!("invalid histories after kill {kill}"),
         &snap.history_problems(),
@@ -222,7 +224,7 @@ fn audit_after_kill(db: &Path, log: &Path, kill: usize, figures: &mut Figures) {
             .expect_err("the claim of a recovered callback is dead");
         assert_eq!(err.code(), ErrorCode::InvalidTransition, "{}: {err}", cb.id);
     }
-    let after = store.with_connection(audit::snapshot).expect("readable");
+    let after = audit::read(&store).expect("readable");
     assert_eq!(
         after.count(Status::Dispatching),
         0,
@@ -238,8 +240,9 @@ fn audit_after_kill(db: &Path, log: &Path, kill: usize, figures: &mut Figures) {
 fn a_store_killed_at_any_moment_keeps_every_committed_batch_and_places_no_call_twice() {
     let kills = env_usize("RELIABILITY_KILLS", 50);
     let seed = seed(6_000_001);
+    let test_db = TestDb::new();
+    let db = test_db.location();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("crash.db");
     let log = dir.path().join("work.log");
     let mut rng = Rng::new(seed);
     let mut figures = Figures::default();
@@ -256,8 +259,8 @@ fn a_store_killed_at_any_moment_keeps_every_committed_batch_and_places_no_call_t
 
     // The final file, once more from scratch, with every history.
     let store = Store::open(&db).unwrap();
-    store.with_connection(audit::integrity).unwrap();
-    let snap = store.with_connection(audit::snapshot).unwrap();
+    audit::check_integrity(&store).unwrap();
+    let snap = audit::read(&store).unwrap();
     assert_none("invalid final histories", &snap.history_problems());
     assert_none("final claim problems", &snap.claim_problems());
     let completions = snap
@@ -269,8 +272,9 @@ fn a_store_killed_at_any_moment_keeps_every_committed_batch_and_places_no_call_t
     assert_eq!(completions, snap.count(Status::Dispatched));
 
     write_figures(
-        "crash",
+        &figures_name("crash", &store),
         &json!({
+            "backend": store.backend_name(),
             "kills": figures.kills,
             "kills_survived": figures.kills_survived,
             "kills_while_working": figures.kills_while_working,

@@ -5,6 +5,11 @@
 //! - one claim handed as id + token to 2 processes that both place it at
 //!   once, round after round: exactly one call each time.
 //!
+//! The backend is the run's (`testkit::TestDb`): an SQLite file, or with
+//! `CALLBACK_STORE_TEST_BACKEND=postgres` and `CALLBACK_STORE_TEST_POSTGRES`
+//! a fresh schema on that server (figures `races_postgres`,
+//! `claim_race_postgres`).
+//!
 //! Sizes: `RELIABILITY_RACE_CALLBACKS` (1000 here, 5000 in
 //! scripts/reliability.sh), `RELIABILITY_RACE_PROCESSES` (4),
 //! `RELIABILITY_RACE_THREADS` (2), `RELIABILITY_CLAIM_ROUNDS` (200 here,
@@ -18,9 +23,10 @@ use std::time::Instant;
 
 use callback_store::{Claim, NewCallback, Status, Store};
 use callback_store_reliability::audit::{self, assert_none};
-use callback_store_reliability::{env_usize, read_log, seed, write_figures};
+use callback_store_reliability::{env_usize, figures_name, read_log, seed, write_figures};
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
+use testkit::TestDb;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_crash-worker");
 const RACER: &str = env!("CARGO_BIN_EXE_claim-racer");
@@ -32,8 +38,9 @@ fn racing_processes_claim_every_callback_at_most_once_and_no_busy_error_reaches_
     let processes = env_usize("RELIABILITY_RACE_PROCESSES", 4);
     let threads = env_usize("RELIABILITY_RACE_THREADS", 2);
     let seed = seed(6_000_002);
+    let test_db = TestDb::new();
+    let db = test_db.location();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("race.db");
 
     // Due callbacks in two organizations, created before the race.
     let store = Store::open(&db).unwrap();
@@ -61,8 +68,7 @@ fn racing_processes_claim_every_callback_at_most_once_and_no_busy_error_reaches_
         .map(|p| {
             let log = dir.path().join(format!("claims-{p}.log"));
             let child = Command::new(WORKER)
-                .args(["race", "--db"])
-                .arg(&db)
+                .args(["race", "--db", &db])
                 .arg("--log")
                 .arg(&log)
                 .arg("--ids")
@@ -123,8 +129,8 @@ fn racing_processes_claim_every_callback_at_most_once_and_no_busy_error_reaches_
 
     // The file agrees: valid histories, one claim event per logged claim.
     let store = Store::open(&db).unwrap();
-    store.with_connection(audit::integrity).unwrap();
-    let snap = store.with_connection(audit::snapshot).unwrap();
+    audit::check_integrity(&store).unwrap();
+    let snap = audit::read(&store).unwrap();
     let mismatched: Vec<String> = snap
         .claims()
         .iter()
@@ -148,8 +154,9 @@ fn racing_processes_claim_every_callback_at_most_once_and_no_busy_error_reaches_
     );
 
     write_figures(
-        "races",
+        &figures_name("races", &store),
         &json!({
+            "backend": store.backend_name(),
             "callbacks": callbacks,
             "processes": processes,
             "threads_per_process": threads,
@@ -197,10 +204,9 @@ struct Racer {
 }
 
 impl Racer {
-    fn spawn(db: &Path, dials: &Path, process: usize) -> Racer {
+    fn spawn(db: &str, dials: &Path, process: usize) -> Racer {
         let mut child = Command::new(RACER)
-            .arg("--db")
-            .arg(db)
+            .args(["--db", db])
             .arg("--dials")
             .arg(dials)
             .args(["--process", &process.to_string()])
@@ -246,8 +252,9 @@ fn dials_of(log: &Path, id: &str) -> Vec<String> {
 fn one_claim_placed_from_two_processes_at_once_places_exactly_one_call() {
     let rounds = env_usize("RELIABILITY_CLAIM_ROUNDS", 200);
     let seed = seed(6_000_003);
+    let test_db = TestDb::new();
+    let db = test_db.location();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("claim.db");
     let dial_log = dir.path().join("dials.log");
     let store = Store::open(&db).unwrap();
     let org = store.organization("org_claims").unwrap();
@@ -343,8 +350,9 @@ fn one_claim_placed_from_two_processes_at_once_places_exactly_one_call() {
         assert!(status.success(), "a racer failed: {status}");
     }
     write_figures(
-        "claim_race",
+        &figures_name("claim_race", &store),
         &json!({
+            "backend": store.backend_name(),
             "rounds": rounds,
             "processes": 2,
             "rounds_both_held_the_claim": both_claimed,
