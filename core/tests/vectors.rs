@@ -2,6 +2,8 @@
 //! (format: `tests/vectors/README.md`) on a fresh in-memory store per case.
 //! Every case runs; the test then fails listing each failing case by name.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,7 +96,7 @@ fn run_case(case: &Value) -> VectorResult<()> {
     check_keys(case, &["name", "description", "clock", "steps"], "case")?;
     let start = timestamp(case.get("clock").ok_or("case has no clock")?)?;
     let clock = ManualClock::new(start);
-    let store = Store::open_in_memory_with(StoreOptions {
+    let store = common::open_store(StoreOptions {
         clock: Arc::new(clock.clone()),
         ..StoreOptions::default()
     })

@@ -28,12 +28,15 @@ pub fn store() -> (Store, ManualClock) {
         clock: Arc::new(clock.clone()),
         ..StoreOptions::default()
     };
-    let store = match testkit::postgres_server() {
+    (open_store(options).unwrap(), clock)
+}
+
+/// A fresh store on this run's backend with `options`.
+pub fn open_store(options: StoreOptions) -> callback_store::Result<Store> {
+    match testkit::postgres_server() {
         Some(server) => Store::open_with(TestDb::postgres(&server).location(), options),
         None => Store::open_in_memory_with(options),
     }
-    .unwrap();
-    (store, clock)
 }
 
 /// A database several stores (connections, pools) open at once: a file,
