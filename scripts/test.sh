@@ -19,14 +19,37 @@ cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo --version
 
+step "PostgreSQL 15: a throwaway cluster under target/pg (scripts/pg.sh)"
+# The PostgreSQL suites never skip: a cluster that cannot start fails the run.
+if ! pg_url=$(scripts/pg.sh start); then
+    echo "PostgreSQL 15 could not be started (see above): the PostgreSQL suites cannot run" >&2
+    exit 1
+fi
+export CALLBACK_STORE_TEST_POSTGRES=$pg_url
+trap 'scripts/pg.sh stop || true' EXIT
+echo "PostgreSQL at $pg_url"
+
 step "format"
 timed fmt cargo fmt --all -- --check
 
 step "lint"
 timed clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+# The core alone builds without its PostgreSQL backend (the mobile
+# libraries' build): it must be warning-free that way too.
+timed "clippy (core without postgres)" cargo clippy -p callback-store --all-targets --locked -- -D warnings
 
-step "rust tests"
+step "rust tests (the rules on SQLite; the PostgreSQL-only tests on PostgreSQL)"
 timed "cargo test" cargo test --workspace --locked
+
+step "rust tests: the same suites with the rules on PostgreSQL"
+# One source of tests: CALLBACK_STORE_TEST_BACKEND=postgres puts every
+# store these suites open on PostgreSQL, each test in a fresh schema.
+timed "cargo test (postgres)" env CALLBACK_STORE_TEST_BACKEND=postgres \
+    cargo test --locked -p callback-store -p callback-store-http -p callback-store-cli
+# The reliability suites that prove rules (the fleet test is PostgreSQL's
+# alone and ran above).
+timed "reliability (postgres)" env CALLBACK_STORE_TEST_BACKEND=postgres \
+    cargo test --locked -p callback-store-reliability --test crash --test races --test bad_input
 
 step "the README's Rust quickstart, as its reader runs it (examples/rust-quickstart)"
 rust_quickstart() {

@@ -463,3 +463,39 @@ fn of_two_stores_racing_on_one_file_exactly_one_transition_wins_and_the_loser_na
         assert_eq!(history[1].to, winner.status);
     }
 }
+
+#[test]
+fn creates_racing_with_one_idempotency_key_from_eight_connections_make_one_callback() {
+    // On PostgreSQL both look-ups can miss before either insert commits;
+    // the loser's insert meets the unique index, and its retry finds the
+    // winner's callback. On SQLite the write lock orders them.
+    let (db, clock) = shared_db();
+    let path = db.location();
+    let orgs: Vec<_> = (0..THREADS)
+        .map(|_| file_store(&path, &clock).organization(ORG).unwrap())
+        .collect();
+    for round in 0..10 {
+        let key = format!("key_{round}");
+        let barrier = Barrier::new(THREADS);
+        let made: Vec<Callback> = thread::scope(|s| {
+            let handles: Vec<_> = orgs
+                .iter()
+                .map(|org| {
+                    let (barrier, key) = (&barrier, &key);
+                    s.spawn(move || {
+                        barrier.wait();
+                        org.create(callback_store::NewCallback {
+                            idempotency_key: Some(key.clone()),
+                            ..new_callback(round)
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ids: HashSet<&str> = made.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), 1, "round {round}: {ids:?}");
+    }
+    assert_eq!(row_count(orgs[0].store(), "callbacks"), 10);
+}
