@@ -12,12 +12,12 @@ use serde_json::Value;
 const FINISHERS: [&str; 2] = ["complete", "fail"];
 
 /// A callback of org_a due an hour ago: its id.
-fn due(db: &Db) -> String {
+fn due(db: &TestDb) -> String {
     db.create_at("org_a", "-1h")
 }
 
 /// Dispatches `id` now: the token of its claim.
-fn dispatch(db: &Db, id: &str) -> String {
+fn dispatch(db: &TestDb, id: &str) -> String {
     let claim = db.ok(&["--org", "org_a", "dispatch", id]);
     assert_eq!(claim["callback"]["id"], id);
     assert!(is_claim_token(&claim["token"]), "{claim}");
@@ -34,13 +34,13 @@ fn finish<'a>(action: &'a str, id: &'a str, token: &'a str) -> Vec<&'a str> {
     vec!["--org", "org_a", action, id, flag, value, "--claim", token]
 }
 
-fn get(db: &Db, id: &str) -> Value {
+fn get(db: &TestDb, id: &str) -> Value {
     db.ok(&["--org", "org_a", "get", id])
 }
 
 /// Runs a command that must be refused as a stale claim, and checks that the
 /// callback is exactly as it was before.
-fn refused_as_stale(db: &Db, args: &[&str], id: &str) {
+fn refused_as_stale(db: &TestDb, args: &[&str], id: &str) {
     let before = get(db, id);
     let run = db.run(args);
     assert_eq!(run.code, 5, "{args:?}: {}", run.stderr);
@@ -53,7 +53,7 @@ fn refused_as_stale(db: &Db, args: &[&str], id: &str) {
 
 #[test]
 fn complete_and_fail_with_the_claims_own_token_finish_the_callback() {
-    let db = Db::new();
+    let db = TestDb::new();
     for (action, status, field, value) in [
         ("complete", "dispatched", "created_session_id", "sess_1"),
         ("fail", "failed", "failure_cause", "no answer"),
@@ -68,7 +68,7 @@ fn complete_and_fail_with_the_claims_own_token_finish_the_callback() {
 
 #[test]
 fn a_claim_completed_once_cannot_complete_or_fail_it_again() {
-    let db = Db::new();
+    let db = TestDb::new();
     let id = due(&db);
     let token = dispatch(&db, &id);
     db.ok(&finish("complete", &id, &token));
@@ -80,7 +80,7 @@ fn a_claim_completed_once_cannot_complete_or_fail_it_again() {
 
 #[test]
 fn a_claim_whose_callback_was_recovered_cannot_finish_it() {
-    let db = Db::new();
+    let db = TestDb::new();
     let id = due(&db);
     let claimed = db.ok(&["claim-due"]);
     let claims = claimed["claims"].as_array().unwrap();
@@ -99,7 +99,7 @@ fn a_claim_whose_callback_was_recovered_cannot_finish_it() {
 
 #[test]
 fn a_forged_token_is_refused_and_the_real_claim_still_finishes_the_callback() {
-    let db = Db::new();
+    let db = TestDb::new();
     let id = due(&db);
     let token = dispatch(&db, &id);
     // Another callback's live claim is no claim on this one either.
@@ -117,7 +117,7 @@ fn a_forged_token_is_refused_and_the_real_claim_still_finishes_the_callback() {
 
 #[test]
 fn an_empty_claim_token_is_a_validation_error_naming_the_field() {
-    let db = Db::new();
+    let db = TestDb::new();
     let id = due(&db);
     dispatch(&db, &id);
     for action in FINISHERS {
@@ -131,7 +131,7 @@ fn an_empty_claim_token_is_a_validation_error_naming_the_field() {
 
 #[test]
 fn each_dispatch_makes_a_claim_with_a_token_of_its_own() {
-    let db = Db::new();
+    let db = TestDb::new();
     let tokens: Vec<String> = (0..3).map(|_| dispatch(&db, &due(&db))).collect();
     assert_ne!(tokens[0], tokens[1]);
     assert_ne!(tokens[1], tokens[2]);
@@ -140,7 +140,7 @@ fn each_dispatch_makes_a_claim_with_a_token_of_its_own() {
 
 #[test]
 fn dispatch_and_claim_due_tables_show_the_token() {
-    let db = Db::new();
+    let db = TestDb::new();
     let id = due(&db);
     let run = db.run(&["--org", "org_a", "--format", "table", "dispatch", &id]);
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-fn create(db: &Db, extra: &[&str]) -> Value {
+fn create(db: &TestDb, extra: &[&str]) -> Value {
     let mut args = vec![
         "--org",
         "org_a",
@@ -25,19 +25,19 @@ fn id(cb: &Value) -> String {
 }
 
 #[test]
-fn init_creates_and_migrates_the_database_file() {
-    let db = Db::new();
-    assert!(!db.path.exists());
+fn init_creates_and_migrates_the_database() {
+    let db = TestDb::new();
+    assert!(!database_created(&db));
     let out = db.ok(&["init"]);
-    assert!(db.path.exists());
-    assert!(out["database"].as_str().unwrap().ends_with("callbacks.db"));
-    // Again on the same file is fine.
+    assert!(database_created(&db));
+    assert_eq!(out, json!({"database": db.location()}));
+    // Again on the same database is fine.
     db.ok(&["init"]);
 }
 
 #[test]
 fn create_takes_every_field_as_a_flag_and_prints_the_callback_json() {
-    let db = Db::new();
+    let db = TestDb::new();
     let cb = db.ok(&[
         "--org",
         "org_a",
@@ -113,7 +113,7 @@ fn create_takes_every_field_as_a_flag_and_prints_the_callback_json() {
 
 #[test]
 fn relative_times_are_from_now() {
-    let db = Db::new();
+    let db = TestDb::new();
     let before = chrono::Utc::now();
     let cb = db.ok(&[
         "--org",
@@ -134,7 +134,7 @@ fn relative_times_are_from_now() {
 
 #[test]
 fn get_cancel_dispatch_complete_fail_reschedule_and_history_print_the_api_json() {
-    let db = Db::new();
+    let db = TestDb::new();
     let a = create(&db, &[]);
     assert_eq!(db.ok(&["--org", "org_a", "get", &id(&a)]), a);
 
@@ -177,7 +177,7 @@ fn get_cancel_dispatch_complete_fail_reschedule_and_history_print_the_api_json()
 
 #[test]
 fn list_filters_pages_and_follows_cursors_with_all() {
-    let db = Db::new();
+    let db = TestDb::new();
     let ids: Vec<String> = (0..7)
         .map(|i| {
             id(&create(
@@ -239,7 +239,7 @@ fn list_filters_pages_and_follows_cursors_with_all() {
 
 #[test]
 fn format_table_prints_aligned_columns_for_people() {
-    let db = Db::new();
+    let db = TestDb::new();
     let cb = create(&db, &["--reason", "wants pricing"]);
     let run = db.run(&["--org", "org_a", "--format", "table", "list"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -275,7 +275,7 @@ fn format_table_prints_aligned_columns_for_people() {
 
 #[test]
 fn claim_due_recover_stale_and_prune_work_across_organizations() {
-    let db = Db::new();
+    let db = TestDb::new();
     let a = db.ok(&[
         "--org",
         "org_a",
@@ -348,7 +348,7 @@ fn claim_due_recover_stale_and_prune_work_across_organizations() {
 
 #[test]
 fn keys_create_list_and_revoke_and_token_acts_for_its_organization() {
-    let db = Db::new();
+    let db = TestDb::new();
     let created = db.ok(&["--org", "org_a", "keys", "create", "--label", "ci"]);
     let token = created["token"].as_str().unwrap();
     assert!(token.starts_with("cbs_"));
@@ -382,7 +382,7 @@ fn keys_create_list_and_revoke_and_token_acts_for_its_organization() {
 
 #[test]
 fn the_database_comes_from_callback_store_db_when_db_is_not_given() {
-    let db = Db::new();
+    let db = TestDb::new();
     let output = std::process::Command::new(BIN)
         .args([
             "--org",
@@ -393,7 +393,7 @@ fn the_database_comes_from_callback_store_db_when_db_is_not_given() {
             "--at",
             "now",
         ])
-        .env("CALLBACK_STORE_DB", &db.path)
+        .env("CALLBACK_STORE_DB", db.location())
         .env_remove("CALLBACK_STORE_TOKEN")
         .output()
         .unwrap();
@@ -402,7 +402,7 @@ fn the_database_comes_from_callback_store_db_when_db_is_not_given() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(db.path.exists());
+    assert!(database_created(&db));
     assert_eq!(
         db.ok(&["--org", "org_a", "list"])["callbacks"]
             .as_array()
@@ -412,9 +412,13 @@ fn the_database_comes_from_callback_store_db_when_db_is_not_given() {
     );
 }
 
+// KNOWN FAILURE ON POSTGRESQL (reported, cli/src/serve.rs is not this
+// suite's): serve tells a fresh database by `!global.db.exists()`, which is
+// true of every URL, so each start on PostgreSQL creates and prints a new key
+// and the last assertion fails.
 #[test]
 fn serve_on_a_fresh_database_prints_a_key_and_a_curl_line_that_works() {
-    let db = Db::new();
+    let db = TestDb::new();
     let server = db.serve(&[]);
     let log = server.log().join("\n");
     let curl = log
@@ -435,7 +439,7 @@ fn serve_on_a_fresh_database_prints_a_key_and_a_curl_line_that_works() {
 
 #[test]
 fn help_documents_the_exit_status_of_every_code() {
-    let db = Db::new();
+    let db = TestDb::new();
     let run = db.run(&["--help"]);
     assert_eq!(run.code, 0);
     for code in [
@@ -448,5 +452,20 @@ fn help_documents_the_exit_status_of_every_code() {
         "SCHEMA_ERROR",
     ] {
         assert!(run.stdout.contains(code), "{code}");
+    }
+}
+
+#[test]
+fn db_help_says_it_takes_a_file_path_or_a_postgres_url_and_how_to_choose_the_schema() {
+    let run = TestDb::new().run(&["--help"]);
+    assert_eq!(run.code, 0);
+    let help = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for text in [
+        "--db <PATH|URL>",
+        "an SQLite file's path",
+        "`postgres://` or `postgresql://` URL",
+        "options=-csearch_path%3D<schema>",
+    ] {
+        assert!(help.contains(text), "{text}: {help}");
     }
 }

@@ -9,7 +9,7 @@ use callback_store::{Status, Store};
 use common::*;
 use serde_json::Value;
 
-fn create(db: &Db) -> String {
+fn create(db: &TestDb) -> String {
     db.ok(&[
         "--org",
         "org_a",
@@ -25,7 +25,7 @@ fn create(db: &Db) -> String {
 }
 
 /// Runs, expects `status`, and returns the error body from stderr.
-fn fails(db: &Db, args: &[&str], status: i32, code: &str) -> Value {
+fn fails(db: &TestDb, args: &[&str], status: i32, code: &str) -> Value {
     let run = db.run(args);
     assert_eq!(run.code, status, "{args:?}: {}", run.stderr);
     assert_eq!(run.stdout, "", "{args:?}");
@@ -36,7 +36,7 @@ fn fails(db: &Db, args: &[&str], status: i32, code: &str) -> Value {
 
 #[test]
 fn each_error_code_exits_with_its_own_status_and_prints_the_error_body() {
-    let db = Db::new();
+    let db = TestDb::new();
     let id = create(&db);
     fails(&db, &["--token", "cbs_nope", "list"], 3, "UNAUTHORIZED");
     fails(
@@ -129,38 +129,86 @@ fn each_error_code_exits_with_its_own_status_and_prints_the_error_body() {
 }
 
 #[test]
-fn storage_and_schema_failures_exit_8_and_9() {
-    let db = Db::new();
+fn a_path_sqlite_cannot_open_exits_8() {
+    let dir = tempfile::tempdir().unwrap();
     // A folder where the file should be: SQLite cannot open it.
-    let folder = db.dir.path().join("a-folder.db");
+    let folder = dir.path().join("a-folder.db");
     std::fs::create_dir(&folder).unwrap();
-    let run = db.run(&["--db", folder.to_str().unwrap(), "init"]);
+    let run = TestDb::sqlite().run(&["--db", folder.to_str().unwrap(), "init"]);
     assert_eq!(run.code, 8, "{}", run.stderr);
     assert_eq!(run.error()["code"], "STORAGE_ERROR");
-    // A file that is not a callback store is refused and left as it was.
-    let other = db.dir.path().join("notes.txt");
-    std::fs::write(&other, "not a database, just notes\n".repeat(200)).unwrap();
-    let run = db.run(&["--db", other.to_str().unwrap(), "init"]);
-    assert_eq!(run.code, 9, "{}", run.stderr);
-    assert_eq!(run.error()["code"], "SCHEMA_ERROR");
-    assert_eq!(
-        std::fs::read_to_string(&other).unwrap(),
-        "not a database, just notes\n".repeat(200)
-    );
-    // serve refuses it the same way, before listening.
-    let run = db.run(&[
-        "--db",
-        other.to_str().unwrap(),
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    assert_eq!(run.code, 9, "{}", run.stderr);
 }
 
+/// No server at all is needed to prove it: nothing listens on port 1.
+#[test]
+fn a_postgres_server_that_cannot_be_reached_exits_8_within_the_busy_timeout() {
+    let started = std::time::Instant::now();
+    let run = TestDb::sqlite().run(&[
+        "--db",
+        "postgres://postgres@127.0.0.1:1/postgres",
+        "--busy-timeout",
+        "1s",
+        "init",
+    ]);
+    assert_eq!(run.code, 8, "{}", run.stderr);
+    let error = run.error();
+    assert_eq!(error["code"], "STORAGE_ERROR");
+    assert!(
+        error["error"].as_str().unwrap().contains("PostgreSQL"),
+        "{error}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// On SQLite a file of another program; on PostgreSQL a schema whose
+/// `callbacks` table another program made.
+#[test]
+fn a_database_another_program_made_exits_9_and_is_left_as_it_was() {
+    let db = TestDb::new();
+    let notes = "not a database, just notes\n".repeat(200);
+    let schema = schema_of(&db);
+    match (&db, &schema) {
+        (TestDb::Sqlite { path, .. }, _) => std::fs::write(path, &notes).unwrap(),
+        (_, Some(schema)) => execute_beside(
+            &db,
+            &format!(
+                "CREATE TABLE {schema}.callbacks (note TEXT); INSERT INTO {schema}.callbacks VALUES ('theirs')"
+            ),
+        ),
+        (_, None) => panic!("no schema in {}", db.location()),
+    }
+    let run = db.run(&["init"]);
+    assert_eq!(run.code, 9, "{}", run.stderr);
+    assert_eq!(run.error()["code"], "SCHEMA_ERROR");
+    // serve refuses it the same way, before listening.
+    let run = db.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(run.code, 9, "{}", run.stderr);
+    match (&db, &schema) {
+        (TestDb::Sqlite { path, .. }, _) => {
+            assert_eq!(std::fs::read_to_string(path).unwrap(), notes)
+        }
+        (_, Some(schema)) => {
+            let theirs = texts_beside(&db, &format!("SELECT note FROM {schema}.callbacks"));
+            assert_eq!(theirs, ["theirs"]);
+            assert_eq!(
+                tables_of(&db),
+                ["callbacks"],
+                "only their table, none of ours"
+            );
+        }
+        (_, None) => unreachable!(),
+    }
+}
+
+// KNOWN FAILURE ON POSTGRESQL (reported): serve on a port already taken
+// panics (exit 101) instead of exiting 1. cli/src/serve.rs returns the
+// error from inside `block_on(async move { … })`, so the store is dropped on
+// the runtime's thread, and core's PostgreSQL pool closes each connection
+// with the `postgres` client's own `block_on`: "Cannot start a runtime from
+// within a runtime".
 #[test]
 fn usage_errors_exit_2_and_failures_outside_the_store_exit_1() {
-    let db = Db::new();
+    let db = TestDb::new();
     assert_eq!(db.run(&["frobnicate"]).code, 2);
     assert_eq!(db.run(&["--org", "org_a", "create", "--at", "now"]).code, 2);
     assert_eq!(db.run(&["--org", "a", "--token", "t", "list"]).code, 2);
@@ -193,14 +241,15 @@ fn lines(count: usize) -> String {
 
 #[test]
 fn import_of_10k_json_lines_creates_them_all_in_one_transaction() {
-    let db = Db::new();
-    let file = db.dir.path().join("callbacks.jsonl");
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("callbacks.jsonl");
     std::fs::write(&file, lines(10_000)).unwrap();
     let out = db.ok(&["--org", "org_a", "import", file.to_str().unwrap()]);
     assert_eq!(out["imported"], 10_000);
     let ids = out["ids"].as_array().unwrap();
     assert_eq!(ids.len(), 10_000);
-    let store = Store::open(&db.path).unwrap();
+    let store = Store::open(db.location()).unwrap();
     let org = store.organization("org_a").unwrap();
     let counts = org.count_by_status().unwrap();
     assert!(counts.contains(&(Status::Scheduled, 10_000)), "{counts:?}");
@@ -212,7 +261,7 @@ fn import_of_10k_json_lines_creates_them_all_in_one_transaction() {
 
 #[test]
 fn import_is_all_or_nothing_and_names_the_bad_line() {
-    let db = Db::new();
+    let db = TestDb::new();
     let mut text = lines(5);
     text.push_str(
         r#"{"to_number":"+12015551234","scheduled_at":"2030-01-01T00:00:00Z","colour":"red"}"#,
@@ -257,14 +306,15 @@ fn import_is_all_or_nothing_and_names_the_bad_line() {
 
 #[test]
 fn import_shows_progress_on_stderr_when_it_is_a_terminal() {
-    let db = Db::new();
-    let file = db.dir.path().join("callbacks.jsonl");
-    let out = db.dir.path().join("out.json");
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("callbacks.jsonl");
+    let out = dir.path().join("out.json");
     std::fs::write(&file, lines(2500)).unwrap();
     // `script` runs the command on a pseudo-terminal and copies what it shows.
     let command = format!(
-        "{BIN} --db {} --org org_a import {} > {}",
-        db.path.display(),
+        "{BIN} --db '{}' --org org_a import {} > {}",
+        db.location(),
         file.display(),
         out.display()
     );

@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 const ORG: &str = "org_a";
 
 /// The callback `id` of org_a, read by the command.
-fn get(db: &Db, id: &str) -> Value {
+fn get(db: &TestDb, id: &str) -> Value {
     db.ok(&["--org", ORG, "get", id])
 }
 
 /// Waits (at most `limit`) until callback `id` is `status`: the callback.
-fn wait_for_status(db: &Db, id: &str, status: &str, limit: Duration) -> Value {
+fn wait_for_status(db: &TestDb, id: &str, status: &str, limit: Duration) -> Value {
     eventually(limit, || {
         let callback = get(db, id);
         (callback["status"] == status).then_some(callback)
@@ -34,7 +34,7 @@ fn count_lines(log: &[String], text: &str) -> usize {
 
 #[test]
 fn a_worker_places_each_due_callback_once_and_leaves_future_ones_scheduled() {
-    let db = Db::new();
+    let db = TestDb::new();
     let dialer = Dialer::start(20);
     let due: Vec<String> = (0..3).map(|_| db.create_at(ORG, "-1m")).collect();
     let future = db.create_at(ORG, "+1d");
@@ -58,7 +58,7 @@ fn a_worker_places_each_due_callback_once_and_leaves_future_ones_scheduled() {
 #[test]
 fn two_workers_on_one_file_call_each_of_200_due_callbacks_exactly_once() {
     const CALLBACKS: usize = 200;
-    let db = Db::new();
+    let db = TestDb::new();
     // Room for twice the calls, so that a second call would be seen.
     let dialer = Dialer::start(2 * CALLBACKS);
     // Due a moment from now, when both workers are claiming.
@@ -103,7 +103,7 @@ fn two_workers_on_one_file_call_each_of_200_due_callbacks_exactly_once() {
 
 #[test]
 fn sigterm_lets_the_call_in_flight_finish_and_be_recorded_then_exits_0() {
-    let db = Db::new();
+    let db = TestDb::new();
     let dialer = Dialer::start(10);
     // The dialer answers a `slow` callback after 2.5 s.
     let cb = db.ok(&[
@@ -147,7 +147,7 @@ fn sigterm_lets_the_call_in_flight_finish_and_be_recorded_then_exits_0() {
 
 #[test]
 fn a_worker_fails_callbacks_left_dispatching_unless_recovery_is_off() {
-    let db = Db::new();
+    let db = TestDb::new();
     let dialer = Dialer::start(10);
     // Claimed by a dialer that never reports back.
     let id = db.create_at(ORG, "+1d");
@@ -187,12 +187,12 @@ fn a_worker_fails_callbacks_left_dispatching_unless_recovery_is_off() {
 
 #[test]
 fn the_start_line_names_the_database_webhook_and_poll_interval() {
-    let db = Db::new();
+    let db = TestDb::new();
     let dialer = Dialer::start(1);
     let worker = db.worker(&["--webhook-url", &dialer.url, "--dispatch-batch", "8"]);
     let start = &worker.log()[0];
     assert!(
-        start.starts_with(&format!("callback-store: worker on {}:", db.path.display())),
+        start.starts_with(&format!("callback-store: worker on {}:", db.location())),
         "{start}"
     );
     assert!(
@@ -208,7 +208,7 @@ fn the_start_line_names_the_database_webhook_and_poll_interval() {
 
 #[test]
 fn a_worker_without_a_webhook_url_is_a_usage_error_and_opens_nothing() {
-    let db = Db::new();
+    let db = TestDb::new();
     let run = db.run(&["worker"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
@@ -218,7 +218,7 @@ fn a_worker_without_a_webhook_url_is_a_usage_error_and_opens_nothing() {
         run.stderr
     );
     assert!(run.stderr.contains("--webhook-url <URL>"), "{}", run.stderr);
-    assert!(!db.path.exists(), "the database was created");
+    assert!(!database_created(&db), "the database was created");
 
     // Its values are checked as serve's are: VALIDATION_ERROR, exit 7.
     for flags in [

@@ -1,8 +1,9 @@
 //! Security of `callback-store serve` as a process beside the command: a
 //! key revoked by `keys revoke` while the server runs is refused at its
-//! next request, and API tokens are never written to the database file, its
-//! WAL or the server's log. (Isolation and bounded requests are proved
-//! in-process by `server/tests/http_security.rs`.)
+//! next request, and API tokens are never written to the database (the
+//! file and its WAL on SQLite, the rows on PostgreSQL) or the server's
+//! log. (Isolation and bounded requests are proved in-process by
+//! `server/tests/http_security.rs`.)
 
 mod common;
 
@@ -13,7 +14,7 @@ use serde_json::json;
 
 #[test]
 fn a_key_revoked_with_the_command_while_the_server_runs_gets_401_on_its_next_request() {
-    let db = Db::new();
+    let db = TestDb::new();
     let created = db.ok(&["--org", "org_a", "keys", "create", "--label", "doomed"]);
     let doomed = created["token"].as_str().unwrap().to_owned();
     let key_id = created["key"]["id"].as_str().unwrap().to_owned();
@@ -59,22 +60,44 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The bytes of the database file and its -wal and -shm, those that exist.
-fn database_bytes(db: &Db) -> Vec<u8> {
+/// What the database holds: on SQLite the bytes of the file and its -wal
+/// and -shm, those that exist; on PostgreSQL every row of every table of
+/// its schema as text (BYTEA columns in hex, so a token's bytes are looked
+/// for in hex too).
+fn database_bytes(db: &TestDb) -> Vec<u8> {
     let mut bytes = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = db.path.clone().into_os_string();
-        path.push(suffix);
-        if let Ok(b) = std::fs::read(&path) {
-            bytes.extend(b);
+    match db {
+        TestDb::Sqlite { path, .. } => {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = path.clone().into_os_string();
+                path.push(suffix);
+                if let Ok(b) = std::fs::read(&path) {
+                    bytes.extend(b);
+                }
+            }
+        }
+        TestDb::Postgres { .. } => {
+            let schema = schema_of(db).unwrap();
+            for table in tables_of(db) {
+                let sql = format!("SELECT t::text FROM {schema}.{table} t");
+                for row in texts_beside(db, &sql) {
+                    bytes.extend(row.into_bytes());
+                    bytes.push(b'\n');
+                }
+            }
         }
     }
     bytes
 }
 
+/// The lowercase hex of some bytes, as PostgreSQL prints a BYTEA.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[test]
-fn api_tokens_appear_nowhere_in_the_database_file_its_wal_or_the_log_after_the_server_used_them() {
-    let db = Db::new();
+fn api_tokens_appear_nowhere_in_the_database_or_the_log_after_the_server_used_them() {
+    let db = TestDb::new();
     let first = db.ok(&["--org", "org_a", "keys", "create", "--label", "first"]);
     let second = db.ok(&["--org", "org_b", "keys", "create", "--label", "second"]);
     let tokens: Vec<String> = [&first, &second]
@@ -112,16 +135,22 @@ fn api_tokens_appear_nowhere_in_the_database_file_its_wal_or_the_log_after_the_s
                 "{when}: a token is in the database"
             );
             assert!(
+                !contains(bytes, hex(secret.as_bytes()).as_bytes()),
+                "{when}: a token's bytes are in the database"
+            );
+            assert!(
                 !log.iter().any(|l| l.contains(secret)),
                 "{when}: a token is in the log"
             );
         }
     };
     let running = database_bytes(&db);
-    assert!(
-        std::fs::metadata(format!("{}-wal", db.path.display())).is_ok_and(|m| m.len() > 0),
-        "the server's writes are in the WAL while it runs"
-    );
+    if let TestDb::Sqlite { path, .. } = &db {
+        assert!(
+            std::fs::metadata(format!("{}-wal", path.display())).is_ok_and(|m| m.len() > 0),
+            "the server's writes are in the WAL while it runs"
+        );
+    }
     check("while the server runs", &running, &server.log());
     let log = server.log();
     assert!(server.stop().success());

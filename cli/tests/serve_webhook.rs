@@ -135,7 +135,7 @@ fn sigterm_lets_the_call_being_placed_finish_and_exits_0() {
 
 #[test]
 fn callbacks_left_dispatching_are_failed_by_periodic_recovery() {
-    let db = Db::new();
+    let db = TestDb::new();
     let token = db.token("org_a");
     let server = db.serve(&["--stale-after", "300ms", "--recover-interval", "100ms"]);
     let api = Api::new(&server.base, &token);
@@ -153,7 +153,7 @@ fn callbacks_left_dispatching_are_failed_by_periodic_recovery() {
 
 #[test]
 fn a_webhook_timeout_not_shorter_than_stale_after_is_refused_at_start() {
-    let db = Db::new();
+    let db = TestDb::new();
     let run = db.run(&[
         "serve",
         "--listen",

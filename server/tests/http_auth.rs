@@ -72,7 +72,7 @@ fn assert_unauthorized(resp: &Resp, what: &str) {
 
 #[test]
 fn missing_malformed_unknown_and_revoked_tokens_get_exactly_the_reference_401_on_every_route() {
-    let db = Db::new();
+    let db = TestDb::new();
     let token = db.token("org_a");
     let store = db.store();
     let revoked = store.create_api_key("org_a", "old").unwrap();
@@ -116,7 +116,7 @@ fn missing_malformed_unknown_and_revoked_tokens_get_exactly_the_reference_401_on
 
 #[test]
 fn the_bearer_scheme_is_case_insensitive() {
-    let db = Db::new();
+    let db = TestDb::new();
     let token = db.token("org_a");
     let server = db.serve(Options::default());
     let api = Api::new(&server.base, &token);
@@ -134,7 +134,7 @@ fn the_bearer_scheme_is_case_insensitive() {
 
 #[test]
 fn authentication_comes_before_validation() {
-    let db = Db::new();
+    let db = TestDb::new();
     db.token("org_a");
     let server = db.serve(Options::default());
     let api = Api::new(&server.base, "cbs_unknown");
@@ -158,7 +158,7 @@ fn authentication_comes_before_validation() {
 
 #[test]
 fn another_organizations_callback_is_404_on_every_route_and_absent_from_lists() {
-    let db = Db::new();
+    let db = TestDb::new();
     let token_a = db.token("org_a");
     let token_b = db.token("org_b");
     let server = db.serve(Options::default());
@@ -190,7 +190,7 @@ fn another_organizations_callback_is_404_on_every_route_and_absent_from_lists() 
 
 #[test]
 fn the_same_idempotency_key_in_two_organizations_makes_two_callbacks() {
-    let db = Db::new();
+    let db = TestDb::new();
     let server_db = &db;
     let token_a = server_db.token("org_a");
     let token_b = server_db.token("org_b");

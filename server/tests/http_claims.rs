@@ -8,11 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use callback_store::Store;
 use common::*;
 use serde_json::{json, Value};
 
-fn setup() -> (Db, Server, Api) {
+fn setup() -> (TestDb, Server, Api) {
     // Recovery only when a test runs it, so that timing cannot change a row.
     server_with_token(Options {
         stale_after: None,
@@ -100,7 +99,7 @@ fn the_same_claim_completed_twice_is_refused_the_second_time() {
 fn a_claim_whose_callback_was_recovered_cannot_finish_it() {
     let (db, _server, api) = setup();
     let (id, token) = dispatched(&api);
-    let store = Store::open(&db.path).unwrap();
+    let store = db.store();
     let recovered = store.recover_stale(store.now(), Duration::ZERO).unwrap();
     assert_eq!(recovered.len(), 1);
     for action in FINISHERS {

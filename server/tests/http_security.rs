@@ -6,14 +6,14 @@
 
 mod common;
 
-use callback_store::{parse_timestamp, NewCallback, Store};
+use callback_store::{parse_timestamp, NewCallback};
 use common::*;
 use serde_json::{json, Value};
 
 #[test]
 fn another_organizations_callbacks_are_not_found_on_every_route_in_every_status_and_never_listed() {
-    let db = Db::new();
-    let store = Store::open(&db.path).unwrap();
+    let db = TestDb::new();
+    let store = db.store();
     let at = parse_timestamp("scheduled_at", "2030-01-01T00:00:00Z").unwrap();
     let new = || NewCallback {
         source_session_id: Some("sess_shared".into()),
@@ -117,21 +117,17 @@ fn assert_json_error(answer: &RawAnswer, status: u16, what: &str) -> String {
 
 #[test]
 fn request_bodies_targets_and_headers_are_bounded_and_each_refusal_is_json_never_a_server_error() {
-    let db = Db::new();
+    let db = TestDb::new();
     let token = db.token("org_a");
     let server = db.serve(Options::default());
     let api = Api::new(&server.base, &token);
     api.create(json!({}));
-    let store = Store::open(&db.path).unwrap();
+    let store = db.store();
     let rows = || {
-        store.with_connection(|c| {
-            c.query_row(
-                "SELECT (SELECT COUNT(*) FROM callbacks), (SELECT COUNT(*) FROM callback_events)",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .unwrap()
-        })
+        (
+            count(&store, "SELECT COUNT(*) FROM callbacks"),
+            count(&store, "SELECT COUNT(*) FROM callback_events"),
+        )
     };
     let before = rows();
     let auth = format!("Bearer {token}").into_bytes();

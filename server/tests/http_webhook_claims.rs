@@ -9,7 +9,6 @@ mod common;
 
 use std::time::Duration;
 
-use callback_store::Store;
 use common::*;
 use serde_json::json;
 
@@ -54,7 +53,7 @@ fn a_call_whose_callback_was_recovered_meanwhile_cannot_overwrite_the_recovery()
     eventually(Duration::from_secs(10), || {
         (!dialer.received().is_empty()).then_some(())
     });
-    let store = Store::open(&db.path).unwrap();
+    let store = db.store();
     assert_eq!(
         store
             .recover_stale(store.now(), Duration::ZERO)

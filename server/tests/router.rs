@@ -1,11 +1,14 @@
 //! The HTTP layer as a library: the Router mounted in another axum app, the
 //! served description matching the routes, and `serve` stopping on its
 //! shutdown future. (The full HTTP suite runs the server in-process:
-//! server/tests/http_*.rs.)
+//! server/tests/http_*.rs.) Each runs on the run's backend (`TestDb`).
+
+mod common;
 
 use std::time::Duration;
 
-use callback_store::Store;
+use common::{blocking, InProcess, TestDb};
+
 use callback_store_http::{router, serve, ServeOptions};
 use serde_json::{json, Value};
 
@@ -27,8 +30,11 @@ fn client() -> reqwest::Client {
 
 #[tokio::test]
 async fn the_router_mounts_under_a_prefix_in_another_app() {
-    let store = Store::open_in_memory().unwrap();
-    let token = store.create_api_key("org_a", "t").unwrap().token;
+    let (_db, store, token) = blocking(|| {
+        let db = TestDb::new();
+        let (store, token) = (db.store(), db.token("org_a"));
+        (db, store, token)
+    });
     let app = axum::Router::new()
         .route("/", axum::routing::get(|| async { "their own page" }))
         .nest("/callbacks-api", router(store));
@@ -64,8 +70,11 @@ async fn the_router_mounts_under_a_prefix_in_another_app() {
 /// "method not allowed".
 #[tokio::test]
 async fn every_operation_in_openapi_yaml_is_routed() {
-    let store = Store::open_in_memory().unwrap();
-    let token = store.create_api_key("org_a", "t").unwrap().token;
+    let (_db, store, token) = blocking(|| {
+        let db = TestDb::new();
+        let (store, token) = (db.store(), db.token("org_a"));
+        (db, store, token)
+    });
     let base = start(router(store)).await;
     let spec = callback_store_http::openapi::value().unwrap();
     let client = client();
@@ -100,7 +109,11 @@ async fn every_operation_in_openapi_yaml_is_routed() {
 
 #[tokio::test]
 async fn serve_answers_until_its_shutdown_future_completes_then_returns() {
-    let store = Store::open_in_memory().unwrap();
+    let (_db, store) = blocking(|| {
+        let db = TestDb::new();
+        let store = db.store();
+        (db, store)
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,6 +1,10 @@
 //! The webhook dialer places calls only for live claims: the store spends
 //! the claim before the webhook is called, so a claim placed once, or whose
-//! callback was recovered meanwhile, never reaches the webhook again.
+//! callback was recovered meanwhile, never reaches the webhook again. On
+//! the run's backend (`TestDb`); the store is called off the runtime, as the
+//! server calls it from its blocking pool.
+
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +14,7 @@ use axum::extract::State;
 use axum::http::header;
 use callback_store::{Callback, Status, Store};
 use callback_store_http::{place_and_record, Webhook};
+use common::{blocking, InProcess, TestDb};
 use serde_json::{json, Value};
 
 /// What the webhook saw of each call: the callback id, and the actions of
@@ -54,26 +59,35 @@ async fn counting_webhook(store: Store) -> (Webhook, Calls) {
     (Webhook::new(&url, Duration::from_secs(5)).unwrap(), calls)
 }
 
-fn store_with_callback() -> (Store, String) {
-    let store = Store::open_in_memory().unwrap();
-    let new = callback_store::NewCallback {
-        to_number: "+12015551234".to_owned(),
-        scheduled_at: store.now(),
-        ..Default::default()
-    };
-    let id = store.organization("org_a").unwrap().create(new).unwrap().id;
-    (store, id)
+/// A store on a fresh database (kept with it) with one callback of org_a
+/// due now.
+fn store_with_callback() -> (TestDb, Store, String) {
+    blocking(|| {
+        let db = TestDb::new();
+        let store = db.store();
+        let new = callback_store::NewCallback {
+            to_number: "+12015551234".to_owned(),
+            scheduled_at: store.now(),
+            ..Default::default()
+        };
+        let id = store.organization("org_a").unwrap().create(new).unwrap().id;
+        (db, store, id)
+    })
 }
 
 fn get(store: &Store, id: &str) -> Callback {
-    store.organization("org_a").unwrap().get(id).unwrap()
+    blocking(|| store.organization("org_a").unwrap().get(id).unwrap())
+}
+
+fn dispatch(store: &Store, id: &str) -> callback_store::Claim {
+    blocking(|| store.organization("org_a").unwrap().dispatch(id).unwrap())
 }
 
 #[tokio::test]
 async fn the_claim_is_spent_before_the_webhook_is_called() {
-    let (store, id) = store_with_callback();
+    let (_db, store, id) = store_with_callback();
     let (webhook, calls) = counting_webhook(store.clone()).await;
-    let claim = store.organization("org_a").unwrap().dispatch(&id).unwrap();
+    let claim = dispatch(&store, &id);
     let done = place_and_record(&store, &webhook, claim).await.unwrap();
     assert_eq!(done.status, Status::Dispatched);
     assert_eq!(done.created_session_id, Some(format!("sess_for_{id}")));
@@ -85,9 +99,9 @@ async fn the_claim_is_spent_before_the_webhook_is_called() {
 
 #[tokio::test]
 async fn a_claim_placed_once_is_refused_the_second_time_and_the_webhook_not_called() {
-    let (store, id) = store_with_callback();
+    let (_db, store, id) = store_with_callback();
     let (webhook, calls) = counting_webhook(store.clone()).await;
-    let claim = store.organization("org_a").unwrap().dispatch(&id).unwrap();
+    let claim = dispatch(&store, &id);
     place_and_record(&store, &webhook, claim.clone())
         .await
         .unwrap();
@@ -101,10 +115,10 @@ async fn a_claim_placed_once_is_refused_the_second_time_and_the_webhook_not_call
 
 #[tokio::test]
 async fn a_claim_whose_callback_was_recovered_never_reaches_the_webhook() {
-    let (store, id) = store_with_callback();
+    let (_db, store, id) = store_with_callback();
     let (webhook, calls) = counting_webhook(store.clone()).await;
-    let claim = store.organization("org_a").unwrap().dispatch(&id).unwrap();
-    let recovered = store.recover_stale(store.now(), Duration::ZERO).unwrap();
+    let claim = dispatch(&store, &id);
+    let recovered = blocking(|| store.recover_stale(store.now(), Duration::ZERO).unwrap());
     assert_eq!(recovered.len(), 1);
     let before = get(&store, &id);
     let err = place_and_record(&store, &webhook, claim).await.unwrap_err();
@@ -120,9 +134,9 @@ async fn a_claim_whose_callback_was_recovered_never_reaches_the_webhook() {
 /// claims placed concurrently are each placed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_placements_of_one_claim_call_the_webhook_once() {
-    let (store, id) = store_with_callback();
+    let (_db, store, id) = store_with_callback();
     let (webhook, calls) = counting_webhook(store.clone()).await;
-    let claim = store.organization("org_a").unwrap().dispatch(&id).unwrap();
+    let claim = dispatch(&store, &id);
     let attempts: Vec<_> = (0..8)
         .map(|_| {
             let (store, webhook, claim) = (store.clone(), webhook.clone(), claim.clone());

@@ -1,13 +1,14 @@
 //! The command's end-to-end tests: the real `callback-store` binary on a
-//! temporary database, and `callback-store serve` and `worker` as processes. The HTTP
-//! client and the fake dialer are testkit's, shared with the server's tests.
-//! Every wait here is bounded.
+//! fresh database of the run's backend ([`TestDb`]: an SQLite file in a
+//! temporary folder, or with `CALLBACK_STORE_TEST_BACKEND=postgres` a new
+//! PostgreSQL schema, `--db` its URL), and `callback-store serve` and
+//! `worker` as processes. The HTTP client and the fake dialer are
+//! testkit's, shared with the server's tests. Every wait here is bounded.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::ops::{Deref, DerefMut};
-use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ pub use testkit::*;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_callback-store");
 
-/// The `callback-store` command on a [`Db`]'s file.
+/// The `callback-store` command on a [`TestDb`] (`--db` its location).
 pub trait Commands {
     /// Runs the command with `--db` set; stdin from `input`.
     fn run_with_input(&self, args: &[&str], input: &[u8]) -> Run;
@@ -54,11 +55,11 @@ pub trait Commands {
     fn worker(&self, extra: &[&str]) -> Process;
 }
 
-impl Commands for Db {
+impl Commands for TestDb {
     fn run_with_input(&self, args: &[&str], input: &[u8]) -> Run {
         let mut child = Command::new(BIN)
             .arg("--db")
-            .arg(&self.path)
+            .arg(self.location())
             .args(args)
             .env_remove("CALLBACK_STORE_ORG")
             .env_remove("CALLBACK_STORE_TOKEN")
@@ -79,13 +80,13 @@ impl Commands for Db {
     }
 
     fn serve(&self, extra: &[&str]) -> Server {
-        Server::start(&self.path, extra)
+        Server::start(&self.location(), extra)
     }
 
     fn worker(&self, extra: &[&str]) -> Process {
         let mut args = vec!["worker"];
         args.extend_from_slice(extra);
-        Process::start(&self.path, &args, "worker on ").0
+        Process::start(&self.location(), &args, "worker on ").0
     }
 }
 
@@ -130,7 +131,7 @@ impl Process {
     /// Starts `callback-store --db DB ARGS` and waits (at most 20 s) for a
     /// line on its stderr containing `ready`: the process, and the rest of
     /// that line after `ready`.
-    pub fn start(db: &Path, args: &[&str], ready: &str) -> (Process, String) {
+    pub fn start(db: &str, args: &[&str], ready: &str) -> (Process, String) {
         let mut child = Command::new(BIN)
             .arg("--db")
             .arg(db)
@@ -230,7 +231,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(db: &Path, extra: &[&str]) -> Server {
+    pub fn start(db: &str, extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let (process, base) = Process::start(db, &args, "listening on ");
@@ -265,8 +266,8 @@ impl DerefMut for Server {
 /// token of org_a. The defaults (a 1 s webhook timeout, a dispatcher polling
 /// every hour so that only `POST …/dispatch` places calls) come first:
 /// `extra` overrides them.
-pub fn webhook_server(dialer: &Dialer, extra: &[&str]) -> (Db, Server, Api) {
-    let db = Db::new();
+pub fn webhook_server(dialer: &Dialer, extra: &[&str]) -> (TestDb, Server, Api) {
+    let db = TestDb::new();
     let token = db.token("org_a");
     let mut args = vec![
         "--dispatch-webhook",
@@ -292,4 +293,64 @@ pub fn calls_by_id(dialer: &Dialer) -> HashMap<String, usize> {
             .or_default() += 1;
     }
     calls
+}
+
+/// The schema of a PostgreSQL test database (`search_path` in its URL).
+pub fn schema_of(db: &TestDb) -> Option<String> {
+    match db {
+        TestDb::Sqlite { .. } => None,
+        TestDb::Postgres { url } => url.split("search_path%3D").nth(1).map(str::to_owned),
+    }
+}
+
+/// A store on a fresh schema of `db`'s PostgreSQL server: SQL run through
+/// it reads or writes `db`'s schema without opening (and so migrating) it.
+fn beside(db: &TestDb) -> callback_store::Store {
+    let TestDb::Postgres { url } = db else {
+        panic!("beside: {} is not on PostgreSQL", db.location());
+    };
+    let server = url.split("options=").next().unwrap();
+    let server = server.trim_end_matches(['?', '&']);
+    callback_store::Store::open(TestDb::postgres(server).location()).unwrap()
+}
+
+/// Runs `sql` on `db`'s PostgreSQL server from another schema.
+pub fn execute_beside(db: &TestDb, sql: &str) {
+    beside(db)
+        .with_postgres(|c| c.batch_execute(sql).unwrap())
+        .unwrap()
+        .unwrap();
+}
+
+/// The first column of `sql`'s rows as text, read on `db`'s PostgreSQL
+/// server from another schema.
+pub fn texts_beside(db: &TestDb, sql: &str) -> Vec<String> {
+    beside(db)
+        .with_postgres(|c| {
+            let rows = c.query(sql, &[]).unwrap();
+            rows.iter().map(|r| r.get(0)).collect()
+        })
+        .unwrap()
+        .unwrap()
+}
+
+/// The tables of a PostgreSQL test database's schema, read from another.
+pub fn tables_of(db: &TestDb) -> Vec<String> {
+    let schema = schema_of(db).expect("a PostgreSQL test database");
+    texts_beside(
+        db,
+        &format!(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = '{schema}' ORDER BY 1"
+        ),
+    )
+}
+
+/// Whether the command created the database: on SQLite its file exists; on
+/// PostgreSQL its schema holds tables.
+pub fn database_created(db: &TestDb) -> bool {
+    match db {
+        TestDb::Sqlite { path, .. } => path.exists(),
+        TestDb::Postgres { .. } => !tables_of(db).is_empty(),
+    }
 }

@@ -1,13 +1,13 @@
 //! The real server in-process, for the HTTP end-to-end tests: [`serve`] on
 //! a free loopback port, on its own thread with its own multi-threaded tokio
-//! runtime (as `callback-store serve` runs it), over a file in a temporary
-//! folder. [`Options`] are the command's flags with the command's defaults,
+//! runtime (as `callback-store serve` runs it), over a fresh database of the
+//! run's backend ([`TestDb`]: an SQLite file in a temporary folder, or with
+//! `CALLBACK_STORE_TEST_BACKEND=postgres` a new PostgreSQL schema). [`Options`] are the command's flags with the command's defaults,
 //! assembled into [`ServeOptions`] as `callback-store serve` does. The HTTP
 //! client and the fake dialer are testkit's, shared with the command's
 //! tests. Every wait here is bounded.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, Once};
 use std::thread::JoinHandle;
@@ -18,27 +18,27 @@ use callback_store_http::{serve, DispatcherOptions, ServeOptions, Webhook, Worke
 
 pub use testkit::*;
 
-/// The store and the server on a [`Db`]'s file.
+/// The store and the server on a [`TestDb`].
 pub trait InProcess {
-    /// The store on the file, as another process would open it.
+    /// The store on the database, as another process would open it.
     fn store(&self) -> Store;
 
-    /// A new API key for `org`, made by the store on the same file: its token.
+    /// A new API key for `org`, made by the store on the same database: its token.
     fn token(&self, org: &str) -> String {
         self.store().create_api_key(org, "test").unwrap().token
     }
 
-    /// Starts the server on the file.
+    /// Starts the server on the database.
     fn serve(&self, options: Options) -> Server;
 }
 
-impl InProcess for Db {
+impl InProcess for TestDb {
     fn store(&self) -> Store {
-        Store::open(&self.path).unwrap()
+        Store::open(self.location()).unwrap()
     }
 
     fn serve(&self, options: Options) -> Server {
-        Server::start(&self.path, options)
+        Server::start(&self.location(), options)
     }
 }
 
@@ -121,7 +121,8 @@ fn watch_panics() {
 /// for) by [`Server::stop`] or on drop.
 pub struct Server {
     pub base: String,
-    pub path: PathBuf,
+    /// The database's file or URL.
+    pub location: String,
     name: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: mpsc::Receiver<std::io::Result<()>>,
@@ -129,14 +130,14 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(path: &Path, options: Options) -> Server {
+    pub fn start(location: &str, options: Options) -> Server {
         watch_panics();
         let name = format!(
             "test-server-{}",
             NEXT_SERVER.fetch_add(1, Ordering::Relaxed)
         );
         let store = Store::open_with(
-            path,
+            location,
             StoreOptions {
                 busy_timeout: options.busy_timeout,
                 ..StoreOptions::default()
@@ -173,7 +174,7 @@ impl Server {
         };
         Server {
             base: format!("http://{address}"),
-            path: path.to_owned(),
+            location: location.to_owned(),
             name,
             stop: Some(stop),
             done,
@@ -223,8 +224,8 @@ impl Drop for Server {
 }
 
 /// A server on a fresh database, with a token of org_a.
-pub fn server_with_token(options: Options) -> (Db, Server, Api) {
-    let db = Db::new();
+pub fn server_with_token(options: Options) -> (TestDb, Server, Api) {
+    let db = TestDb::new();
     let token = db.token("org_a");
     let server = db.serve(options);
     let api = Api::new(&server.base, &token);
@@ -235,7 +236,10 @@ pub fn server_with_token(options: Options) -> (Db, Server, Api) {
 /// token of org_a. Its defaults (a 1 s webhook timeout, a dispatcher polling
 /// every hour so that only `POST …/dispatch` places calls) are set before
 /// `configure` changes what a test needs.
-pub fn webhook_server(dialer: &Dialer, configure: impl FnOnce(&mut Options)) -> (Db, Server, Api) {
+pub fn webhook_server(
+    dialer: &Dialer,
+    configure: impl FnOnce(&mut Options),
+) -> (TestDb, Server, Api) {
     let mut options = Options {
         webhook: Some(dialer.url.clone()),
         webhook_timeout: Duration::from_secs(1),
@@ -244,4 +248,62 @@ pub fn webhook_server(dialer: &Dialer, configure: impl FnOnce(&mut Options)) -> 
     options.dispatcher.interval = Duration::from_secs(3600);
     configure(&mut options);
     server_with_token(options)
+}
+
+/// The one integer a `SELECT COUNT(*) …` (of SQL both backends read alike)
+/// answers, read beside the server's rules on either backend.
+pub fn count(store: &Store, sql: &str) -> i64 {
+    if let Some(count) = store.with_postgres(|c| c.query_one(sql, &[]).unwrap().get(0)) {
+        return count.unwrap();
+    }
+    store.with_connection(|c| c.query_row(sql, [], |r| r.get(0)).unwrap())
+}
+
+/// A write lock another session holds until [`HeldLock::release`]: on
+/// SQLite the whole database's (`BEGIN IMMEDIATE`), on PostgreSQL the
+/// callback's row (`SELECT … FOR UPDATE` in an open transaction). A write
+/// to the callback waits for it until the store's busy timeout.
+pub struct HeldLock {
+    /// A store of one connection: the session holding the lock.
+    holder: Store,
+}
+
+impl HeldLock {
+    pub fn on_callback(db: &TestDb, id: &str) -> HeldLock {
+        let holder = Store::open_with(
+            db.location(),
+            StoreOptions {
+                max_connections: 1,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let locked = holder.with_postgres(|c| {
+            c.batch_execute("BEGIN").unwrap();
+            c.execute("SELECT 1 FROM callbacks WHERE id = $1 FOR UPDATE", &[&id])
+                .unwrap()
+        });
+        match locked {
+            Some(rows) => assert_eq!(rows.unwrap(), 1, "no row {id} to lock"),
+            None => holder.with_connection(|c| c.execute_batch("BEGIN IMMEDIATE").unwrap()),
+        }
+        HeldLock { holder }
+    }
+
+    /// Ends the holder's transaction.
+    pub fn release(self) {
+        if let Some(done) = self.holder.with_postgres(|c| c.batch_execute("ROLLBACK")) {
+            return done.unwrap().unwrap();
+        }
+        self.holder
+            .with_connection(|c| c.execute_batch("ROLLBACK").unwrap());
+    }
+}
+
+/// Runs `f` on a thread of its own, outside any tokio runtime: the
+/// PostgreSQL backend's client blocks on a runtime of its own, which tokio
+/// refuses inside another's (the server, too, calls the store from its
+/// blocking pool).
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(f).join().unwrap())
 }
