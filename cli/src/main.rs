@@ -51,12 +51,16 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The database file; created and migrated on first use.
+    /// The database: an SQLite file's path, or a PostgreSQL database's
+    /// `postgres://` or `postgresql://` URL (the schema is chosen with
+    /// `options=-csearch_path%3D<schema>` in the URL); created or migrated
+    /// on first use.
     #[arg(
         long,
         global = true,
         env = "CALLBACK_STORE_DB",
-        default_value = "./callbacks.db"
+        default_value = "./callbacks.db",
+        value_name = "PATH|URL"
     )]
     pub db: PathBuf,
     /// The organization to act for.
