@@ -56,7 +56,7 @@ fn a_worker_places_each_due_callback_once_and_leaves_future_ones_scheduled() {
 }
 
 #[test]
-fn two_workers_on_one_file_call_each_of_200_due_callbacks_exactly_once() {
+fn two_workers_on_one_database_call_each_of_200_due_callbacks_exactly_once() {
     const CALLBACKS: usize = 200;
     let db = TestDb::new();
     // Room for twice the calls, so that a second call would be seen.
