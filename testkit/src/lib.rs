@@ -4,7 +4,6 @@
 //! read whole, requests of any bytes over a plain socket, and a fake dialer
 //! on loopback. Every wait here is bounded.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -43,27 +42,6 @@ pub const CALLBACK_KEYS: [&str; 21] = [
 ];
 
 pub const UNAUTHORIZED_BODY: &str = r#"{"error":"Unauthorized","code":"UNAUTHORIZED"}"#;
-
-/// A temporary folder with a database path in it (not created: the store
-/// or the command creates it on first use).
-pub struct Db {
-    pub dir: tempfile::TempDir,
-    pub path: PathBuf,
-}
-
-impl Db {
-    pub fn new() -> Db {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("callbacks.db");
-        Db { dir, path }
-    }
-}
-
-impl Default for Db {
-    fn default() -> Self {
-        Db::new()
-    }
-}
 
 /// An answer, read whole.
 #[derive(Debug)]
