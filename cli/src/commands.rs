@@ -15,6 +15,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     let command = match command {
         Command::Serve(args) => return crate::serve::run(&global, args),
         Command::Worker(args) => return crate::worker::run(&global, args),
+        Command::Copy(args) => return crate::copy::run(&global, args),
         command => command,
     };
     let store = open(&global)?;
@@ -72,7 +73,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             })
         }
         Command::Keys { command } => keys(&store, &global, command)?,
-        Command::Serve(_) | Command::Worker(_) => unreachable!("run above"),
+        Command::Serve(_) | Command::Worker(_) | Command::Copy(_) => unreachable!("run above"),
     };
     output::print(global.format, &value).map_err(|e| Failure::Other(format!("stdout: {e}")))
 }

@@ -2,6 +2,7 @@
 //! (`callback-store serve`) and the webhook worker (`callback-store worker`).
 
 mod commands;
+mod copy;
 mod import;
 mod output;
 mod serve;
@@ -185,6 +186,21 @@ pub enum Command {
     /// being placed finish and be recorded, and exits 0.
     #[command(mut_arg("dispatch_webhook", worker::required_webhook_url))]
     Worker(worker::DispatchArgs),
+    /// Copy every callback, event and API key into another, empty store.
+    ///
+    /// Moves a whole store between backends: an SQLite file to PostgreSQL
+    /// (to grow from the embedded file to a server) or back, with every
+    /// callback's history, idempotency keys, claims and API keys (revoked
+    /// ones stay revoked), and the cursor secret, so list cursors keep
+    /// working. --db is not used. The target must be empty (no callback,
+    /// event or API key; a store just created is): otherwise
+    /// VALIDATION_ERROR, naming what it holds, and nothing is written. The
+    /// source is read from one snapshot; the target is written in one
+    /// transaction, so a failure leaves it empty. The copy is verified: the
+    /// target is read back and its counts and SHA-256 checksum must equal
+    /// the source's, else STORAGE_ERROR. Prints {"callbacks": N, "events":
+    /// N, "api_keys": N, "checksum": "<hex>"}.
+    Copy(copy::CopyArgs),
 }
 
 #[derive(Debug, Args)]

@@ -13,12 +13,14 @@ use crate::validate::ValidNewCallback;
 use rows::EVENT_COLUMNS;
 
 mod api_keys;
+pub(crate) mod copy;
 mod moves;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod rows;
 
 pub(crate) use api_keys::ApiKeyRows;
+pub(crate) use copy::CopyRows;
 pub(crate) use moves::{Changes, ClaimGuard, Moves, NewEvent};
 pub(crate) use rows::RowColumns;
 
@@ -119,7 +121,7 @@ pub(crate) fn every_status(counted: Vec<(Status, u64)>) -> Vec<(Status, u64)> {
 /// transition table, validation, cursors, idempotency) call only these
 /// methods, so a second backend implements these traits and nothing above
 /// them changes. SQLite (`SqliteDao`) is the one implementation today.
-pub(crate) trait Dao: CallbackRows + Moves + ApiKeyRows {
+pub(crate) trait Dao: CallbackRows + Moves + ApiKeyRows + CopyRows {
     /// The store's clock, read once the transaction holds its lock, so that
     /// writers in turn get times in the same order as their commits.
     fn now(&self) -> Timestamp;

@@ -41,6 +41,7 @@
 
 mod auth;
 mod claim;
+mod copy;
 mod cursor;
 mod db;
 mod dispatch;
@@ -56,6 +57,7 @@ pub mod transitions;
 pub mod validate;
 
 pub use claim::Claim;
+pub use copy::CopyReport;
 pub use dispatch::Dispatcher;
 pub use error::{Error, ErrorBody, ErrorCode, FieldPath, PathSegment, Result};
 pub use model::{

@@ -325,7 +325,7 @@ impl Organization {
         let after = query
             .cursor
             .as_deref()
-            .map(|c| cursor::decode(secret, fingerprint, c))
+            .map(|c| cursor::decode(&secret, fingerprint, c))
             .transpose()?;
         let limit = query.limit as usize;
         let mut rows = self
@@ -343,7 +343,7 @@ impl Organization {
                     sort_key,
                     seq: last.seq,
                 };
-                cursor::encode(secret, fingerprint, position)
+                cursor::encode(&secret, fingerprint, position)
             })
         } else {
             None

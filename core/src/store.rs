@@ -2,7 +2,7 @@
 //! transaction closures every operation runs in.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -157,7 +157,8 @@ struct Inner {
     backend: Backend,
     busy_timeout: Duration,
     clock: Arc<dyn Clock>,
-    cursor_secret: Vec<u8>,
+    /// Replaced only by `copy_into`, with the source's.
+    cursor_secret: RwLock<Arc<[u8]>>,
     /// Keeps ids made in the same millisecond in creation order.
     ids: Mutex<uuid::ContextV7>,
 }
@@ -203,7 +204,7 @@ impl Store {
                 backend: Backend::Postgres(backend),
                 busy_timeout: options.busy_timeout,
                 clock: options.clock,
-                cursor_secret,
+                cursor_secret: RwLock::new(cursor_secret.into()),
                 ids: Mutex::new(uuid::ContextV7::new()),
             }),
         })
@@ -241,7 +242,7 @@ impl Store {
                 backend: Backend::Sqlite(Mutex::new(conn)),
                 busy_timeout: options.busy_timeout,
                 clock: options.clock,
-                cursor_secret,
+                cursor_secret: RwLock::new(cursor_secret.into()),
                 ids: Mutex::new(uuid::ContextV7::new()),
             }),
         })
@@ -301,8 +302,41 @@ impl Store {
         conn
     }
 
-    pub(crate) fn cursor_secret(&self) -> &[u8] {
-        &self.inner.cursor_secret
+    pub(crate) fn cursor_secret(&self) -> Arc<[u8]> {
+        let secret = self.inner.cursor_secret.read();
+        Arc::clone(&secret.unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// After `copy_into` wrote the source's cursor secret into this store.
+    pub(crate) fn replace_cursor_secret(&self, secret: Vec<u8>) {
+        let mut current = self
+            .inner
+            .cursor_secret
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        *current = secret.into();
+    }
+
+    /// Whether `other` is a handle on this very store (a clone).
+    pub(crate) fn is_same_store(&self, other: &Store) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Runs `f` over one consistent snapshot of the whole store, for a read
+    /// of many statements (`copy_into`): SQLite, a read transaction;
+    /// PostgreSQL, a transaction made REPEATABLE READ READ ONLY before its
+    /// first query, retried from the start on busy errors as `write` is.
+    pub(crate) fn snapshot<T>(&self, f: impl Fn(&dyn Dao) -> Result<T>) -> Result<T> {
+        match &self.inner.backend {
+            Backend::Sqlite(conn) => {
+                crate::db::copy::sqlite_snapshot(&mut self.lock(conn), self.now(), f)
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pg) => pg.write(&|| self.now(), |dao| {
+                dao.begin_snapshot()?;
+                f(dao)
+            }),
+        }
     }
 
     /// A new callback id: `cb_` and a UUIDv7 (time-ordered, 128 bits) in hex.

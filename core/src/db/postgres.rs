@@ -23,6 +23,7 @@ use crate::time::{to_micros, Timestamp};
 use crate::transitions;
 use crate::validate::ValidNewCallback;
 
+pub(crate) mod copy;
 mod moves;
 
 /// One pooled connection with the statements prepared on it.

@@ -1,0 +1,385 @@
+//! `Store::copy_into`: an SQLite file copied to PostgreSQL and back keeps
+//! everything a user can observe (every callback in every status, its
+//! history, idempotency, API keys, list pages and their cursors), the same
+//! checksum on all three, and numbers new rows after the copied ones; a
+//! target that is not empty is refused and left as it was.
+//!
+//! Needs PostgreSQL (`CALLBACK_STORE_TEST_POSTGRES`, see testkit) and the
+//! core's `postgres` feature (on in `cargo test --workspace`; alone:
+//! `cargo test -p callback-store --features postgres --test copy`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use callback_store::{
+    ApiKey, Callback, CallbackEvent, ErrorCode, ListQuery, NewCallback, Order, Page, Status, Store,
+};
+use common::{at_minutes, count, file_store, new_callback, t0};
+use serde_json::json;
+use testkit::{require_postgres, TestDb};
+
+const ORGS: [&str; 3] = ["org_a", "org_b", "org_c"];
+
+/// A store with history: callbacks in every status, reached through every
+/// transition, in three organizations interleaved (so that seq is not
+/// contiguous per organization), with idempotency keys, metadata, claims
+/// spent and unspent, pruned callbacks (gaps in seq), more than one page
+/// (1,000 rows) of callbacks and of events, and two API keys, one revoked.
+struct Source {
+    _db: TestDb,
+    store: Store,
+    /// The idempotent creation, to retry on a copy.
+    idempotent: NewCallback,
+    idempotent_id: String,
+    live_token: String,
+    revoked_token: String,
+}
+
+fn source() -> Source {
+    let db = TestDb::sqlite();
+    let clock = callback_store::ManualClock::new(t0());
+    let store = file_store(db.location(), &clock);
+    let [a, b, c] = ORGS.map(|org| store.organization(org).unwrap());
+    // Pruned below: a gap in seq.
+    let pruned = a.create(new_callback(5)).unwrap();
+    a.cancel(&pruned.id, None).unwrap();
+    clock.advance(chrono::Duration::seconds(1)).unwrap();
+    let idempotent = NewCallback {
+        source_session_id: Some("sess_1".into()),
+        agent_id: Some("agent_x".into()),
+        from_number: Some("+442071234567".into()),
+        reason: Some("asked for Tuesday".into()),
+        metadata: json!({"lead": 42, "tags": ["vip"], "ünïcode": "✓"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        pipeline_config: json!({"voice": "alloy"}).as_object().unwrap().clone(),
+        idempotency_key: Some("sess_1#0".into()),
+        ..new_callback(30)
+    };
+    let idempotent_id = a.create(idempotent.clone()).unwrap().id;
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let org = [&a, &b, &c][i % 3];
+        let new = NewCallback {
+            agent_id: Some(["agent_x", "agent_y"][i % 2].into()),
+            idempotency_key: (i % 4 == 0).then(|| format!("key_{i}")),
+            summary: Some(format!("callback {i}")),
+            ..new_callback([0, 10, 10, 20][i % 4])
+        };
+        ids.push((org, org.create(new).unwrap().id));
+        clock.advance(chrono::Duration::milliseconds(7)).unwrap();
+    }
+    // Every transition, in every organization.
+    for (i, (org, id)) in ids.iter().enumerate() {
+        match i % 8 {
+            0 => drop(org.cancel(id, Some("the customer called in")).unwrap()),
+            1 => {
+                let claim = org.dispatch(id).unwrap();
+                org.complete_dispatch(id, "sess_new", Some(claim.token()))
+                    .unwrap();
+            }
+            2 => {
+                let claim = org.dispatch(id).unwrap();
+                org.fail_dispatch(id, "busy", Some(claim.token())).unwrap();
+            }
+            3 => drop(org.reschedule(id, at_minutes(600)).unwrap()),
+            4 => drop(org.dispatch(id).unwrap()), // left dispatching, claim unspent
+            _ => {}
+        }
+    }
+    clock.advance(chrono::Duration::minutes(30)).unwrap();
+    // The dispatches left above fail as interrupted; then claims, some
+    // placed (spent), some left dispatching (unspent).
+    store
+        .recover_stale(at_minutes(30), Duration::from_secs(600))
+        .unwrap();
+    let dialed = |cb: &Callback| Ok::<_, String>(format!("sess_for_{}", cb.id));
+    store.dispatch_due(&dialed, at_minutes(15), 3).unwrap();
+    store.claim_due(at_minutes(15), 2).unwrap();
+    let pruned_count = store
+        .prune(t0() + chrono::Duration::milliseconds(500))
+        .unwrap();
+    assert_eq!(pruned_count, 1);
+    assert!(a.get(&pruned.id).is_err());
+    // More than a page of callbacks and of events.
+    let batch = (0..1_100).map(|i| new_callback(i % 50)).collect();
+    c.create_many(batch).unwrap();
+    a.create(new_callback(40)).unwrap();
+    let live = store.create_api_key("org_a", "live").unwrap();
+    let revoked = store.create_api_key("org_b", "revoked").unwrap();
+    store.revoke_api_key(&revoked.key.id).unwrap();
+    let statuses = ORGS.map(|org| store.organization(org).unwrap().count_by_status().unwrap());
+    for status in Status::ALL {
+        let n: u64 = statuses
+            .iter()
+            .flatten()
+            .filter(|(s, _)| *s == status)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(n > 0, "the fixture has no {status} callback");
+    }
+    Source {
+        _db: db,
+        store,
+        idempotent,
+        idempotent_id,
+        live_token: live.token,
+        revoked_token: revoked.token,
+    }
+}
+
+/// Everything a user of `store` can observe, read through the rules.
+#[derive(Debug, PartialEq)]
+struct View {
+    /// Every page of every organization, in both orders (cursors included).
+    pages: Vec<Page>,
+    callbacks: Vec<Callback>,
+    histories: Vec<Vec<CallbackEvent>>,
+    keys: Vec<ApiKey>,
+    counts: Vec<Vec<(Status, u64)>>,
+}
+
+fn walk(store: &Store, org: &str, order: Order, limit: u32) -> Vec<Page> {
+    let org = store.organization(org).unwrap();
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = org
+            .list(&ListQuery {
+                order,
+                limit,
+                cursor,
+                ..ListQuery::default()
+            })
+            .unwrap();
+        cursor = page.next_cursor.clone();
+        pages.push(page);
+        if cursor.is_none() {
+            return pages;
+        }
+    }
+}
+
+fn view(store: &Store) -> View {
+    let mut view = View {
+        pages: Vec::new(),
+        callbacks: Vec::new(),
+        histories: Vec::new(),
+        keys: Vec::new(),
+        counts: Vec::new(),
+    };
+    for name in ORGS {
+        let org = store.organization(name).unwrap();
+        for order in [Order::CreatedDesc, Order::ScheduledAsc] {
+            view.pages.extend(walk(store, name, order, 100));
+        }
+        for callback in walk(store, name, Order::CreatedDesc, 100)
+            .into_iter()
+            .flat_map(|p| p.callbacks)
+        {
+            view.histories.push(org.history(&callback.id).unwrap());
+            view.callbacks.push(org.get(&callback.id).unwrap());
+        }
+        view.keys.extend(store.list_api_keys(name).unwrap());
+        view.counts.push(org.count_by_status().unwrap());
+    }
+    view
+}
+
+/// The column names of a table, in order, read beside the rules.
+fn columns(store: &Store, table: &str) -> Vec<String> {
+    #[cfg(feature = "postgres")]
+    if let Some(names) = store.with_postgres(|c| {
+        c.query(
+            "SELECT column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+            &[&table],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    }) {
+        return names.unwrap();
+    }
+    store.with_connection(|c| {
+        let mut stmt = c.prepare("SELECT name FROM pragma_table_info(?1)").unwrap();
+        let names = stmt.query_map([table], |r| r.get(0)).unwrap();
+        names.collect::<rusqlite::Result<_>>().unwrap()
+    })
+}
+
+/// The fixture's source, copied into a fresh PostgreSQL schema: the
+/// source, the database and the store the copy went through.
+fn copied_to_postgres() -> (Source, TestDb, Store) {
+    let source = source();
+    let pg_db = TestDb::postgres(&require_postgres());
+    let pg = Store::open(pg_db.location()).unwrap();
+    source.store.copy_into(&pg).unwrap();
+    (source, pg_db, pg)
+}
+
+#[test]
+fn a_round_trip_sqlite_to_postgres_to_sqlite_keeps_every_row_and_what_users_see() {
+    let source = source();
+    let expected = view(&source.store);
+    let pg_db = TestDb::postgres(&require_postgres());
+    let pg = Store::open(pg_db.location()).unwrap();
+    let to_pg = source.store.copy_into(&pg).unwrap();
+    assert_eq!(to_pg.callbacks as usize, expected.callbacks.len());
+    assert_eq!(
+        to_pg.events as usize,
+        expected.histories.iter().map(Vec::len).sum::<usize>()
+    );
+    assert_eq!(to_pg.api_keys, 2);
+    assert!(to_pg.callbacks > 1_000 && to_pg.events > 1_000, "{to_pg:?}");
+    // The copy's handle and a process opening the database afresh alike.
+    assert_eq!(view(&pg), expected);
+    let pg_reopened = Store::open(pg_db.location()).unwrap();
+    assert_eq!(view(&pg_reopened), expected);
+
+    let back_db = TestDb::sqlite();
+    let back = Store::open(back_db.location()).unwrap();
+    let to_sqlite = pg_reopened.copy_into(&back).unwrap();
+    assert_eq!(to_sqlite, to_pg, "the same rows, the same checksum");
+    assert_eq!(view(&back), expected);
+    assert_eq!(view(&Store::open(back_db.location()).unwrap()), expected);
+    // A third copy reads what the second wrote: the checksum is the rows'.
+    let again = back.copy_into(&Store::open_in_memory().unwrap()).unwrap();
+    assert_eq!(again, to_pg);
+}
+
+#[test]
+fn api_keys_and_idempotency_keys_work_on_the_copy() {
+    let (source, pg_db, pg) = copied_to_postgres();
+    for target in [&pg, &Store::open(pg_db.location()).unwrap()] {
+        let org = target
+            .authenticate(&format!("Bearer {}", source.live_token))
+            .unwrap();
+        assert_eq!(org.id(), "org_a");
+        let err = target.authenticate(&source.revoked_token).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Unauthorized);
+        // A retried create returns the copied callback; another payload
+        // under its key is a CONFLICT: the request hash came along.
+        let retried = org.create(source.idempotent.clone()).unwrap();
+        assert_eq!(retried.id, source.idempotent_id);
+        assert_eq!(
+            retried,
+            source
+                .store
+                .organization("org_a")
+                .unwrap()
+                .get(&retried.id)
+                .unwrap()
+        );
+        let other = NewCallback {
+            reason: Some("another payload".into()),
+            ..source.idempotent.clone()
+        };
+        assert_eq!(org.create(other).unwrap_err().code(), ErrorCode::Conflict);
+    }
+}
+
+#[test]
+fn new_callbacks_created_after_a_copy_are_numbered_after_the_copied_ones() {
+    let (_source, _pg_db, pg) = copied_to_postgres();
+    let back = Store::open_in_memory().unwrap();
+    pg.copy_into(&back).unwrap();
+    for target in [&pg, &back] {
+        let org = target.organization("org_b").unwrap();
+        let created = org.create(new_callback(1)).unwrap();
+        org.dispatch(&created.id).unwrap(); // an event more
+        assert_eq!(org.history(&created.id).unwrap().len(), 2);
+        // Newest first is seq order: the new callback comes first.
+        let first = org.list(&ListQuery::default()).unwrap().callbacks[0].clone();
+        assert_eq!(first.id, created.id, "on {}", target.backend_name());
+        let batch = org
+            .create_many(vec![new_callback(2), new_callback(3)])
+            .unwrap();
+        assert_eq!(batch.len(), 2);
+        let key = target.create_api_key("org_b", "after the copy").unwrap();
+        assert_eq!(target.authenticate(&key.token).unwrap().id(), "org_b");
+    }
+}
+
+#[test]
+fn a_cursor_from_the_source_continues_on_the_target() {
+    let (source, pg_db, pg) = copied_to_postgres();
+    let reopened = Store::open(pg_db.location()).unwrap();
+    for order in [Order::CreatedDesc, Order::ScheduledAsc] {
+        let pages = walk(&source.store, "org_c", order, 7);
+        assert!(pages.len() > 3);
+        for target in [&pg, &reopened] {
+            let next = target
+                .organization("org_c")
+                .unwrap()
+                .list(&ListQuery {
+                    order,
+                    limit: 7,
+                    cursor: pages[2].next_cursor.clone(),
+                    ..ListQuery::default()
+                })
+                .unwrap();
+            assert_eq!(next, pages[3]);
+        }
+    }
+}
+
+#[test]
+fn a_target_that_is_not_empty_is_refused_and_left_unchanged() {
+    let source = source();
+    let pg_db = TestDb::postgres(&require_postgres());
+    let pg = Store::open(pg_db.location()).unwrap();
+    let mine = pg
+        .organization("org_a")
+        .unwrap()
+        .create(new_callback(3))
+        .unwrap();
+    let before = view(&pg);
+    let page = walk(&pg, "org_a", Order::CreatedDesc, 1);
+    let err = source.store.copy_into(&pg).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ValidationError);
+    let message = err.to_string();
+    assert!(message.contains("1 callback, 1 event"), "{message}");
+    assert!(message.contains("nothing was written"), "{message}");
+    assert_eq!(view(&pg), before);
+    assert_eq!(view(&Store::open(pg_db.location()).unwrap()), before);
+    assert_eq!(count(&pg, "SELECT COUNT(*) FROM callbacks"), 1);
+    assert_eq!(
+        walk(&pg, "org_a", Order::CreatedDesc, 1),
+        page,
+        "same cursor secret"
+    );
+    assert_eq!(
+        pg.organization("org_a").unwrap().get(&mine.id).unwrap(),
+        mine
+    );
+
+    // An API key alone is enough to refuse, on SQLite too.
+    let keyed = Store::open_in_memory().unwrap();
+    keyed.create_api_key("org_a", "mine").unwrap();
+    let err = source.store.copy_into(&keyed).unwrap_err();
+    assert!(err.to_string().contains("holds 1 API key;"), "{err}");
+    assert_eq!(count(&keyed, "SELECT COUNT(*) FROM callbacks"), 0);
+    // A refused copy leaves PostgreSQL's numbering usable.
+    pg.organization("org_a")
+        .unwrap()
+        .create(new_callback(4))
+        .unwrap();
+}
+
+#[test]
+fn both_backends_have_the_columns_a_copy_moves() {
+    let pg_db = TestDb::postgres(&require_postgres());
+    let pg = Store::open(pg_db.location()).unwrap();
+    let sqlite = Store::open_in_memory().unwrap();
+    let mut tables = BTreeMap::new();
+    for table in ["callbacks", "callback_events", "api_keys", "store_meta"] {
+        tables.insert(table, columns(&sqlite, table));
+        assert!(!tables[table].is_empty(), "{table}");
+        assert_eq!(columns(&pg, table), tables[table], "the columns of {table}");
+    }
+}
