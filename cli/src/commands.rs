@@ -20,7 +20,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     };
     let store = open(&global)?;
     let value = match command {
-        Command::Init => json!({"database": global.db.display().to_string()}),
+        Command::Init => json!({"database": crate::database::shown(&global.db)}),
         Command::Create(args) => {
             to_value(&organization(&store, &global)?.create(new_callback(&store, args)?)?)
         }

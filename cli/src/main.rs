@@ -2,6 +2,7 @@
 //! (`callback-store serve`) and the webhook worker (`callback-store worker`).
 
 mod commands;
+mod database;
 mod copy;
 mod import;
 mod output;

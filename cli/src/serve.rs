@@ -39,9 +39,10 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
             ),
         )
     })?;
-    let fresh = !global.db.exists();
     let store = crate::commands::open(global)?;
-    let first_key = if fresh {
+    // New is what the open found (an empty file or PostgreSQL schema), not
+    // whether a file exists: a URL names no file.
+    let first_key = if store.is_new() {
         let org = global.org.as_deref().unwrap_or(DEFAULT_ORG);
         Some(store.create_api_key(org, "serve")?)
     } else {
@@ -60,7 +61,7 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
         if let Some(created) = &first_key {
             eprintln!(
                 "callback-store: created {} with an API key for organization {} (shown once):\n  {}",
-                global.db.display(),
+                crate::database::shown(&global.db),
                 created.key.organization_id,
                 created.token
             );

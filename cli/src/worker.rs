@@ -62,7 +62,7 @@ pub fn run(global: &Global, args: DispatchArgs) -> Result<(), Failure> {
     let store = crate::commands::open(global)?;
     let start = format!(
         "callback-store: worker on {}: placing due calls through {}, polling every {} ({} at a time); recovery: {recovery}",
-        global.db.display(),
+        crate::database::shown(&global.db),
         webhook.url(),
         args.dispatch_interval,
         options.dispatcher.batch,

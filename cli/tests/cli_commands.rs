@@ -412,10 +412,6 @@ fn the_database_comes_from_callback_store_db_when_db_is_not_given() {
     );
 }
 
-// KNOWN FAILURE ON POSTGRESQL (reported, cli/src/serve.rs is not this
-// suite's): serve tells a fresh database by `!global.db.exists()`, which is
-// true of every URL, so each start on PostgreSQL creates and prints a new key
-// and the last assertion fails.
 #[test]
 fn serve_on_a_fresh_database_prints_a_key_and_a_curl_line_that_works() {
     let db = TestDb::new();

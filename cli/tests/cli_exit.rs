@@ -200,12 +200,6 @@ fn a_database_another_program_made_exits_9_and_is_left_as_it_was() {
     }
 }
 
-// KNOWN FAILURE ON POSTGRESQL (reported): serve on a port already taken
-// panics (exit 101) instead of exiting 1. cli/src/serve.rs returns the
-// error from inside `block_on(async move { … })`, so the store is dropped on
-// the runtime's thread, and core's PostgreSQL pool closes each connection
-// with the `postgres` client's own `block_on`: "Cannot start a runtime from
-// within a runtime".
 #[test]
 fn usage_errors_exit_2_and_failures_outside_the_store_exit_1() {
     let db = TestDb::new();

@@ -159,6 +159,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Replaced only by `copy_into`, with the source's.
     cursor_secret: RwLock<Arc<[u8]>>,
+    /// This open found no schema and made it.
+    created: bool,
     /// Keeps ids made in the same millisecond in creation order.
     ids: Mutex<uuid::ContextV7>,
 }
@@ -197,7 +199,7 @@ impl Store {
 
     #[cfg(feature = "postgres")]
     fn open_postgres(url: &str, options: StoreOptions) -> Result<Store> {
-        let (backend, cursor_secret) =
+        let (backend, cursor_secret, created) =
             postgres::Postgres::open(url, options.busy_timeout, options.max_connections)?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -205,6 +207,7 @@ impl Store {
                 busy_timeout: options.busy_timeout,
                 clock: options.clock,
                 cursor_secret: RwLock::new(cursor_secret.into()),
+                created,
                 ids: Mutex::new(uuid::ContextV7::new()),
             }),
         })
@@ -230,7 +233,7 @@ impl Store {
         busy::wait_until(options.busy_timeout);
         conn.busy_handler(Some(busy::retry_until_deadline))?;
         // Read-only checks first: a file we refuse is left as it was.
-        schema::inspect(&conn)?;
+        let created = schema::inspect(&conn)? == 0;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         conn.execute_batch(options.durability.pragmas())?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
@@ -243,6 +246,7 @@ impl Store {
                 busy_timeout: options.busy_timeout,
                 clock: options.clock,
                 cursor_secret: RwLock::new(cursor_secret.into()),
+                created,
                 ids: Mutex::new(uuid::ContextV7::new()),
             }),
         })
@@ -373,6 +377,25 @@ impl Store {
             Backend::Sqlite(_) => None,
             Backend::Postgres(pg) => Some(pg.with_client(f)),
         }
+    }
+
+    /// Every SQL statement this PostgreSQL store has run so far (empty on
+    /// SQLite): the query-plan test EXPLAINs exactly these.
+    #[doc(hidden)]
+    pub fn postgres_statements(&self) -> Vec<String> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Vec::new(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pg) => pg.statements_seen(),
+        }
+    }
+
+    /// Whether this open found no callback-store schema (an empty file or
+    /// PostgreSQL schema) and created it: a command's first run, which
+    /// `serve` greets with an API key. Two processes opening a new
+    /// database at once may both see it new.
+    pub fn is_new(&self) -> bool {
+        self.inner.created
     }
 
     /// Which backend holds the callbacks: "sqlite" or "postgres".

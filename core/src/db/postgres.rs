@@ -8,8 +8,9 @@
 //! one two).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
+use std::sync::{Arc, Mutex};
 
 use postgres::types::ToSql;
 use postgres::{Client, IsolationLevel, Row, Statement, Transaction};
@@ -30,6 +31,9 @@ mod moves;
 pub(crate) struct PgConnection {
     pub client: Client,
     pub statements: HashMap<String, Statement>,
+    /// Every statement the store's connections have prepared, shared by
+    /// the pool: the query-plan test EXPLAINs exactly the SQL that ran.
+    pub seen: Arc<Mutex<BTreeSet<String>>>,
 }
 
 /// Where a DAO's statements run: straight on the connection (a read of
@@ -44,6 +48,7 @@ enum Session<'c> {
 pub(crate) struct PgDao<'c> {
     session: RefCell<Session<'c>>,
     statements: RefCell<&'c mut HashMap<String, Statement>>,
+    seen: &'c Mutex<BTreeSet<String>>,
     now: Timestamp,
 }
 
@@ -73,6 +78,7 @@ impl<'c> PgDao<'c> {
         PgDao {
             session: RefCell::new(Session::Client(&mut conn.client)),
             statements: RefCell::new(&mut conn.statements),
+            seen: &conn.seen,
             now,
         }
     }
@@ -90,6 +96,7 @@ impl<'c> PgDao<'c> {
         Ok(PgDao {
             session: RefCell::new(Session::Transaction(tx)),
             statements: RefCell::new(&mut conn.statements),
+            seen: &conn.seen,
             // Read once the transaction is open, as SQLite's writers do.
             now: now(),
         })
@@ -114,6 +121,10 @@ impl<'c> PgDao<'c> {
         self.statements
             .borrow_mut()
             .insert(sql.to_owned(), statement.clone());
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sql.to_owned());
         Ok(statement)
     }
 

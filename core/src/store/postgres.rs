@@ -2,7 +2,8 @@
 //! migrations, and the retries that make a busy or restarting server a
 //! wait (then a busy STORAGE_ERROR, HTTP 503) instead of a failure.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postgres::{Client, Config, NoTls};
@@ -22,6 +23,7 @@ mod embedded {
 struct Manager {
     config: Config,
     lock_timeout: Duration,
+    seen: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -34,6 +36,7 @@ impl r2d2::ManageConnection for Manager {
         Ok(PgConnection {
             client,
             statements: HashMap::new(),
+            seen: Arc::clone(&self.seen),
         })
     }
 
@@ -62,14 +65,16 @@ fn setup(client: &mut Client, lock_timeout: Duration) -> std::result::Result<(),
 /// A pool of connections to one database, and the deadline of each
 /// operation.
 pub(super) struct Postgres {
-    pool: r2d2::Pool<Manager>,
+    /// Always Some until the store is dropped (see `Drop`).
+    pool: Option<r2d2::Pool<Manager>>,
     deadline: Duration,
+    seen: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for Postgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Postgres")
-            .field("max_connections", &self.pool.max_size())
+            .field("max_connections", &self.pool().max_size())
             .field("deadline", &self.deadline)
             .finish()
     }
@@ -77,13 +82,13 @@ impl std::fmt::Debug for Postgres {
 
 impl Postgres {
     /// Connects, checks and migrates the schema, and returns the backend with
-    /// the store's cursor secret. `deadline` bounds each operation, the
+    /// the store's cursor secret and whether the schema was empty. `deadline` bounds each operation, the
     /// connection included.
     pub(super) fn open(
         url: &str,
         deadline: Duration,
         max_connections: u32,
-    ) -> Result<(Postgres, Vec<u8>)> {
+    ) -> Result<(Postgres, Vec<u8>, bool)> {
         let mut config: Config = url.parse().map_err(|e| {
             Error::validation("url", format!("is not a PostgreSQL connection URL: {e}"))
         })?;
@@ -93,15 +98,18 @@ impl Postgres {
         if max_connections == 0 {
             return Err(Error::validation("max_connections", "must be at least 1"));
         }
+        let seen = Arc::new(Mutex::new(BTreeSet::new()));
         let manager = Manager {
             config,
             lock_timeout: deadline,
+            seen: Arc::clone(&seen),
         };
         let mut client = manager
             .config
             .connect(NoTls)
             .map_err(|e| Error::storage_from(format!("cannot connect to PostgreSQL: {e}"), e))?;
         setup(&mut client, deadline)?;
+        let created = inspect(&mut client)? == 0;
         migrate(&mut client)?;
         let secret: Vec<u8> = client
             .query_opt(
@@ -121,7 +129,15 @@ impl Postgres {
             .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
-        Ok((Postgres { pool, deadline }, secret))
+        Ok((
+            Postgres {
+                pool: Some(pool),
+                deadline,
+                seen,
+            },
+            secret,
+            created,
+        ))
     }
 
     /// A read of one statement, tried again on a busy error (a lost
@@ -172,7 +188,7 @@ impl Postgres {
             tries += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let outcome = match self
-                .pool
+                .pool()
                 .get_timeout(remaining.max(Duration::from_millis(1)))
             {
                 Ok(mut conn) => op(&mut conn),
@@ -201,16 +217,46 @@ impl Postgres {
         }
     }
 
+    fn pool(&self) -> &r2d2::Pool<Manager> {
+        self.pool
+            .as_ref()
+            .expect("the pool lives as long as the store")
+    }
+
+    /// Every statement this store has prepared so far.
+    pub(super) fn statements_seen(&self) -> Vec<String> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.iter().cloned().collect()
+    }
+
     /// Runs `f` with a pooled connection's client: for diagnostics and tests
     /// (EXPLAIN, row counts). Writing through it bypasses every rule.
     pub(super) fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> T) -> Result<T> {
-        let mut conn = self.pool.get_timeout(self.deadline).map_err(|e| {
+        let mut conn = self.pool().get_timeout(self.deadline).map_err(|e| {
             Error::storage(
                 format!("no connection to PostgreSQL could be made: {e}"),
                 true,
             )
         })?;
         Ok(f(&mut conn.client))
+    }
+}
+
+/// Each connection of the `postgres` crate owns a small tokio runtime, and
+/// tokio refuses (panics) to drop a runtime on a thread that runs async
+/// tasks, which is where a server's last handle on its store may well go.
+/// The pool, with its connections, is dropped on a plain thread of its own,
+/// so that dropping a store is safe anywhere.
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let dropper = std::thread::Builder::new()
+                .name("callback-store-pool-drop".into())
+                .spawn(move || drop(pool));
+            if let Ok(dropper) = dropper {
+                let _ = dropper.join();
+            }
+        }
     }
 }
 
