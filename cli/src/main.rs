@@ -33,14 +33,14 @@ Exit status:
   5  INVALID_TRANSITION  the action is not allowed from the callback's status
   6  CONFLICT            idempotency key reused with a different payload
   7  VALIDATION_ERROR    bad input; the message names the field and the rule
-  8  STORAGE_ERROR       SQLite failed (busy past the timeout, disk full, read-only, corrupt)
+  8  STORAGE_ERROR       the database failed (busy past the timeout, unreachable, disk full, read-only, corrupt)
   9  SCHEMA_ERROR        not a callback store, or migrated by a newer version";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "callback-store",
     version,
-    about = "Scheduled callbacks for AI voice agents, over one SQLite file: store, list, cancel and dispatch them, serve the Callbacks HTTP API, or place due calls through a webhook.",
+    about = "Scheduled callbacks for AI voice agents, over one SQLite file or a PostgreSQL database: store, list, cancel and dispatch them, serve the Callbacks HTTP API, or place due calls through a webhook.",
     after_help = EXIT_STATUS,
     args_override_self = true
 )]
@@ -79,7 +79,9 @@ pub struct Global {
     /// How to print results.
     #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
     pub format: Format,
-    /// How long a write waits for another writer before a busy STORAGE_ERROR.
+    /// How long a write waits for another writer before a busy STORAGE_ERROR;
+    /// on PostgreSQL, the deadline of each operation, connecting and
+    /// retries included.
     #[arg(
         long,
         global = true,
