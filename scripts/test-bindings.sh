@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The bindings' checks, self-contained on a fresh machine of this kind:
-#   python  the wheel (pip install ./bindings/python, maturin) + pytest, with
-#           the conformance vectors
+#   python  the wheel (pip install ./bindings/python, maturin; with the
+#           PostgreSQL backend) + pytest, with the conformance vectors, twice:
+#           on SQLite, then on PostgreSQL (CALLBACK_STORE_TEST_POSTGRES, the
+#           server's URL, must be set: scripts/test.sh starts a throwaway
+#           cluster and sets it; without it the suite fails)
 #   kotlin  generated bindings + helpers + tests compiled with kotlinc (npm
 #           package kotlin-compiler), run with JUnit 4 on Java 17 (Debian's
-#           libjna-java and junit4), with the conformance vectors
+#           libjna-java and junit4), with the conformance vectors; the
+#           library (also Swift's) links no PostgreSQL client, tokio or r2d2
 #   swift   generated .swift, header and modulemap; a C program compiled
 #           against the header calls into the library; every function the
 #           header declares must be exported by it
@@ -18,9 +22,13 @@ ROOT=$PWD
 CACHE=${CALLBACK_STORE_CACHE:-$ROOT/target/bindings-cache} # venv, kotlinc
 OUT=$ROOT/target/bindings                                  # generated code, jars
 KOTLIN_COMPILER_VERSION=2.4.20
-LIB_DIR=$ROOT/target/debug
+BUILD_DIR=$ROOT/target/debug
+# The Kotlin and Swift library (no PostgreSQL backend), copied out of
+# target/debug once built: the wheel's build (with the backend) writes
+# target/debug/libcallback_store_ffi.so too.
+LIB_DIR=$OUT/mobile
 LIB=$LIB_DIR/libcallback_store_ffi.so
-BINDGEN=$LIB_DIR/uniffi-bindgen # from the crate bindgen/ (callback-store-bindgen)
+BINDGEN=$BUILD_DIR/uniffi-bindgen # from the crate bindgen/ (callback-store-bindgen)
 started=$SECONDS
 failed=()
 report=()
@@ -52,6 +60,7 @@ setup() {
     command -v gcc >/dev/null || want+=(gcc)
     command -v nm >/dev/null || want+=(binutils)
     command -v npm >/dev/null || want+=(npm)
+    command -v psql >/dev/null || want+=(postgresql-client) # the Python tests' schemas
     python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
     if [ ${#want[@]} -gt 0 ]; then
         echo "installing from Debian: ${want[*]}"
@@ -81,21 +90,66 @@ setup() {
     # Two invocations, not one: cargo unifies the features of the packages one
     # invocation builds, and the bindgen's `cli` would change the library's
     # uniffi, so the wheel build (library only) would compile it all again.
+    # The library without the feature `postgres`: the Kotlin and Swift one.
     cargo build -p callback-store-ffi --locked
     cargo build -p callback-store-bindgen --locked
+    mkdir -p "$LIB_DIR"
+    cp "$BUILD_DIR/libcallback_store_ffi.so" "$LIB"
     [ -f "$LIB" ] && [ -x "$BINDGEN" ] || die "the build left no $LIB or $BINDGEN"
+}
+
+# The crates of the PostgreSQL backend (postgres*, tokio*, r2d2) in the
+# library's dependency tree (extra cargo tree arguments: $@), one a line.
+backend_crates() {
+    cargo tree -p callback-store-ffi -e normal --locked --prefix none "$@" \
+        | awk '{print $1}' | grep -E '^(postgres|tokio|r2d2)' | sort -u || true
+}
+
+# The same crates among the symbols of a built library ($1).
+backend_symbols() {
+    nm -C "$1" | grep -oE '\b(postgres|postgres_protocol|postgres_types|tokio|tokio_postgres|r2d2)::' | sort -u || true
 }
 
 # ---------------------------------------------------------------- python
 python_suite() {
-    # pip builds the wheel with maturin (bindings = "uniffi"), in the dev
-    # profile so that it reuses the library just built.
+    [ -n "${CALLBACK_STORE_TEST_POSTGRES:-}" ] || die "CALLBACK_STORE_TEST_POSTGRES is not set: \
+the python suite runs on SQLite and on PostgreSQL. Start the throwaway cluster with \
+\`scripts/pg.sh start\` and set it to the URL it prints (scripts/test.sh does both)"
+    # pip builds the wheel with maturin (bindings = "uniffi", the feature
+    # `postgres` from pyproject.toml), in the dev profile so that it reuses
+    # the dependencies the library's build compiled.
     PATH="$CACHE/venv/bin:$PATH" MATURIN_PEP517_ARGS="--profile dev" \
         "$CACHE/venv/bin/python" -m pip install -q --disable-pip-version-check \
         --no-build-isolation --force-reinstall --no-deps ./bindings/python
+    # The wheel has the backend: in its dependency tree and in its library.
+    local native crates symbols
+    native=$("$CACHE/venv/bin/python" -c \
+        'import sys, callback_store; print(sys.modules["callback_store._native"].__path__[0])')
+    crates=$(backend_crates --features postgres | tr '\n' ' ')
+    symbols=$(backend_symbols "$native/libcallback_store_ffi.so" | tr '\n' ' ')
+    for crate in postgres tokio r2d2; do
+        grep -qw "$crate" <<<"$crates" || die "the wheel's dependency tree has no $crate: $crates"
+        grep -qw "$crate::" <<<"$symbols" || die "the wheel's library has no $crate symbols: $symbols"
+    done
+    echo "wheel: the PostgreSQL backend is in (${crates% })"
     cd bindings/python
-    CALLBACK_STORE_VECTORS="$ROOT/tests/vectors" \
-        "$CACHE/venv/bin/python" -m pytest -p no:cacheprovider -q -ra tests
+    # One source, two passes: the suites that run on both backends
+    # (conftest.py) on SQLite, then on PostgreSQL, each test on a fresh
+    # schema; test_postgres.py, PostgreSQL's own, runs in the second. Both
+    # passes run even if the first fails.
+    local status=0 backend
+    for backend in sqlite postgres; do
+        local skip=()
+        [ "$backend" = postgres ] || skip=(--ignore=tests/test_postgres.py)
+        printf -- '-- pytest on %s\n' "$backend"
+        CALLBACK_STORE_TEST_BACKEND=$backend CALLBACK_STORE_VECTORS="$ROOT/tests/vectors" \
+            "$CACHE/venv/bin/python" -m pytest -p no:cacheprovider -q -ra "${skip[@]}" tests \
+            | tee "$OUT/pytest-$backend.log" || status=1
+    done
+    for backend in sqlite postgres; do
+        printf 'python on %s: %s\n' "$backend" "$(tail -1 "$OUT/pytest-$backend.log")"
+    done
+    [ "$status" -eq 0 ] || return 1
     # The type hints are usable: the package and a typed script pass mypy.
     "$CACHE/venv/bin/mypy" --cache-dir "$OUT/mypy-cache" -p callback_store
     "$CACHE/venv/bin/mypy" --cache-dir "$OUT/mypy-cache" --strict tests/test_typing.py
@@ -103,6 +157,17 @@ python_suite() {
 
 # ---------------------------------------------------------------- kotlin
 kotlin_suite() {
+    # A mobile build links no network client: neither the library's
+    # dependency tree without the feature `postgres` nor its symbols name
+    # postgres, tokio or r2d2 (the wheel's, with the feature, has them all:
+    # the python suite checks that). MobileBuildTest: a postgres:// URL is a
+    # VALIDATION_ERROR there.
+    local found
+    found=$(backend_crates)
+    [ -z "$found" ] || die "the mobile library depends on the PostgreSQL backend: $found"
+    found=$(backend_symbols "$LIB")
+    [ -z "$found" ] || die "the mobile library $LIB has symbols of the PostgreSQL backend: $found"
+    echo "mobile library: no postgres, tokio or r2d2 in its dependency tree or its symbols"
     local gen=$OUT/kotlin-src jar=$OUT/callback-store-kotlin-tests.jar
     local home=$CACHE/kotlin/node_modules/kotlin-compiler
     local cp=/usr/share/java/jna.jar:/usr/share/java/junit4.jar:$home/lib/kotlin-test.jar:$home/lib/kotlin-test-junit.jar
@@ -128,7 +193,7 @@ kotlin_suite() {
     rm -rf "$(dirname "$db")"
     java -Djna.library.path="$LIB_DIR" -Dcallbackstore.vectors="$ROOT/tests/vectors" \
         -cp "$run_cp" org.junit.runner.JUnitCore \
-        dev.callbackstore.ScenarioTest dev.callbackstore.ClaimsTest \
+        dev.callbackstore.ScenarioTest dev.callbackstore.ClaimsTest dev.callbackstore.MobileBuildTest \
         dev.callbackstore.VectorsCountTest dev.callbackstore.VectorsTest \
         >"$OUT/kotlin-junit.log" 2>&1 || { cat "$OUT/kotlin-junit.log"; return 1; }
     # The claim races' rounds and times (after JUnit's progress dots), then

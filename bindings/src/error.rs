@@ -26,8 +26,9 @@ pub enum CallbackStoreError {
     /// Bad input: the reason names the field and the rule.
     #[error("{reason}")]
     ValidationError { code: String, reason: String },
-    /// SQLite failed; `busy` when another writer held the database past the
-    /// busy timeout.
+    /// The database failed (SQLite, or PostgreSQL: unreachable, lost); `busy`
+    /// when another writer held it past the busy timeout, or PostgreSQL could
+    /// not be reached before it.
     #[error("{reason}")]
     StorageError {
         code: String,

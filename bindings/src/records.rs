@@ -354,7 +354,10 @@ pub struct StatusCount {
 }
 
 /// How to open a store. Not given: a 5 s busy timeout, `Durability.Full`,
-/// the system clock. `clock`: a `ManualClock` the store reads "now" from.
+/// the system clock, 10 connections. `clock`: a `ManualClock` the store
+/// reads "now" from. `max_connections`: PostgreSQL only (ignored by SQLite,
+/// whose store has one connection): the most connections the store keeps
+/// open, so that up to this many of its threads work at once; at least 1.
 #[derive(Debug, Clone, Default, uniffi::Record)]
 pub struct StoreOptions {
     #[uniffi(default = None)]
@@ -363,6 +366,8 @@ pub struct StoreOptions {
     pub durability: Option<Durability>,
     #[uniffi(default = None)]
     pub clock: Option<Arc<ManualClock>>,
+    #[uniffi(default = None)]
+    pub max_connections: Option<u32>,
 }
 
 impl StoreOptions {
@@ -394,6 +399,9 @@ impl StoreOptions {
         }
         if let Some(clock) = options.clock {
             out.clock = Arc::new(clock.inner.clone());
+        }
+        if let Some(max_connections) = options.max_connections {
+            out.max_connections = max_connections;
         }
         Ok(out)
     }

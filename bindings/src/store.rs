@@ -12,8 +12,10 @@ use crate::records::{
 };
 use crate::types::Timestamp;
 
-/// A callback store over one SQLite file (or memory). Safe to share between
-/// threads; several processes may open the same file. The database is
+/// A callback store over one SQLite file (or memory), or a PostgreSQL
+/// database in builds with the backend (the Python wheel; not the Kotlin and
+/// Swift libraries). Safe to share between threads; several processes may
+/// open the same file or database. The database is
 /// closed when the store and every Organization taken from it are released
 /// (Kotlin/Swift: `close()`/`use {}` or going out of scope).
 #[derive(Debug, uniffi::Object)]
@@ -25,6 +27,9 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `path` and applies pending
     /// migrations. A file migrated by a newer version is a SCHEMA_ERROR.
+    /// A `postgres://` or `postgresql://` URL opens that PostgreSQL database
+    /// (in the schema its `search_path` names); a build without the backend
+    /// refuses it with a VALIDATION_ERROR.
     #[uniffi::constructor(default(options = None))]
     pub fn open(path: String, options: Option<StoreOptions>) -> Result<Arc<Store>> {
         let options = StoreOptions::to_core(options)?;

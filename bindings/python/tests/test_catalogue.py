@@ -1,10 +1,11 @@
 """Bad input, the Python part: every case of reliability/catalogue.json whose
 layers include "python" is replayed through the installed package, each on a
-fresh copy of the fixture store. A refused input must raise the
-CallbackStoreError of its documented code (`.code`; a VALIDATION_ERROR's
-message names its field) and change nothing the binding can see: the
-callbacks of every organization involved, their statuses, their histories
-and the organizations' API keys. An input the catalogue accepts must succeed.
+fresh copy of the fixture store, on the run's backend (conftest.py). A
+refused input must raise the CallbackStoreError of its documented code
+(`.code`; a VALIDATION_ERROR's message names its field) and change nothing
+the binding can see: the callbacks of every organization involved, their
+statuses, their histories and the organizations' API keys. An input the
+catalogue accepts must succeed.
 
 The counts are read through the binding itself, never with `sqlite3` in
 this process: SQLite's POSIX locks do not work between two copies of SQLite
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
+from conftest import fresh_schema, postgres_server, schema_url
 
 import callback_store as cs
 
@@ -105,22 +107,31 @@ def list_query(q: Dict[str, Any]) -> cs.ListQuery:
 
 
 class Fixture:
+    """The catalogue's fixture store, fresh for each case: on SQLite a copy of
+    a template file filled once; on PostgreSQL (conftest.py) a new schema
+    filled for each case, whose ids become the fixture's."""
+
     def __init__(self, folder: Path) -> None:
-        spec = DOC["fixture"]
         self.template = folder / "fixture.db"
-        self.organization_id: str = spec["organization_id"]
-        self.other_organization_id: str = spec["other_organization_id"]
-        store = cs.Store.open(str(self.template))
-        ids = []
+        self.organization_id: str = DOC["fixture"]["organization_id"]
+        self.other_organization_id: str = DOC["fixture"]["other_organization_id"]
+        self.server = postgres_server()
+        if self.server is None:
+            self.fill(cs.Store.open(str(self.template)))
+            gc.collect()  # the last handle closes the store: the file holds all
+
+    def fill(self, store: cs.Store) -> None:
+        spec, ids = DOC["fixture"], []
         for org_key, list_key in (("organization_id", "callbacks"), ("other_organization_id", "other_callbacks")):
-            org = store.organization(spec[org_key])
-            created = org.create_many([new_callback(c) for c in spec[list_key]])
+            created = store.organization(spec[org_key]).create_many([new_callback(c) for c in spec[list_key]])
             ids.append(created[0].id)
         self.callback_id, self.other_callback_id = ids
-        del org, created, store
-        gc.collect()  # the last handle closes the store: the file holds all
 
     def copy(self, folder: Path) -> cs.Store:
+        if self.server is not None:
+            store = cs.Store.open(schema_url(self.server, fresh_schema(self.server)))
+            self.fill(store)
+            return store
         path = folder / "case.db"
         shutil.copy(self.template, path)
         wal = Path(f"{self.template}-wal")
@@ -314,6 +325,8 @@ def test_values_uniffi_checks_in_python_are_validation_errors_naming_the_field()
         ("order", lambda: org.list(cs.ListQuery(order=1))),  # type: ignore[arg-type]
         ("limit", lambda: store.claim_due(now, -1)),
         ("limit", lambda: store.dispatch_due(None, now, limit=-5)),  # type: ignore[arg-type]
+        ("max_connections", lambda: cs.Store.open_in_memory(cs.StoreOptions(max_connections=-1))),
+        ("max_connections", lambda: cs.Store.open("postgres://nowhere.invalid/db", cs.StoreOptions(max_connections="4"))),  # type: ignore[arg-type]
     ]
     for field, call in calls:
         with pytest.raises(cs.CallbackStoreError.ValidationError) as info:

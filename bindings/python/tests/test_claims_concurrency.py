@@ -1,6 +1,7 @@
 """One claim placed at the same moment from 8 Python threads and from 2
-processes: exactly one dial, every round. The Dispatcher is Python; the
-store's calls release the GIL, so the spends really overlap in SQLite."""
+processes: exactly one dial, every round, on the run's backend (a file, or a
+PostgreSQL schema: conftest.py). The Dispatcher is Python; the store's calls
+release the GIL, so the spends really overlap in the database."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def spends(org: cs.Organization, id: str) -> int:
 
 
 @pytest.mark.parametrize("stores", ["one_shared_store", "a_store_per_thread"])
-def test_one_claim_placed_from_8_threads_dials_once(tmp_path: Path, stores: str) -> None:
-    path = str(tmp_path / "claims.db")
+def test_one_claim_placed_from_8_threads_dials_once(db_location: str, stores: str) -> None:
+    path = db_location
     main = cs.Store.open(path, OPTIONS)
     org = main.organization("org_a")
     shared = stores == "one_shared_store"
@@ -66,8 +67,8 @@ def test_one_claim_placed_from_8_threads_dials_once(tmp_path: Path, stores: str)
     assert len(winners) > 1, winners
 
 
-def test_one_claim_placed_from_2_processes_dials_once(tmp_path: Path) -> None:
-    path = str(tmp_path / "claims.db")
+def test_one_claim_placed_from_2_processes_dials_once(db_location: str) -> None:
+    path = db_location
     store = cs.Store.open(path, OPTIONS)
     org = store.organization("org_a")
     worker = subprocess.Popen(
@@ -95,7 +96,7 @@ def test_one_claim_placed_from_2_processes_dials_once(tmp_path: Path) -> None:
             assert claim.id() == cb.id
             assert ask(f"claim {cb.id} {claim.token()}") == ["ready"]
             # Both processes wait for the same instant of the system-wide
-            # monotonic clock, then place: their spends meet in SQLite.
+            # monotonic clock, then place: their spends meet in the database.
             deadline = time.monotonic() + 0.003
             assert worker.stdin is not None
             worker.stdin.write(f"go {deadline!r}\n")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import json
-from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -84,10 +83,10 @@ class Dialer(cs.Dispatcher):
         return f"sess_call_{len(self.placed)}"
 
 
-def test_analysis_script_end_to_end(tmp_path: Path) -> None:
+def test_analysis_script_end_to_end(db_location: str) -> None:
     clock = cs.ManualClock(T0)
     store = cs.Store.open(
-        str(tmp_path / "callbacks.db"),
+        db_location,
         cs.StoreOptions(clock=clock, durability=cs.Durability.NORMAL),
     )
     acme = store.organization("org_acme")
@@ -224,8 +223,8 @@ class DialerOk(cs.Dispatcher):
         return "sess_ok"
 
 
-def test_the_same_file_from_two_stores(tmp_path: Path) -> None:
-    path = str(tmp_path / "shared.db")
+def test_the_same_database_from_two_stores(db_location: str) -> None:
+    path = db_location
     one = cs.Store.open(path).organization("org_a")
     two = cs.Store.open(path, cs.StoreOptions(busy_timeout=datetime.timedelta(seconds=2)))
     cb = one.create(cs.NewCallback(to_number="+12015551234", scheduled_at=T0))

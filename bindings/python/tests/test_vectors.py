@@ -1,5 +1,7 @@
 """Replays the conformance vectors (tests/vectors/*.json, format in
-tests/vectors/README.md) through the installed Python package."""
+tests/vectors/README.md) through the installed Python package, each case on
+a fresh store of the run's backend (conftest.py: in memory, or a new
+PostgreSQL schema)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import pytest
+from conftest import fresh_store
 
 import callback_store as cs
 
@@ -141,7 +144,7 @@ class Case:
 
     def __init__(self, clock: str) -> None:
         self.clock = cs.ManualClock(ts(clock))
-        self.store = cs.Store.open_in_memory(cs.StoreOptions(clock=self.clock))
+        self.store = fresh_store(cs.StoreOptions(clock=self.clock))
         self.saved: Dict[str, str] = {}
         self.claims: Dict[str, cs.Claim] = {}
         self.dials = 0

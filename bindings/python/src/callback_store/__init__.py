@@ -1,7 +1,8 @@
-"""Scheduled callbacks for AI voice agents, over SQLite.
+"""Scheduled callbacks for AI voice agents, over SQLite or PostgreSQL.
 
     import callback_store as cs
     store = cs.Store.open("callbacks.db")       # or cs.Store.open_in_memory()
+    # or cs.Store.open("postgres://user@host/db", cs.StoreOptions(max_connections=10))
     acme = store.organization("org_acme")
     cb = acme.create(cs.NewCallback(to_number="+12015551234",
                                     scheduled_at=datetime(2030, 3, 5, 10, tzinfo=timezone.utc)))
@@ -316,6 +317,21 @@ def _fail_args(id: object = _MISSING, failure_cause: object = _MISSING, claim_to
     _check_str("claim_token", claim_token, optional=True)
 
 
+def _check_options(options: object) -> None:
+    # max_connections (PostgreSQL only) is a u32: a negative or non-integer
+    # one is a VALIDATION_ERROR naming it, on either backend.
+    if isinstance(options, StoreOptions) and options.max_connections is not None:
+        _check_u32("max_connections", options.max_connections, _U32_MAX)
+
+
+def _open_args(path: object = _MISSING, options: object = None) -> None:
+    _check_options(options)
+
+
+def _open_in_memory_args(options: object = None) -> None:
+    _check_options(options)
+
+
 def _no_constructor(self: object, *args: object, **kwargs: object) -> None:
     _refuse("claim", f"a Claim cannot be built by hand; {_HOW_TO_CLAIM}")
 
@@ -328,3 +344,6 @@ setattr(Store, "claim_by_token", _checked(Store.claim_by_token, _claim_by_token_
 setattr(Organization, "complete_dispatch", _checked(Organization.complete_dispatch, _complete_args))
 setattr(Organization, "fail_dispatch", _checked(Organization.fail_dispatch, _fail_args))
 setattr(Claim, "__init__", _no_constructor)
+# The constructors are classmethods: the check wraps the function inside.
+setattr(Store, "open", classmethod(_checked(vars(Store)["open"].__func__, _open_args)))
+setattr(Store, "open_in_memory", classmethod(_checked(vars(Store)["open_in_memory"].__func__, _open_in_memory_args)))
