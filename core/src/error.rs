@@ -368,6 +368,28 @@ pub(crate) fn connection_lost(err: &postgres::Error) -> bool {
             || std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>()))
 }
 
+/// What a PostgreSQL error says, in full: the server's message and SQLSTATE,
+/// or the client's error with every cause beneath it ("error connecting to
+/// server: Connection refused (os error 111)"): the client's own text alone
+/// often leaves out what went wrong.
+#[cfg(feature = "postgres")]
+pub(crate) fn describe_postgres(err: &postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// PostgreSQL's errors. Those that a later try may not meet are busy (retried
 /// until the operation's deadline, then HTTP 503): a serialization failure
 /// or deadlock, a lock wait past `lock_timeout`, a server shutting down or
@@ -396,10 +418,7 @@ impl From<postgres::Error> for Error {
             }
             None => connection_lost(&err),
         };
-        let message = match err.as_db_error() {
-            Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
-            None => format!("PostgreSQL: {err}"),
-        };
+        let message = format!("PostgreSQL: {}", describe_postgres(&err));
         Error::Storage {
             message,
             busy,

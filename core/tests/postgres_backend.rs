@@ -235,7 +235,37 @@ fn an_unreachable_server_is_a_storage_error_within_the_busy_timeout() {
     .unwrap_err();
     assert_eq!(err.code(), ErrorCode::StorageError, "{err}");
     assert!(err.to_string().contains("cannot connect"), "{err}");
+    // The cause is named, not only "error connecting to server".
+    assert!(err.to_string().contains("refused"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_fails_the_open_within_the_busy_timeout() {
+    // The client's connect_timeout covers the socket, not the startup
+    // handshake after it: such a server hung `Store::open` for good.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for socket in silent.incoming().take(16) {
+            held.push(socket);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let started = Instant::now();
+    let err = Store::open_with(
+        format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        StoreOptions {
+            busy_timeout: Duration::from_secs(1),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::StorageError, "{err}");
+    assert!(err.is_busy(), "{err}");
+    assert!(err.to_string().contains("within 1.0 s"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
 }
 
 #[test]

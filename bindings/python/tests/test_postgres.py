@@ -122,15 +122,7 @@ except cs.CallbackStoreError as e:
     "where",
     [
         "a_closed_port",
-        pytest.param(
-            "a_server_that_never_answers",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="core bug: Store::open (core/src/store/postgres.rs) bounds only the TCP connect"
-                " by the busy timeout (tokio-postgres' connect_timeout); the startup handshake has no"
-                " deadline, so a server that accepts and never answers hangs it forever",
-            ),
-        ),
+        "a_server_that_never_answers",
     ],
 )
 def test_an_unreachable_server_is_a_storage_error_within_the_busy_timeout(where: str, silent_server: int) -> None:

@@ -26,13 +26,30 @@ struct Manager {
     seen: Arc<Mutex<BTreeSet<String>>>,
 }
 
+/// A connection that could not be made, saying why in full (the pool
+/// reports it when no connection comes within the deadline).
+#[derive(Debug)]
+struct ConnectError(postgres::Error);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::error::describe_postgres(&self.0))
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 impl r2d2::ManageConnection for Manager {
     type Connection = PgConnection;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> std::result::Result<PgConnection, postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
-        setup(&mut client, self.lock_timeout)?;
+    fn connect(&self) -> std::result::Result<PgConnection, ConnectError> {
+        let mut client = self.config.connect(NoTls).map_err(ConnectError)?;
+        setup(&mut client, self.lock_timeout).map_err(ConnectError)?;
         Ok(PgConnection {
             client,
             statements: HashMap::new(),
@@ -40,8 +57,11 @@ impl r2d2::ManageConnection for Manager {
         })
     }
 
-    fn is_valid(&self, conn: &mut PgConnection) -> std::result::Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut PgConnection) -> std::result::Result<(), ConnectError> {
+        conn.client
+            .simple_query("")
+            .map(|_| ())
+            .map_err(ConnectError)
     }
 
     fn has_broken(&self, conn: &mut PgConnection) -> bool {
@@ -104,21 +124,6 @@ impl Postgres {
             lock_timeout: deadline,
             seen: Arc::clone(&seen),
         };
-        let mut client = manager
-            .config
-            .connect(NoTls)
-            .map_err(|e| Error::storage_from(format!("cannot connect to PostgreSQL: {e}"), e))?;
-        setup(&mut client, deadline)?;
-        let created = inspect(&mut client)? == 0;
-        migrate(&mut client)?;
-        let secret: Vec<u8> = client
-            .query_opt(
-                "SELECT value FROM store_meta WHERE key = 'cursor_secret'",
-                &[],
-            )?
-            .map(|row| row.try_get(0))
-            .transpose()?
-            .ok_or_else(|| Error::schema("the store has lost its cursor secret (store_meta)"))?;
         // Connections are made when first needed and checked only by use:
         // a broken one fails its statement, is dropped by the pool
         // (has_broken), and the operation is tried again on another.
@@ -129,15 +134,38 @@ impl Postgres {
             .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
-        Ok((
-            Postgres {
-                pool: Some(pool),
-                deadline,
-                seen,
-            },
-            secret,
-            created,
-        ))
+        // From here a failure drops the pool through `Drop` (safe anywhere).
+        let backend = Postgres {
+            pool: Some(pool),
+            deadline,
+            seen,
+        };
+        // The first connection comes through the pool too: the pool makes
+        // it on a thread of its own and this waits at most the deadline, so
+        // a server that accepts the socket and never answers (the client's
+        // connect_timeout only covers the socket) cannot hang the open.
+        let mut conn = backend.pool().get_timeout(deadline).map_err(|e| {
+            Error::storage(
+                format!(
+                    "cannot connect to PostgreSQL within {:.1} s (the busy timeout): {e}",
+                    deadline.as_secs_f64()
+                ),
+                true,
+            )
+        })?;
+        let client = &mut conn.client;
+        let created = inspect(client)? == 0;
+        migrate(client)?;
+        let secret: Vec<u8> = client
+            .query_opt(
+                "SELECT value FROM store_meta WHERE key = 'cursor_secret'",
+                &[],
+            )?
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .ok_or_else(|| Error::schema("the store has lost its cursor secret (store_meta)"))?;
+        drop(conn);
+        Ok((backend, secret, created))
     }
 
     /// A read of one statement, tried again on a busy error (a lost
