@@ -76,8 +76,6 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Held until everything else is done with the store: see `worker::release`.
-    let held = store.clone();
     let mut api = Api::new(store.clone());
     if let Some(webhook) = &options.workers.webhook {
         api = api.with_webhook(webhook.clone());
@@ -115,7 +113,6 @@ pub async fn serve(
     api.tasks().close();
     api.tasks().wait().await;
     drop(api);
-    worker::release(held).await;
     result
 }
 

@@ -95,18 +95,9 @@ pub async fn run_workers(
     }
     tasks.close();
     tasks.wait().await;
-    release(store).await;
-}
-
-/// Drops a handle of the store on the blocking pool, after every task that
-/// used the store has ended, so that it is the last handle. On PostgreSQL
-/// the last handle closes the pool's connections, and each close blocks on
-/// the client's own runtime, which tokio refuses (a panic) on an async
-/// worker thread.
-pub(crate) async fn release(store: Store) {
-    if let Err(e) = tokio::task::spawn_blocking(move || drop(store)).await {
-        log(&format!("closing the store failed: {e}"));
-    }
+    // Dropping the last handle is safe here: the core drops a PostgreSQL
+    // pool on a thread of its own.
+    drop(store);
 }
 
 /// Claims due callbacks and places them through the webhook until
