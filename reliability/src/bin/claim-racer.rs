@@ -2,8 +2,9 @@
 //! (`tests/races.rs`): it gets claims as id + token, as a dialer fleet gets
 //! them from a queue, and places them through `Store::place_call`.
 //!
-//! `claim-racer --db F --dials L --process P` reads commands on stdin and
-//! answers each with one line on stdout:
+//! `claim-racer --db F --dials L --process P` (F: an SQLite file or a
+//! `postgres://` URL) reads commands on stdin and answers each with one line
+//! on stdout:
 //! - `claim <id> <token>`: `Store::claim_by_token`, keeping the claim;
 //!   answers `claimed` or `refused <CODE>`.
 //! - `place`: `place_call` of the claim kept; answers `placed <status>` or

@@ -19,6 +19,8 @@
 //!   JSON summary with the errors counted by code. A busy error reaching the
 //!   caller, or any error but INVALID_TRANSITION, makes it exit with 1.
 //! - `crash-worker figures DIR OUT`: merges the suites' `DIR/*.json` into OUT.
+//!
+//! `--db` is what `Store::open` takes: an SQLite file or a `postgres://` URL.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
