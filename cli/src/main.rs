@@ -2,8 +2,8 @@
 //! (`callback-store serve`) and the webhook worker (`callback-store worker`).
 
 mod commands;
-mod database;
 mod copy;
+mod database;
 mod import;
 mod output;
 mod serve;

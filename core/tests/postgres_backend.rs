@@ -265,7 +265,11 @@ fn a_server_that_accepts_and_never_answers_fails_the_open_within_the_busy_timeou
     assert_eq!(err.code(), ErrorCode::StorageError, "{err}");
     assert!(err.is_busy(), "{err}");
     assert!(err.to_string().contains("within 1.0 s"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
