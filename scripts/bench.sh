@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The benchmarks (issue 5), self-contained on a fresh machine of this kind:
-#   rust    cargo bench -p callback-store --bench store: P1-P7, the store
-#           against raw rusqlite doing the same SQL work (core/benches/store)
+#   rust    cargo bench -p callback-store --features postgres --bench store:
+#           P1-P7, the store against raw rusqlite doing the same SQL work
+#           (core/benches/store); P8-P9 on PostgreSQL, against the same SQL
+#           through the raw postgres crate, on a cluster of the bench's own
+#           (scripts/pg.sh on port BENCH_PG_PORT, default 55434, data in
+#           target/pg-bench; started here and stopped at the end)
 #   python  bench/python/bench_peers.py: the Python binding (a release wheel)
 #           against APScheduler 3, huey and hand-written sqlite3 on one
 #           workload, and one binding call against the same call in Rust
@@ -17,8 +21,12 @@
 #   BENCH_P5 (20000), BENCH_REPS (latency samples; 500), BENCH_ONLY (e.g. P1,P3)
 #   BENCH_PY_N (callbacks per Python run at Normal; 10000),
 #   BENCH_PY_N_FULL (at Full; 2000), BENCH_PY_REPS (runs per contender; 5)
-# The 1M-row list data set is built once and kept in target/bench/data (about
-# 1.4 GB; the first run spends most of its time there).
+#   BENCH_P8 (due callbacks per P8 run; 5000), BENCH_P8_ROUNDS (5),
+#   BENCH_P9_ROUNDS (5), BENCH_PG_URL (use that cluster instead of starting
+#   one: its database gets schemas bench_*)
+# The 1M-row list data sets are built once and kept: SQLite's in
+# target/bench/data (about 1.4 GB), PostgreSQL's in the bench cluster's
+# schema bench_list_1000000_v1 (target/pg-bench, about 1.5 GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,7 +44,7 @@ for arg in "$@"; do
     case $arg in
     --quick) quick=1 ;;
     rust | python) parts+=("$arg") ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
     *) die "unknown argument $arg (--quick, rust, python)" ;;
     esac
 done
@@ -46,6 +54,7 @@ wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 if [ "$quick" -eq 1 ]; then
     export BENCH_ROWS=${BENCH_ROWS:-2000} BENCH_BIG=${BENCH_BIG:-20000}
     export BENCH_P5=${BENCH_P5:-2000} BENCH_REPS=${BENCH_REPS:-100}
+    export BENCH_P8=${BENCH_P8:-2000} BENCH_P8_ROUNDS=${BENCH_P8_ROUNDS:-1} BENCH_P9_ROUNDS=${BENCH_P9_ROUNDS:-2}
     BENCH_PY_N=${BENCH_PY_N:-1000} BENCH_PY_N_FULL=${BENCH_PY_N_FULL:-200} BENCH_PY_REPS=${BENCH_PY_REPS:-1}
 fi
 py_args=(--n "${BENCH_PY_N:-10000}" --n-full "${BENCH_PY_N_FULL:-2000}" --reps "${BENCH_PY_REPS:-5}")
@@ -77,15 +86,48 @@ if wants python; then
         --force-reinstall --no-deps "$CACHE"/wheels/callback_store-*.whl
 fi
 
+# ---------------------------------------------------------------- postgres
+# P8 and P9 run on a PostgreSQL 15 cluster of the bench's own (not the test
+# suites' one on 55432), so that its timings and others' tests do not
+# disturb each other. A cluster that cannot start fails the run.
+PG_PORT=${BENCH_PG_PORT:-55434}
+PG_DIR=${BENCH_PG_DIR:-$ROOT/target/pg-bench}
+pg() { CALLBACK_STORE_PG_PORT=$PG_PORT CALLBACK_STORE_PG_DIR=$PG_DIR scripts/pg.sh "$@"; }
+pg_started=0
+stop_pg() {
+    if [ "$pg_started" -eq 1 ]; then
+        echo "bench: stopping the bench's PostgreSQL cluster (port $PG_PORT)"
+        pg stop || echo "bench: could not stop the PostgreSQL cluster in $PG_DIR" >&2
+    fi
+}
+trap stop_pg EXIT
+trap 'exit 130' INT TERM
+if wants rust && { [ -z "${BENCH_ONLY:-}" ] || [[ ",${BENCH_ONLY^^}," =~ ,(P8|P9), ]]; }; then
+    if [ -n "${BENCH_PG_URL:-}" ]; then
+        step "PostgreSQL: the cluster of BENCH_PG_URL"
+    else
+        step "PostgreSQL: the bench's own cluster (scripts/pg.sh, port $PG_PORT, $PG_DIR)"
+        if pg url >/dev/null 2>&1; then
+            echo "bench: a cluster is already running on port $PG_PORT: using it, leaving it running"
+        else
+            pg_started=1
+        fi
+        BENCH_PG_URL=$(pg start) || die "PostgreSQL did not start (scripts/pg.sh start, port $PG_PORT, data in $PG_DIR): P8 and P9 cannot run; BENCH_ONLY=P1,P2,P3,P4,P5,P6,P7 runs the SQLite rows alone"
+        export BENCH_PG_URL
+    fi
+fi
+
 # ---------------------------------------------------------------- rust
+# One build for every part: the core with its PostgreSQL backend, as the
+# CLI and server ship it.
 if wants rust; then
-    step "cargo bench -p callback-store --bench store (rows ${BENCH_ROWS:-100000}, big ${BENCH_BIG:-1000000}, p5 ${BENCH_P5:-20000}, reps ${BENCH_REPS:-500}${BENCH_ONLY:+, only $BENCH_ONLY})"
-    cargo bench --locked -p callback-store --bench store
+    step "cargo bench -p callback-store --features postgres --bench store (rows ${BENCH_ROWS:-100000}, big ${BENCH_BIG:-1000000}, p5 ${BENCH_P5:-20000}, p8 ${BENCH_P8:-5000} x${BENCH_P8_ROUNDS:-5} rounds, reps ${BENCH_REPS:-500}${BENCH_ONLY:+, only $BENCH_ONLY})"
+    cargo bench --locked -p callback-store --features postgres --bench store
 else
     # The Python get row is paired with the Rust get on the same 10k table,
     # measured in this run (results.json then holds this run's rows only).
     step "the Rust get figure the Python get row is paired with (BENCH_ONLY=GET10K)"
-    BENCH_ONLY=GET10K cargo bench --locked -p callback-store --bench store
+    BENCH_ONLY=GET10K cargo bench --locked -p callback-store --features postgres --bench store
 fi
 
 # ---------------------------------------------------------------- python

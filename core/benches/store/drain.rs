@@ -13,8 +13,10 @@
 //!   the spend costs instead of hiding it.
 
 use std::cell::RefCell;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
+use std::time::Duration as StdDuration;
 
 use callback_store::{Callback, Claim, Durability, Store, Timestamp};
 use chrono::Duration;
@@ -150,23 +152,7 @@ pub fn p5_worker_processes(dir: &Path, n: usize) -> Row {
         let outs: Vec<PathBuf> = (0..workers)
             .map(|w| dir.join(format!("p5-{workers}-{w}.ids")))
             .collect();
-        let (elapsed, statuses) = time(|| {
-            let children: Vec<_> = outs
-                .iter()
-                .map(|out| {
-                    Command::new(std::env::current_exe().unwrap())
-                        .arg("--worker")
-                        .arg(&path)
-                        .arg(out)
-                        .spawn()
-                        .unwrap()
-                })
-                .collect();
-            children
-                .into_iter()
-                .map(|mut c| c.wait().unwrap())
-                .collect::<Vec<_>>()
-        });
+        let (elapsed, statuses) = run_workers(&["--worker".as_ref(), path.as_os_str()], &outs);
         assert!(
             statuses.iter().all(|s| s.success()),
             "a worker failed (busy error or other)"
@@ -203,6 +189,28 @@ pub fn p5_worker_processes(dir: &Path, n: usize) -> Row {
         0.8,
     )
     .note(format!("duplicate dials {duplicates}, busy errors 0"))
+}
+
+/// Starts one process of this bench binary per entry of `outs`, with
+/// `args` and then that entry, and waits for them all: the time from the
+/// first start to the last exit, and how each exited.
+pub fn run_workers(args: &[&OsStr], outs: &[PathBuf]) -> (StdDuration, Vec<ExitStatus>) {
+    time(|| {
+        let children: Vec<_> = outs
+            .iter()
+            .map(|out| {
+                Command::new(std::env::current_exe().unwrap())
+                    .args(args)
+                    .arg(out)
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|mut c| c.wait().unwrap())
+            .collect::<Vec<_>>()
+    })
 }
 
 /// The body of a P5 worker process: claims by 100 and places each call;

@@ -5,9 +5,20 @@
 //! BENCH_REPS (latency samples; default 500), BENCH_ONLY (e.g. `P1,P3`;
 //! `GET10K` is the 10k-table row of P6 alone, without the 1M data set: the
 //! Rust figure bench/python/bench_peers.py pairs its `org.get(id)` with).
+//!
+//! With the core feature `postgres` (scripts/bench.sh builds it so), also
+//! P8 and P9 on the PostgreSQL cluster of BENCH_PG_URL: BENCH_P8 (due
+//! callbacks per run; default 5000), BENCH_P8_ROUNDS (default 5),
+//! BENCH_P9_ROUNDS (default 5; BENCH_BIG is P9's big table too).
 
 mod data;
 mod drain;
+#[cfg(feature = "postgres")]
+mod pg;
+#[cfg(feature = "postgres")]
+mod pg_drain;
+#[cfg(feature = "postgres")]
+mod pg_list;
 mod raw;
 mod stats;
 mod workloads;
@@ -34,6 +45,8 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("--worker") => return drain::worker(Path::new(&args[2]), Path::new(&args[3])),
         Some("--p7") => return workloads::p7_child(Path::new(&args[2])),
+        #[cfg(feature = "postgres")]
+        Some("--pg-worker") => return pg_drain::worker(&args[2], &args[3], Path::new(&args[4])),
         _ => {}
     }
     let dir = bench_dir();
@@ -55,12 +68,18 @@ fn main() {
         .filter(|v| !v.is_empty());
     let runs = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == id));
     if let Some(o) = &only {
-        let known = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "GET10K"];
+        let known = [
+            "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "GET10K",
+        ];
         if let Some(bad) = o.iter().find(|x| !known.contains(&x.as_str())) {
             eprintln!(
                 "bench: unknown workload {bad} in BENCH_ONLY (known: {})",
                 known.join(", ")
             );
+            std::process::exit(2);
+        }
+        if cfg!(not(feature = "postgres")) && o.iter().any(|x| x == "P8" || x == "P9") {
+            eprintln!("bench: P8 and P9 need the core feature postgres (--features postgres)");
             std::process::exit(2);
         }
     }
@@ -120,6 +139,41 @@ fn main() {
         rows.push(workloads::p7_peak_memory(&big));
     }
 
+    #[cfg(feature = "postgres")]
+    let pg_sizes = {
+        let p8_n = env_usize("BENCH_P8", 5_000);
+        let p8_rounds = env_usize("BENCH_P8_ROUNDS", 5).max(1);
+        let p9_rounds = env_usize("BENCH_P9_ROUNDS", 5).max(1);
+        if runs("P9") {
+            step("P9 (PostgreSQL)");
+            rows.extend(pg_list::p9_list(big_n, reps, p9_rounds));
+        }
+        if runs("P8") {
+            step("P8 (PostgreSQL)");
+            rows.extend(pg_drain::p8_worker_processes(&dir, p8_n, p8_rounds));
+        }
+        let server = (runs("P8") || runs("P9")).then(|| {
+            let mut client = pg::connect(&pg::base_url());
+            let show = |client: &mut postgres::Client, what: &str| -> String {
+                client
+                    .query_one(&format!("SHOW {what}"), &[])
+                    .unwrap()
+                    .get(0)
+            };
+            serde_json::json!({
+                "server_version": show(&mut client, "server_version"),
+                "fsync": show(&mut client, "fsync"),
+                "synchronous_commit": show(&mut client, "synchronous_commit"),
+                "shared_buffers": show(&mut client, "shared_buffers"),
+            })
+        });
+        serde_json::json!({
+            "p8": p8_n, "p8_rounds": p8_rounds, "p9_rounds": p9_rounds, "server": server,
+        })
+    };
+    #[cfg(not(feature = "postgres"))]
+    let pg_sizes = serde_json::Value::Null;
+
     stats::print_table(&rows);
     let report = serde_json::json!({
         "date": chrono::Utc::now().to_rfc3339(),
@@ -128,7 +182,7 @@ fn main() {
             "os": std::env::consts::OS,
             "arch": std::env::consts::ARCH,
         },
-        "sizes": {"rows": rows_n, "big": big_n, "p5": p5_n, "reps": reps},
+        "sizes": {"rows": rows_n, "big": big_n, "p5": p5_n, "reps": reps, "postgres": pg_sizes},
         "only": only,
         "rows": rows,
     });

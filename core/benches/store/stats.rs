@@ -56,8 +56,9 @@ pub struct Row {
     pub unit: String,
     pub ratio: f64,
     pub goal: Goal,
-    pub target: f64,
-    pub met: bool,
+    /// None for a figure the issue sets no target for (null in the JSON).
+    pub target: Option<f64>,
+    pub met: Option<bool>,
     pub note: String,
 }
 
@@ -85,8 +86,8 @@ impl Row {
             unit: unit.into(),
             ratio,
             goal,
-            target,
-            met,
+            target: Some(target),
+            met: Some(met),
             note: String::new(),
         }
     }
@@ -95,6 +96,42 @@ impl Row {
         self.note = note.into();
         self
     }
+
+    /// The ratio measured otherwise than ours / baseline (the median of
+    /// paired runs' ratios), with `met` judged on it.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub fn paired_ratio(mut self, ratio: f64) -> Row {
+        self.ratio = ratio;
+        if let Some(target) = self.target {
+            self.met = Some(match self.goal {
+                Goal::AtLeast => ratio >= target,
+                Goal::AtMost => ratio <= target,
+            });
+        }
+        self
+    }
+
+    /// A figure reported without a target.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub fn no_target(mut self) -> Row {
+        self.target = None;
+        self.met = None;
+        self
+    }
+}
+
+/// The median of `values` and their spread (min, max).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub fn median_spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (median, v[0], v[n - 1])
 }
 
 pub fn print_table(rows: &[Row]) {
@@ -103,9 +140,10 @@ pub fn print_table(rows: &[Row]) {
         "id", "workload", "ours", "baseline", "ratio", "target"
     );
     for r in rows {
-        let target = match r.goal {
-            Goal::AtLeast => format!(">={}", r.target),
-            Goal::AtMost => format!("<={}", r.target),
+        let target = match (r.goal, r.target) {
+            (_, None) => "-".to_owned(),
+            (Goal::AtLeast, Some(t)) => format!(">={t}"),
+            (Goal::AtMost, Some(t)) => format!("<={t}"),
         };
         println!(
             "{:<4} {:<58} {:>10.1} {:<3} {:>10.1} {:<3} {:>9.2} {:>8}  {}{}",
@@ -117,7 +155,11 @@ pub fn print_table(rows: &[Row]) {
             r.unit,
             r.ratio,
             target,
-            if r.met { "yes" } else { "NO" },
+            match r.met {
+                None => "-",
+                Some(true) => "yes",
+                Some(false) => "NO",
+            },
             if r.note.is_empty() {
                 String::new()
             } else {
