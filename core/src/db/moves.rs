@@ -190,6 +190,15 @@ pub(crate) trait Moves {
     fn get_with_claim(&self, id: &str) -> Result<Option<(Stored, ClaimColumns)>>;
     fn claim_columns(&self, id: &str) -> Result<Option<ClaimColumns>>;
     fn insert_event(&self, callback_seq: i64, event: &NewEvent<'_>) -> Result<()>;
+    /// The same event for each callback of a store-wide move, in the order
+    /// given. One statement each on SQLite, where a statement costs no round
+    /// trip; PostgreSQL inserts them all in one.
+    fn insert_events(&self, callback_seqs: &[i64], event: &NewEvent<'_>) -> Result<()> {
+        for seq in callback_seqs {
+            self.insert_event(*seq, event)?;
+        }
+        Ok(())
+    }
     /// Moves up to `limit` due callbacks, oldest scheduled first, from
     /// `scheduled` to `dispatching`, across all organizations, each with a
     /// fresh claim token (returned beside it).
@@ -385,19 +394,21 @@ pub(super) fn record_bulk(
     at: Timestamp,
     detail: Option<&str>,
 ) -> Result<()> {
-    for stored in moved {
-        dao.insert_event(
-            stored.seq,
-            &NewEvent {
-                action: action.into(),
-                from: Some(from),
-                to: stored.callback.status,
-                at,
-                detail,
-            },
-        )?;
-    }
-    Ok(())
+    // A store-wide move takes every callback from one status to one other.
+    let Some(first) = moved.first() else {
+        return Ok(());
+    };
+    let seqs: Vec<i64> = moved.iter().map(|s| s.seq).collect();
+    dao.insert_events(
+        &seqs,
+        &NewEvent {
+            action: action.into(),
+            from: Some(from),
+            to: first.callback.status,
+            at,
+            detail,
+        },
+    )
 }
 
 #[cfg(test)]
