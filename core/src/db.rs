@@ -101,6 +101,69 @@ pub(crate) fn created_record(
     }
 }
 
+/// A filter of a list: each backend writes its SQL by a `match` on it, so a
+/// new filter does not compile until every backend handles it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Filter {
+    Status,
+    SourceSessionId,
+    AgentId,
+    ToNumber,
+    ScheduledAfter,
+    ScheduledBefore,
+}
+
+/// What a filter compares with: text, or a time in microseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FilterValue<'q> {
+    Text(&'q str),
+    Micros(i64),
+}
+
+impl ToSql for FilterValue<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            FilterValue::Text(text) => text.to_sql(),
+            FilterValue::Micros(micros) => micros.to_sql(),
+        }
+    }
+}
+
+/// The filters `query` sets, in the order the SQL names them, for both
+/// backends. Destructured without `..`: a new field of `ListQuery` must be
+/// added here.
+pub(crate) fn list_filters(query: &ListQuery) -> Vec<(Filter, FilterValue<'_>)> {
+    let ListQuery {
+        status,
+        source_session_id,
+        agent_id,
+        to_number,
+        scheduled_after,
+        scheduled_before,
+        order: _,  // the ORDER BY, written by each backend
+        limit: _,  // the page size, bound by each backend
+        cursor: _, // the position, decoded and checked by the caller
+    } = query;
+    fn text(value: &Option<String>) -> Option<FilterValue<'_>> {
+        value.as_deref().map(FilterValue::Text)
+    }
+    let micros = |value: &Option<Timestamp>| value.map(|t| FilterValue::Micros(to_micros(t)));
+    [
+        (
+            Filter::Status,
+            status.map(|s| FilterValue::Text(s.as_str())),
+        ),
+        (Filter::SourceSessionId, text(source_session_id)),
+        (Filter::AgentId, text(agent_id)),
+        (Filter::ToNumber, text(to_number)),
+        (Filter::ScheduledAfter, micros(scheduled_after)),
+        (Filter::ScheduledBefore, micros(scheduled_before)),
+    ]
+    .into_iter()
+    .filter_map(|(filter, value)| Some((filter, value?)))
+    .collect()
+}
+
 /// Counts by status as every backend returns them: each status once, in
 /// `Status::ALL` order, zero where there is none.
 pub(crate) fn every_status(counted: Vec<(Status, u64)>) -> Vec<(Status, u64)> {
@@ -303,61 +366,22 @@ impl CallbackRows for SqliteDao<'_> {
         rows: u32,
     ) -> Result<Vec<Stored>> {
         // Destructured without `..`: a new filter must be added to the SQL.
-        let ListQuery {
-            status,
-            source_session_id,
-            agent_id,
-            to_number,
-            scheduled_after,
-            scheduled_before,
-            order,
-            limit: _,  // `rows`, one more than the page, to see the next page
-            cursor: _, // `after`, decoded and checked by the caller
-        } = query;
-        let order = *order;
+        let order = query.order;
+        let filters = list_filters(query);
         let mut filter = String::from("organization_id = :org");
-        let status = status.map(Status::as_str);
-        let after_micros = scheduled_after.map(to_micros);
-        let before_micros = scheduled_before.map(to_micros);
         let mut params: Vec<(&str, &dyn ToSql)> = vec![(":org", &organization_id)];
-        let filters: [(&str, &str, Option<&dyn ToSql>); 6] = [
-            (
-                ":status",
-                "status = :status",
-                status.as_ref().map(|v| v as &dyn ToSql),
-            ),
-            (
-                ":source",
-                "source_session_id = :source",
-                source_session_id.as_ref().map(|v| v as &dyn ToSql),
-            ),
-            (
-                ":agent",
-                "agent_id = :agent",
-                agent_id.as_ref().map(|v| v as &dyn ToSql),
-            ),
-            (
-                ":to",
-                "to_number = :to",
-                to_number.as_ref().map(|v| v as &dyn ToSql),
-            ),
-            (
-                ":after",
-                "scheduled_at >= :after",
-                after_micros.as_ref().map(|v| v as &dyn ToSql),
-            ),
-            (
-                ":before",
-                "scheduled_at < :before",
-                before_micros.as_ref().map(|v| v as &dyn ToSql),
-            ),
-        ];
-        for (name, clause, value) in filters {
-            if let Some(value) = value {
-                filter.push_str(" AND ");
-                filter.push_str(clause);
-                params.push((name, value));
-            }
+        for (kind, value) in &filters {
+            let (name, clause) = match kind {
+                Filter::Status => (":status", "status = :status"),
+                Filter::SourceSessionId => (":source", "source_session_id = :source"),
+                Filter::AgentId => (":agent", "agent_id = :agent"),
+                Filter::ToNumber => (":to", "to_number = :to"),
+                Filter::ScheduledAfter => (":after", "scheduled_at >= :after"),
+                Filter::ScheduledBefore => (":before", "scheduled_at < :before"),
+            };
+            filter.push_str(" AND ");
+            filter.push_str(clause);
+            params.push((name, value));
         }
         if let Some(p) = &after {
             params.push((":seq", &p.seq));

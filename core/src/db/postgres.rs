@@ -16,7 +16,10 @@ use postgres::types::ToSql;
 use postgres::{Client, IsolationLevel, Row, Statement, Transaction};
 
 use super::rows::{api_key_from_row, event_from_row, API_KEY_COLUMNS, EVENT_COLUMNS};
-use super::{ApiKeyRows, CallbackRows, Dao, Moves, RowColumns, Stored, CALLBACK_COLUMNS};
+use super::{
+    list_filters, ApiKeyRows, CallbackRows, Dao, Filter, FilterValue, Moves, RowColumns, Stored,
+    CALLBACK_COLUMNS,
+};
 use crate::cursor::Position;
 use crate::error::{Error, Result};
 use crate::model::{ApiKey, Callback, CallbackEvent, EventAction, ListQuery, Order, Status};
@@ -327,50 +330,29 @@ impl CallbackRows for PgDao<'_> {
         after: Option<Position>,
         rows: u32,
     ) -> Result<Vec<Stored>> {
-        // Destructured without `..`: a new filter must be added to the SQL.
-        let ListQuery {
-            status,
-            source_session_id,
-            agent_id,
-            to_number,
-            scheduled_after,
-            scheduled_before,
-            order,
-            limit: _,  // `rows`, one more than the page, to see the next page
-            cursor: _, // `after`, decoded and checked by the caller
-        } = query;
-        let status = status.map(Status::as_str);
-        let after_micros = scheduled_after.map(to_micros);
-        let before_micros = scheduled_before.map(to_micros);
         let rows = i64::from(rows);
+        let filters = list_filters(query);
         let mut params = Params::default();
         let mut sql = format!(
             "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE organization_id = {}",
             params.bind(&organization_id)
         );
-        let filters: [(&str, Option<Param<'_>>); 6] = [
-            ("status =", status.as_ref().map(|v| v as Param<'_>)),
-            (
-                "source_session_id =",
-                source_session_id.as_ref().map(|v| v as Param<'_>),
-            ),
-            ("agent_id =", agent_id.as_ref().map(|v| v as Param<'_>)),
-            ("to_number =", to_number.as_ref().map(|v| v as Param<'_>)),
-            (
-                "scheduled_at >=",
-                after_micros.as_ref().map(|v| v as Param<'_>),
-            ),
-            (
-                "scheduled_at <",
-                before_micros.as_ref().map(|v| v as Param<'_>),
-            ),
-        ];
-        for (test, value) in filters {
-            if let Some(value) = value {
-                sql.push_str(&format!(" AND {test} {}", params.bind(value)));
-            }
+        for (kind, value) in &filters {
+            let test = match kind {
+                Filter::Status => "status =",
+                Filter::SourceSessionId => "source_session_id =",
+                Filter::AgentId => "agent_id =",
+                Filter::ToNumber => "to_number =",
+                Filter::ScheduledAfter => "scheduled_at >=",
+                Filter::ScheduledBefore => "scheduled_at <",
+            };
+            let value: Param<'_> = match value {
+                FilterValue::Text(text) => text,
+                FilterValue::Micros(micros) => micros,
+            };
+            sql.push_str(&format!(" AND {test} {}", params.bind(value)));
         }
-        match (*order, &after) {
+        match (query.order, &after) {
             (Order::CreatedDesc, None) => sql.push_str(" ORDER BY seq DESC"),
             (Order::CreatedDesc, Some(p)) => sql.push_str(&format!(
                 " AND seq < {} ORDER BY seq DESC",
