@@ -11,8 +11,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use callback_store::transitions::{self, Action, Outcome};
 use callback_store::{Status, Store};
-use rusqlite::Connection;
 use serde_json::Value;
+
+mod postgres;
+mod sqlite;
+
+pub use self::postgres::{integrity_postgres, snapshot_postgres};
+pub use self::sqlite::{integrity, snapshot};
 
 /// One callback as the audit sees it.
 #[derive(Debug, Clone)]
@@ -44,31 +49,6 @@ pub struct Snapshot {
     pub callbacks: Vec<CallbackRow>,
     /// Events per callback seq, oldest first.
     pub events: BTreeMap<i64, Vec<EventRow>>,
-}
-
-/// `PRAGMA integrity_check` and `PRAGMA foreign_key_check` on the file.
-pub fn integrity(conn: &Connection) -> Result<(), String> {
-    let mut stmt = conn
-        .prepare("PRAGMA integrity_check")
-        .map_err(|e| e.to_string())?;
-    let lines: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(|e| format!("integrity_check failed to run: {e}"))?;
-    if lines != ["ok"] {
-        return Err(format!("integrity_check: {}", lines.join("; ")));
-    }
-    let mut stmt = conn
-        .prepare("PRAGMA foreign_key_check")
-        .map_err(|e| e.to_string())?;
-    let orphans = stmt
-        .query_map([], |_| Ok(()))
-        .map_err(|e| e.to_string())?
-        .count();
-    if orphans > 0 {
-        return Err(format!("foreign_key_check: {orphans} rows point nowhere"));
-    }
-    Ok(())
 }
 
 pub fn status(text: &str) -> Option<Status> {
@@ -113,115 +93,6 @@ const CALLBACKS_SQL: &str =
  FROM callbacks ORDER BY seq";
 const EVENTS_SQL: &str =
     "SELECT callback_seq, action, from_status, to_status, detail FROM callback_events ORDER BY seq";
-
-/// Every callback and its events of an SQLite file, in one transaction.
-pub fn snapshot(conn: &Connection) -> rusqlite::Result<Snapshot> {
-    conn.execute_batch("BEGIN")?;
-    let read = || -> rusqlite::Result<Snapshot> {
-        let mut snap = Snapshot::default();
-        let mut stmt = conn.prepare(CALLBACKS_SQL)?;
-        let rows = stmt.query_map([], |r| {
-            let status_text: String = r.get(3)?;
-            let metadata: String = r.get(5)?;
-            Ok(callback_row(
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                &status_text,
-                r.get(4)?,
-                &metadata,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })?;
-        snap.callbacks = rows.collect::<rusqlite::Result<_>>()?;
-        let mut stmt = conn.prepare(EVENTS_SQL)?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                EventRow {
-                    action: r.get(1)?,
-                    from: r.get(2)?,
-                    to: r.get(3)?,
-                    detail: r.get(4)?,
-                },
-            ))
-        })?;
-        for row in rows {
-            let (seq, event) = row?;
-            snap.events.entry(seq).or_default().push(event);
-        }
-        Ok(snap)
-    };
-    let out = read();
-    conn.execute_batch("COMMIT")?;
-    out
-}
-
-/// Every callback and its events of a PostgreSQL store, in one snapshot
-/// (a read-only REPEATABLE READ transaction: both queries see the same
-/// commits, whatever the workers do meanwhile).
-pub fn snapshot_postgres(client: &mut postgres::Client) -> Result<Snapshot, postgres::Error> {
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()?;
-    let mut snap = Snapshot::default();
-    for r in tx.query(CALLBACKS_SQL, &[])? {
-        snap.callbacks.push(callback_row(
-            r.try_get(0)?,
-            r.try_get(1)?,
-            r.try_get(2)?,
-            r.try_get(3)?,
-            r.try_get(4)?,
-            r.try_get(5)?,
-            r.try_get(6)?,
-            r.try_get(7)?,
-        ));
-    }
-    for r in tx.query(EVENTS_SQL, &[])? {
-        let event = EventRow {
-            action: r.try_get(1)?,
-            from: r.try_get(2)?,
-            to: r.try_get(3)?,
-            detail: r.try_get(4)?,
-        };
-        snap.events.entry(r.try_get(0)?).or_default().push(event);
-    }
-    tx.commit()?;
-    Ok(snap)
-}
-
-/// The relational checks PostgreSQL can be asked for: no event of a
-/// callback that does not exist, no two callbacks with one id. (A killed
-/// client cannot damage the server's files: its transaction is rolled back
-/// when its connection drops; `PRAGMA integrity_check` has no counterpart
-/// to run here.)
-pub fn integrity_postgres(client: &mut postgres::Client) -> Result<(), String> {
-    let count = |client: &mut postgres::Client, sql: &str| -> Result<i64, String> {
-        client
-            .query_one(sql, &[])
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| format!("{sql}: {e}"))
-    };
-    let orphans = count(
-        client,
-        "SELECT count(*) FROM callback_events e
-         WHERE NOT EXISTS (SELECT 1 FROM callbacks c WHERE c.seq = e.callback_seq)",
-    )?;
-    if orphans > 0 {
-        return Err(format!("{orphans} events point to no callback"));
-    }
-    let twins = count(
-        client,
-        "SELECT count(*) FROM (SELECT id FROM callbacks GROUP BY id HAVING count(*) > 1) t",
-    )?;
-    if twins > 0 {
-        return Err(format!("{twins} callback ids appear more than once"));
-    }
-    Ok(())
-}
 
 /// The store's snapshot, on either backend.
 pub fn read(store: &Store) -> Result<Snapshot, String> {

@@ -1,13 +1,15 @@
 //! Shared pieces of the reliability suites: a seeded random generator, the
 //! fsynced work logs the worker processes keep, the dialer that logs every
-//! call it places, the audit of a store file after a crash or a race, and
-//! the figures the long runs report.
+//! call it places, the audit of a store file after a crash or a race, the
+//! fleet test's cluster, webhook and processes, and the figures the long
+//! runs report.
 //!
 //! The suites themselves are in `tests/`; the worker processes they spawn
 //! and kill are the `crash-worker` binary (`src/bin/crash-worker.rs`) and
 //! the `claim-racer` binary (`src/bin/claim-racer.rs`).
 
 pub mod audit;
+pub mod fleet;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
