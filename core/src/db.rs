@@ -182,11 +182,13 @@ pub(crate) fn every_status(counted: Vec<(Status, u64)>) -> Vec<(Status, u64)> {
 /// `Store::read` or `Store::write` (it never commits): every statement the
 /// store runs, one method each, grouped by what they touch. The rules (the
 /// transition table, validation, cursors, idempotency) call only these
-/// methods, so a second backend implements these traits and nothing above
-/// them changes. SQLite (`SqliteDao`) is the one implementation today.
+/// methods, so each backend implements these traits and nothing above them
+/// changes: SQLite (`SqliteDao`) and PostgreSQL (`postgres::PgDao`).
 pub(crate) trait Dao: CallbackRows + Moves + ApiKeyRows + CopyRows {
-    /// The store's clock, read once the transaction holds its lock, so that
-    /// writers in turn get times in the same order as their commits.
+    /// The store's clock, read when the transaction begins: on SQLite once
+    /// it holds the write lock, so that writers in turn get times in the
+    /// order of their commits; on PostgreSQL writers overlap, and times
+    /// need not follow commit order (docs/postgres.md).
     fn now(&self) -> Timestamp;
 }
 

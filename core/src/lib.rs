@@ -1,4 +1,5 @@
-//! Scheduled callbacks for AI voice agents, over SQLite.
+//! Scheduled callbacks for AI voice agents, over an SQLite file or (cargo
+//! feature `postgres`) a PostgreSQL database.
 //!
 //! An agent finishes a call, its analysis decides "call this person back on
 //! Tuesday at 10", and that callback must be stored, listed, cancelled and

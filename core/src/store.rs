@@ -145,8 +145,9 @@ enum Backend {
     Postgres(postgres::Postgres),
 }
 
-/// A callback store over one SQLite file (or memory). Cheap to clone; Send +
-/// Sync; several processes may open the same file.
+/// A callback store over one SQLite file (or memory), or a PostgreSQL
+/// database. Cheap to clone; Send + Sync; several processes (and machines,
+/// on PostgreSQL) may open the same database.
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,
