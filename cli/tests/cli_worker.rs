@@ -51,7 +51,8 @@ fn a_worker_places_each_due_callback_once_and_leaves_future_ones_scheduled() {
         assert_eq!(calls.get(id), Some(&1), "calls for {id}");
     }
     assert_eq!(dialer.received().len(), due.len());
-    assert_eq!(count_lines(&worker.log(), "dispatched, session"), due.len());
+    // Each log line follows the commit the database already shows.
+    log_settles(&worker, "dispatched, session", due.len());
     assert!(worker.stop().success());
 }
 
@@ -181,7 +182,7 @@ fn a_worker_fails_callbacks_left_dispatching_unless_recovery_is_off() {
         dialer.received().is_empty(),
         "a stale callback is never called"
     );
-    assert_eq!(count_lines(&worker.log(), &format!("recovery: {id}")), 1);
+    log_settles(&worker, &format!("recovery: {id}"), 1);
     assert!(worker.stop().success());
 }
 
@@ -240,4 +241,14 @@ fn a_worker_without_a_webhook_url_is_a_usage_error_and_opens_nothing() {
         assert_eq!(run.code, 7, "{flags:?}: {}", run.stderr);
         assert_eq!(run.error()["code"], "VALIDATION_ERROR");
     }
+}
+
+/// Waits until `needle` stands on `expected` lines of the process's log
+/// (a line is written after the commit it reports), then checks it is
+/// exactly that many.
+fn log_settles(process: &Process, needle: &str, expected: usize) {
+    eventually(Duration::from_secs(10), || {
+        (count_lines(&process.log(), needle) >= expected).then_some(())
+    });
+    assert_eq!(count_lines(&process.log(), needle), expected, "{needle}");
 }
