@@ -33,6 +33,7 @@ pub struct CopyReport {
     pub callbacks: u64,
     pub events: u64,
     pub api_keys: u64,
+    pub calling_policies: u64,
     pub checksum: String,
 }
 
@@ -140,6 +141,7 @@ fn refuse_unless_empty(dao: &dyn Dao) -> Result<()> {
         (&TABLES[0], "callback", "callbacks"),
         (&TABLES[1], "event", "events"),
         (&TABLES[2], "API key", "API keys"),
+        (&TABLES[3], "calling policy", "calling policies"),
     ] {
         match dao.copy_count(table)? {
             0 => {}
@@ -228,6 +230,7 @@ impl Checksum {
             callbacks: counts[0],
             events: counts[1],
             api_keys: counts[2],
+            calling_policies: counts[3],
             checksum: digest.iter().map(|b| format!("{b:02x}")).collect(),
         }
     }

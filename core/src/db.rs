@@ -9,12 +9,14 @@ use crate::error::Result;
 use crate::model::{Callback, CallbackEvent, EventAction, ListQuery, Order, Status};
 use crate::time::{to_micros, Timestamp};
 use crate::transitions;
+use crate::policy::Eligibility;
 use crate::validate::ValidNewCallback;
 use rows::EVENT_COLUMNS;
 
 mod api_keys;
 pub(crate) mod copy;
 mod moves;
+pub(crate) mod policies;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod rows;
@@ -22,13 +24,14 @@ mod rows;
 pub(crate) use api_keys::ApiKeyRows;
 pub(crate) use copy::CopyRows;
 pub(crate) use moves::{Changes, ClaimGuard, Moves, NewEvent};
+pub(crate) use policies::{PolicyRows, PolicyScope};
 pub(crate) use rows::RowColumns;
 
 /// Every column of a callback, for SELECT and RETURNING.
 const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
     agent_id, phone_number_id, to_number, from_number, scheduled_at, status, reason, instructions, \
     summary, pipeline_config, metadata, failure_cause, attempted_at, dispatched_at, cancelled_at, \
-    created_at, updated_at";
+    created_at, updated_at, timezone, expires_at, attempt, previous_callback_id";
 
 /// A callback as read, with its row's insertion order (for cursors and events).
 pub(crate) struct Stored {
@@ -62,8 +65,14 @@ mod col {
     pub const CANCELLED_AT: usize = 19;
     pub const CREATED_AT: usize = 20;
     pub const UPDATED_AT: usize = 21;
+    pub const TIMEZONE: usize = 22;
+    pub const EXPIRES_AT: usize = 23;
+    pub const ATTEMPT: usize = 24;
+    pub const PREVIOUS_CALLBACK_ID: usize = 25;
+    /// The first column a statement returns after the callback's own.
+    pub const AFTER: usize = 26;
     /// Where a statement returns the claim token after the callback's columns.
-    pub const CLAIM_TOKEN: usize = 22;
+    pub const CLAIM_TOKEN: usize = AFTER;
 }
 
 /// The record of a callback just inserted, built from the input rather
@@ -73,6 +82,7 @@ pub(crate) fn created_record(
     organization_id: &str,
     id: &str,
     new: &ValidNewCallback<'_>,
+    placement: &Placement<'_>,
     now: Timestamp,
 ) -> Callback {
     let input = new.input;
@@ -98,8 +108,40 @@ pub(crate) fn created_record(
         cancelled_at: None,
         created_at: now,
         updated_at: now,
+        timezone: input.timezone.clone(),
+        expires_at: new.expires_at,
+        attempt: placement.attempt,
+        previous_callback_id: placement.previous_callback_id.map(str::to_owned),
     }
 }
+
+/// What the store decides about a new callback beside its input: which
+/// attempt it is, and when it may first ring.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placement<'a> {
+    pub attempt: u32,
+    pub previous_callback_id: Option<&'a str>,
+    pub eligibility: Eligibility,
+    /// The creation event's detail (a follow-up names what it follows).
+    pub detail: Option<&'a str>,
+}
+
+/// A scheduled callback as the calling policy sees it: enough to tell
+/// whether it may ring now, and to compute when it may next.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    pub seq: i64,
+    pub organization_id: String,
+    pub agent_id: Option<String>,
+    pub timezone: Option<String>,
+    pub scheduled_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub window_ends_at: Option<Timestamp>,
+}
+
+/// The columns of a Candidate, in the order `Candidate::from_row` reads them.
+pub(crate) const CANDIDATE_COLUMNS: &str =
+    "seq, organization_id, agent_id, timezone, scheduled_at, expires_at, window_ends_at";
 
 /// A filter of a list: each backend writes its SQL by a `match` on it, so a
 /// new filter does not compile until every backend handles it.
@@ -184,7 +226,7 @@ pub(crate) fn every_status(counted: Vec<(Status, u64)>) -> Vec<(Status, u64)> {
 /// transition table, validation, cursors, idempotency) call only these
 /// methods, so each backend implements these traits and nothing above them
 /// changes: SQLite (`SqliteDao`) and PostgreSQL (`postgres::PgDao`).
-pub(crate) trait Dao: CallbackRows + Moves + ApiKeyRows + CopyRows {
+pub(crate) trait Dao: CallbackRows + Moves + PolicyRows + ApiKeyRows + CopyRows {
     /// The store's clock, read when the transaction begins: on SQLite once
     /// it holds the write lock, so that writers in turn get times in the
     /// order of their commits; on PostgreSQL writers overlap, and times
@@ -214,6 +256,7 @@ pub(crate) trait CallbackRows {
         organization_id: &str,
         id: &str,
         new: &ValidNewCallback<'_>,
+        placement: &Placement<'_>,
         request_hash: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Stored>;
@@ -257,6 +300,7 @@ impl CallbackRows for SqliteDao<'_> {
         organization_id: &str,
         id: &str,
         new: &ValidNewCallback<'_>,
+        placement: &Placement<'_>,
         request_hash: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Stored> {
@@ -265,10 +309,12 @@ impl CallbackRows for SqliteDao<'_> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO callbacks (id, organization_id, source_session_id, agent_id, phone_number_id,
                  to_number, from_number, scheduled_at, status, reason, instructions, summary,
-                 pipeline_config, metadata, created_at, updated_at, idempotency_key, request_hash)
+                 pipeline_config, metadata, created_at, updated_at, idempotency_key, request_hash,
+                 timezone, expires_at, attempt, previous_callback_id, eligible_at, window_ends_at)
              VALUES (:id, :org, :source, :agent, :phone_number_id, :to, :from, :scheduled_at,
                  :status, :reason, :instructions, :summary, :pipeline_config, :metadata, :now, :now,
-                 :idempotency_key, :request_hash)",
+                 :idempotency_key, :request_hash, :timezone, :expires_at, :attempt, :previous,
+                 :eligible_at, :window_ends_at)",
         )?;
         stmt.execute(named_params! {
             ":id": id,
@@ -288,6 +334,12 @@ impl CallbackRows for SqliteDao<'_> {
             ":now": to_micros(now),
             ":idempotency_key": input.idempotency_key,
             ":request_hash": request_hash,
+            ":timezone": input.timezone,
+            ":expires_at": new.expires_at.map(to_micros),
+            ":attempt": placement.attempt,
+            ":previous": placement.previous_callback_id,
+            ":eligible_at": to_micros(placement.eligibility.at),
+            ":window_ends_at": placement.eligibility.window_ends_at.map(to_micros),
         })?;
         let seq = self.conn.last_insert_rowid();
         self.insert_event(
@@ -297,12 +349,12 @@ impl CallbackRows for SqliteDao<'_> {
                 from: None,
                 to: status,
                 at: now,
-                detail: None,
+                detail: placement.detail,
             },
         )?;
         Ok(Stored {
             seq,
-            callback: created_record(organization_id, id, new, now),
+            callback: created_record(organization_id, id, new, placement, now),
         })
     }
 
@@ -321,7 +373,7 @@ impl CallbackRows for SqliteDao<'_> {
                 // request_hash follows the callback's columns.
                 Ok((
                     Stored::from_row(row)?.callback,
-                    row.get(col::UPDATED_AT + 1)?,
+                    row.get(col::AFTER)?,
                 ))
             })
             .optional()?)
@@ -501,6 +553,10 @@ mod tests {
             ("cancelled_at", col::CANCELLED_AT),
             ("created_at", col::CREATED_AT),
             ("updated_at", col::UPDATED_AT),
+            ("timezone", col::TIMEZONE),
+            ("expires_at", col::EXPIRES_AT),
+            ("attempt", col::ATTEMPT),
+            ("previous_callback_id", col::PREVIOUS_CALLBACK_ID),
         ];
         assert_eq!(names.len(), positions.len());
         for (name, position) in positions {

@@ -6,16 +6,41 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::claim::Claim;
 use crate::error::{ErrorCode, Result};
 use crate::model::{Callback, DispatchReport, Status};
+use crate::policy::CallOutcome;
 use crate::organization::{transition, Request};
 use crate::store::Store;
 use crate::time::Timestamp;
 use crate::validate::{self, MAX_TEXT_BYTES};
+
+/// How a placed call ended, for dialers that can tell more than success
+/// or failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallResult {
+    /// The call went through: the session id of the new call.
+    Placed(String),
+    /// The call was placed and did not reach the person: the callback fails
+    /// with this outcome as its cause, and gets a follow-up attempt when
+    /// its calling policy retries this outcome.
+    NotReached(CallOutcome),
+    /// The call could not be placed: the message becomes the failure cause
+    /// (a follow-up when the policy retries `failed`).
+    Failed(String),
+}
 
 /// Places the phone call of a claimed callback.
 pub trait Dispatcher {
     /// Returns the session id of the new call, or a message saying why the
     /// call could not be placed (it becomes the callback's failure_cause).
     fn place_call(&self, callback: &Callback) -> std::result::Result<String, String>;
+
+    /// The same, telling a call nobody answered from one that failed. By
+    /// default, `place_call`'s answer.
+    fn place_call_for_result(&self, callback: &Callback) -> CallResult {
+        match self.place_call(callback) {
+            Ok(session) => CallResult::Placed(session),
+            Err(message) => CallResult::Failed(message),
+        }
+    }
 }
 
 impl<F> Dispatcher for F
@@ -75,9 +100,12 @@ impl Store {
         let token = claim.token();
         let spent = transition(self, None, claim.id(), Request::PlaceCall { claim: token })?;
         let callback = spent.callback;
-        let placed = catch_unwind(AssertUnwindSafe(|| dispatcher.place_call(&callback)));
+        let placed = catch_unwind(AssertUnwindSafe(|| {
+            dispatcher.place_call_for_result(&callback)
+        }));
+        let mut outcome = CallOutcome::Failed;
         let failure_cause = match placed {
-            Ok(Ok(session)) => match validate::identifier("created_session_id", &session) {
+            Ok(CallResult::Placed(session)) => match validate::identifier("created_session_id", &session) {
                 Ok(()) => {
                     let request = Request::Complete {
                         created_session_id: &session,
@@ -87,16 +115,21 @@ impl Store {
                 }
                 Err(e) => format!("the dispatcher returned an unusable session id: {e}"),
             },
-            Ok(Err(message)) if message.is_empty() => {
+            Ok(CallResult::NotReached(how)) => {
+                outcome = how;
+                how.as_str().to_owned()
+            }
+            Ok(CallResult::Failed(message)) if message.is_empty() => {
                 "the dispatcher failed without a message".to_owned()
             }
-            Ok(Err(message)) => message,
+            Ok(CallResult::Failed(message)) => message,
             Err(panic) => format!("the dispatcher panicked: {}", panic_message(&*panic)),
         };
         let failure_cause = sanitize(&failure_cause);
         let request = Request::Fail {
             failure_cause: &failure_cause,
             claim: Some(token),
+            outcome,
         };
         Ok(transition(self, None, &callback.id, request)?.callback)
     }

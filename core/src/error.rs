@@ -82,6 +82,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// The calling policy refuses the action now: outside the callback's
+    /// calling window, past its deadline, or a follow-up the policy does
+    /// not allow. `reason` says which, and when the next opening is.
+    /// Code INVALID_TRANSITION.
+    #[error("cannot {action} callback {id}: {reason}")]
+    PolicyRefused {
+        id: String,
+        action: Action,
+        reason: String,
+    },
+
     #[error("{message}")]
     Conflict { message: String },
 
@@ -230,6 +241,7 @@ impl PartialEq<&str> for FieldPath {
 
 fn allowed_from_hint(action: Action) -> String {
     let from: Vec<&str> = crate::transitions::sources(action)
+        .chain(crate::transitions::follows_up_from(action))
         .map(Status::as_str)
         .collect();
     match from.as_slice() {
@@ -248,9 +260,9 @@ impl Error {
         match self {
             Error::Unauthorized => ErrorCode::Unauthorized,
             Error::NotFound { .. } => ErrorCode::NotFound,
-            Error::InvalidTransition { .. } | Error::StaleClaim { .. } => {
-                ErrorCode::InvalidTransition
-            }
+            Error::InvalidTransition { .. }
+            | Error::StaleClaim { .. }
+            | Error::PolicyRefused { .. } => ErrorCode::InvalidTransition,
             Error::Conflict { .. } => ErrorCode::Conflict,
             Error::Validation { .. } => ErrorCode::ValidationError,
             Error::Storage { .. } => ErrorCode::StorageError,

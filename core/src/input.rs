@@ -9,11 +9,12 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{JsonObject, ListQuery, NewCallback, Order, Status, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::policy::{CallOutcome, CallingPolicy, CallingWindow, Weekday};
 use crate::time::{self, Timestamp};
 use crate::validate::{self, json_kind};
 
 /// The fields of a callback creation, in the API's order.
-pub const NEW_CALLBACK_FIELDS: [&str; 12] = [
+pub const NEW_CALLBACK_FIELDS: [&str; 14] = [
     "to_number",
     "scheduled_at",
     "source_session_id",
@@ -25,8 +26,22 @@ pub const NEW_CALLBACK_FIELDS: [&str; 12] = [
     "summary",
     "pipeline_config",
     "metadata",
+    "timezone",
+    "expires_at",
     "idempotency_key",
 ];
+
+/// The fields of a calling policy, in the API's order.
+pub const CALLING_POLICY_FIELDS: [&str; 5] = [
+    "timezone",
+    "windows",
+    "max_attempts",
+    "retry_intervals",
+    "retry_on",
+];
+
+/// The fields of one calling window.
+pub const CALLING_WINDOW_FIELDS: [&str; 3] = ["days", "start", "end"];
 
 /// The parameters of a list.
 pub const LIST_QUERY_FIELDS: [&str; 9] = [
@@ -109,6 +124,37 @@ impl Fields {
         }
     }
 
+    /// A JSON list, or None when absent or null.
+    pub fn optional_list(&mut self, field: &str) -> Result<Option<Vec<Value>>> {
+        match self.map.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(items)),
+            Some(other) => Err(Error::validation(
+                field,
+                format!("must be a list, got {}", json_kind(&other)),
+            )),
+        }
+    }
+
+    /// A whole number from 0 to 2^32 - 1, or None when absent or null; the
+    /// rules of its range stay with the value's owner.
+    pub fn optional_count(&mut self, field: &str) -> Result<Option<u32>> {
+        match self.map.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::validation(field, format!("must be a whole number, got {n}"))
+                }),
+            Some(other) => Err(Error::validation(
+                field,
+                format!("must be a whole number, got {}", json_kind(&other)),
+            )),
+        }
+    }
+
     /// A list's limit: an integer, or its decimal text (a query string's
     /// value), from 1 to 100; absent is the default. Never clamped.
     pub fn limit(&mut self, field: &str) -> Result<u32> {
@@ -146,8 +192,106 @@ pub fn new_callback(map: JsonObject) -> Result<NewCallback> {
         summary: f.optional_string("summary")?,
         pipeline_config: f.object("pipeline_config")?,
         metadata: f.object("metadata")?,
+        timezone: f.optional_string("timezone")?,
+        expires_at: f.optional_timestamp("expires_at")?,
         idempotency_key: f.optional_string("idempotency_key")?,
     })
+}
+
+/// A CallingPolicy from a JSON object: the body of `PUT /v1/calling-policy`,
+/// the command's `policy set`. Absent fields take their defaults.
+pub fn calling_policy(map: JsonObject) -> Result<CallingPolicy> {
+    let mut f = Fields::new(map, &CALLING_POLICY_FIELDS, "body")?;
+    let defaults = CallingPolicy::default();
+    Ok(CallingPolicy {
+        timezone: f.optional_string("timezone")?.unwrap_or(defaults.timezone),
+        windows: f
+            .optional_list("windows")?
+            .map(|items| {
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| calling_window(item).map_err(|e| e.within_item("windows", i)))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?
+            .unwrap_or(defaults.windows),
+        max_attempts: f
+            .optional_count("max_attempts")?
+            .unwrap_or(defaults.max_attempts),
+        retry_intervals: f
+            .optional_list("retry_intervals")?
+            .map(|items| strings("retry_intervals", items))
+            .transpose()?
+            .unwrap_or(defaults.retry_intervals),
+        retry_on: f
+            .optional_list("retry_on")?
+            .map(|items| {
+                strings("retry_on", items)?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        s.parse::<CallOutcome>()
+                            .map_err(|e| renamed(e, "retry_on").within_item("retry_on", i))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?
+            .unwrap_or(defaults.retry_on),
+    })
+}
+
+fn calling_window(item: Value) -> Result<CallingWindow> {
+    let Value::Object(map) = item else {
+        return Err(Error::validation(
+            "window",
+            format!("must be a JSON object, got {}", json_kind(&item)),
+        ));
+    };
+    let mut f = Fields::new(map, &CALLING_WINDOW_FIELDS, "window")?;
+    let days = f
+        .optional_list("days")?
+        .ok_or_else(|| Error::validation("days", "is required"))?;
+    let days = strings("days", days)?
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d.parse::<Weekday>().map_err(|e| e.within_item("days", i)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CallingWindow {
+        days,
+        start: f.string("start")?,
+        end: f.string("end")?,
+    })
+}
+
+/// The strings of a JSON list, each named by its place in errors.
+fn strings(field: &str, items: Vec<Value>) -> Result<Vec<String>> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(s) => Ok(s),
+            other => Err(Error::validation(
+                field,
+                format!("must be a string, got {}", json_kind(&other)),
+            )
+            .within_item(field, i)),
+        })
+        .collect()
+}
+
+/// The same rule under another field's name.
+fn renamed(err: Error, field: &str) -> Error {
+    match err {
+        Error::Validation { rule, .. } => Error::validation(field, rule),
+        other => other,
+    }
+}
+
+/// The outcome of a call, as `retry` takes it: `{"outcome": "no_answer"}`.
+pub fn call_outcome(map: JsonObject) -> Result<CallOutcome> {
+    let mut f = Fields::new(map, &["outcome"], "body")?;
+    f.string("outcome")?.parse()
 }
 
 /// A ListQuery from a JSON object of its parameters (values as JSON, or all

@@ -41,6 +41,7 @@
 //! ```
 
 mod auth;
+mod calling;
 mod claim;
 mod copy;
 mod cursor;
@@ -50,6 +51,7 @@ mod error;
 pub mod input;
 mod model;
 mod organization;
+pub mod policy;
 mod schema;
 mod status;
 mod store;
@@ -57,15 +59,17 @@ mod time;
 pub mod transitions;
 pub mod validate;
 
+pub use calling::EXPIRED;
 pub use claim::Claim;
 pub use copy::CopyReport;
-pub use dispatch::Dispatcher;
+pub use dispatch::{CallResult, Dispatcher};
 pub use error::{Error, ErrorBody, ErrorCode, FieldPath, PathSegment, Result};
 pub use model::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, EventAction, JsonObject,
     ListQuery, NewCallback, Order, Page, Status, DEFAULT_LIMIT, MAX_LIMIT,
 };
 pub use organization::Organization;
+pub use policy::{tzdb_version, CallOutcome, CallingPolicy, CallingWindow, Weekday};
 pub use store::{Durability, Store, StoreOptions, DISPATCH_INTERRUPTED, MAX_CLAIM};
 pub use time::{
     format as format_timestamp, max_timestamp, min_timestamp, parse as parse_timestamp, rfc3339,

@@ -58,6 +58,17 @@ pub struct Callback {
     pub created_at: Timestamp,
     #[serde(with = "rfc3339")]
     pub updated_at: Timestamp,
+    /// The callee's IANA time zone; None: its agent's or organization's
+    /// calling policy gives the zone.
+    pub timezone: Option<String>,
+    /// Still `scheduled` at this instant, it is never dialed: it fails with
+    /// cause `expired`.
+    #[serde(with = "rfc3339::option")]
+    pub expires_at: Option<Timestamp>,
+    /// 1 for a first call, 2 for its first follow-up, …
+    pub attempt: u32,
+    /// The callback this attempt follows up (`retry`), or None.
+    pub previous_callback_id: Option<String>,
 }
 
 /// What a caller gives to create a callback; the store fills in the rest.
@@ -88,6 +99,14 @@ pub struct NewCallback {
     pub pipeline_config: JsonObject,
     #[serde(default)]
     pub metadata: JsonObject,
+    /// The callee's IANA time zone (`America/New_York`); None: the calling
+    /// policy's.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// The deadline: a callback still scheduled then is never dialed.
+    /// Must be later than scheduled_at.
+    #[serde(default, with = "rfc3339::option")]
+    pub expires_at: Option<Timestamp>,
     #[serde(default, skip_serializing)]
     pub idempotency_key: Option<String>,
 }
@@ -195,6 +214,10 @@ pub enum EventAction {
     RecoverStale,
     /// A claim was spent: the call is being placed.
     PlaceCall,
+    /// Still scheduled at its deadline: failed, never dialed.
+    Expire,
+    /// A follow-up attempt was created; `detail` names it.
+    Retry,
 }
 
 impl EventAction {
@@ -209,6 +232,8 @@ impl EventAction {
             EventAction::Reschedule => Action::Reschedule.as_str(),
             EventAction::RecoverStale => Action::RecoverStale.as_str(),
             EventAction::PlaceCall => Action::PlaceCall.as_str(),
+            EventAction::Expire => Action::Expire.as_str(),
+            EventAction::Retry => Action::Retry.as_str(),
         }
     }
 
@@ -224,6 +249,8 @@ impl EventAction {
             Reschedule,
             RecoverStale,
             PlaceCall,
+            Expire,
+            Retry,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -241,6 +268,8 @@ impl From<Action> for EventAction {
             Action::Reschedule => EventAction::Reschedule,
             Action::RecoverStale => EventAction::RecoverStale,
             Action::PlaceCall => EventAction::PlaceCall,
+            Action::Expire => EventAction::Expire,
+            Action::Retry => EventAction::Retry,
         }
     }
 }

@@ -3,15 +3,19 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::calling;
 use crate::claim::{self, Claim};
+use crate::policy::CallOutcome;
 use crate::cursor;
-use crate::db::{Changes, ClaimGuard, Dao, NewEvent, Stored};
+use crate::db::{Changes, ClaimGuard, Dao, NewEvent, Placement};
 use crate::error::{Error, Result};
 use crate::model::{Callback, CallbackEvent, ListQuery, NewCallback, Page, Status};
 use crate::store::Store;
 use crate::time::{self, Timestamp};
 use crate::transitions::{self, Action, Outcome};
 use crate::validate::{self, ValidNewCallback};
+
+mod calling_policy;
 
 #[derive(Debug, Clone)]
 pub struct Organization {
@@ -34,6 +38,8 @@ pub(crate) enum Request<'a> {
     Fail {
         failure_cause: &'a str,
         claim: Option<&'a str>,
+        /// How the call ended, for the follow-up the policy may give it.
+        outcome: CallOutcome,
     },
     Reschedule {
         scheduled_at: Timestamp,
@@ -47,6 +53,8 @@ pub(crate) enum Request<'a> {
     RecoverStale {
         cause: &'a str,
     },
+    /// Store-wide: callbacks still scheduled at their deadline.
+    Expire,
 }
 
 impl Request<'_> {
@@ -60,6 +68,7 @@ impl Request<'_> {
             Request::PlaceCall { .. } => Action::PlaceCall,
             Request::ClaimDue => Action::ClaimDue,
             Request::RecoverStale { .. } => Action::RecoverStale,
+            Request::Expire => Action::Expire,
         }
     }
 
@@ -119,6 +128,10 @@ impl Request<'_> {
                 failure_cause: Some(cause),
                 ..Changes::default()
             },
+            Request::Expire => Changes {
+                failure_cause: Some(calling::EXPIRED),
+                ..Changes::default()
+            },
         }
     }
 
@@ -128,6 +141,7 @@ impl Request<'_> {
             Request::Cancel { reason } => reason.map(str::to_owned),
             Request::Dispatch | Request::PlaceCall { .. } | Request::ClaimDue => None,
             Request::RecoverStale { cause } => Some(cause.to_owned()),
+            Request::Expire => Some(calling::EXPIRED.to_owned()),
             Request::Complete {
                 created_session_id, ..
             } => Some(created_session_id.to_owned()),
@@ -181,6 +195,7 @@ pub(crate) fn transition(
             .get_for_update(organization_id, id)?
             .ok_or_else(|| Error::callback_not_found(id))?
             .callback;
+        let mut changes = request.changes(now);
         // A caller holding a claim learns why the claim is stale.
         let refused = |from: Status| -> Result<Error> {
             let Some(token) = guard.token else {
@@ -202,17 +217,27 @@ pub(crate) fn transition(
         };
         match transitions::outcome(current.status, action) {
             Outcome::Move(to) => {
+                // The calling policy's say, for the actions it governs.
+                match request {
+                    Request::Dispatch => calling::check_dispatch(dao, &current, now)?,
+                    Request::Reschedule { scheduled_at } => {
+                        changes.eligibility =
+                            Some(calling::rescheduled(dao, &current, scheduled_at, now)?);
+                    }
+                    _ => {}
+                }
                 let moved = dao.apply_transition(
                     organization_id,
                     id,
                     (current.status, to),
-                    &request.changes(now),
+                    &changes,
                     guard,
                     now,
                 )?;
-                let Some((Stored { seq, callback }, claim_token)) = moved else {
+                let Some((stored, claim_token)) = moved else {
                     return Err(refused(current.status)?);
                 };
+                let seq = stored.seq;
                 let detail = request.detail(&current);
                 dao.insert_event(
                     seq,
@@ -224,8 +249,13 @@ pub(crate) fn transition(
                         detail: detail.as_deref(),
                     },
                 )?;
+                if let Request::Fail { outcome, .. } = request {
+                    // A failed call may earn a follow-up; a refusal of the
+                    // policy leaves the failure as it is.
+                    let _follow_up = calling::follow_up(store, dao, &stored, outcome)?;
+                }
                 Ok(Applied {
-                    callback,
+                    callback: stored.callback,
                     claim_token,
                 })
             }
@@ -233,7 +263,9 @@ pub(crate) fn transition(
                 callback: current,
                 claim_token: None,
             }),
-            Outcome::Invalid | Outcome::NotSelected => Err(refused(current.status)?),
+            Outcome::Invalid | Outcome::NotSelected | Outcome::FollowUp => {
+                Err(refused(current.status)?)
+            }
         }
     })
 }
@@ -302,9 +334,16 @@ impl Organization {
                 });
             }
         }
-        let id = self.store.new_id("cb_", dao.now());
+        let now = dao.now();
+        let placement = Placement {
+            attempt: 1,
+            previous_callback_id: None,
+            eligibility: calling::first_eligibility(dao, &self.id, valid, now)?,
+            detail: None,
+        };
+        let id = self.store.new_id("cb_", now);
         Ok(dao
-            .insert_callback(&self.id, &id, valid, hash, dao.now())?
+            .insert_callback(&self.id, &id, valid, &placement, hash, now)?
             .callback)
     }
 
@@ -400,6 +439,7 @@ impl Organization {
             Request::Fail {
                 failure_cause,
                 claim: claim_token,
+                outcome: CallOutcome::Failed,
             },
         )
     }
@@ -435,7 +475,7 @@ impl Organization {
 fn request_hash(valid: &ValidNewCallback<'_>) -> Option<Vec<u8>> {
     valid.input.idempotency_key.as_ref()?;
     let input = valid.input;
-    let canonical = serde_json::json!({
+    let mut canonical = serde_json::json!({
         "to_number": input.to_number,
         "scheduled_at": time::to_micros(valid.scheduled_at),
         "source_session_id": input.source_session_id,
@@ -448,6 +488,14 @@ fn request_hash(valid: &ValidNewCallback<'_>) -> Option<Vec<u8>> {
         "pipeline_config": input.pipeline_config,
         "metadata": input.metadata,
     });
+    // Named only when set, so that a request hashed before these fields
+    // existed still matches its retry.
+    if let Some(zone) = &input.timezone {
+        canonical["timezone"] = zone.clone().into();
+    }
+    if let Some(deadline) = valid.expires_at {
+        canonical["expires_at"] = time::to_micros(deadline).into();
+    }
     Some(Sha256::digest(sorted(&canonical).to_string().as_bytes()).to_vec())
 }
 

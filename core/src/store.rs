@@ -64,6 +64,18 @@ pub const DISPATCH_INTERRUPTED: &str = "dispatch_interrupted";
 /// The most callbacks one `claim_due` call may take.
 pub const MAX_CLAIM: u32 = 10_000;
 
+/// The size of one store-wide batch (claim_due, expire_overdue).
+fn bulk_limit(limit: u32) -> Result<()> {
+    if (1..=MAX_CLAIM).contains(&limit) {
+        Ok(())
+    } else {
+        Err(Error::validation(
+            "limit",
+            format!("must be between 1 and {MAX_CLAIM}, got {limit}"),
+        ))
+    }
+}
+
 /// How a commit reaches the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Durability {
@@ -408,24 +420,35 @@ impl Store {
         }
     }
 
-    /// Takes up to `limit` callbacks due at `now` (scheduled_at <= now),
-    /// oldest first, across all organizations, marks them `dispatching` and
-    /// hands out a claim on each. Place each call with `place_call`, or
+    /// Takes up to `limit` callbacks that may ring at `now` (due, inside
+    /// their calling window in their time zone, before their deadline),
+    /// soonest first, across all organizations, marks them `dispatching`
+    /// and hands out a claim on each. Callbacks it meets past their
+    /// deadline are failed with cause `expired` instead. Place each call with `place_call`, or
     /// place it yourself and complete or fail it with the claim's token.
     pub fn claim_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Claim>> {
         let now = time::checked("now", now)?;
-        if !(1..=MAX_CLAIM).contains(&limit) {
-            return Err(Error::validation(
-                "limit",
-                format!("must be between 1 and {MAX_CLAIM}, got {limit}"),
-            ));
-        }
-        let claimed =
-            self.write(|dao| dao.claim_due(now, limit, &Request::ClaimDue.changes(now)))?;
-        Ok(claimed
+        bulk_limit(limit)?;
+        let claimed = self.write(|dao| crate::calling::claim_due(dao, now, limit))?;
+        claimed
             .into_iter()
-            .map(|(stored, token)| Claim::new(stored.callback, token))
-            .collect())
+            .map(|(stored, token)| {
+                let token = token.ok_or_else(|| {
+                    Error::storage("a claim was made without a token", false)
+                })?;
+                Ok(Claim::new(stored.callback, token))
+            })
+            .collect()
+    }
+
+    /// Fails, with cause `expired`, up to `limit` callbacks still
+    /// `scheduled` at their deadline (`expires_at <= now`): they are never
+    /// dialed. `claim_due` expires those it meets; this sweep (run by the
+    /// server's and the `worker` command's loop) reaches the rest.
+    pub fn expire_overdue(&self, now: Timestamp, limit: u32) -> Result<Vec<Callback>> {
+        let now = time::checked("now", now)?;
+        bulk_limit(limit)?;
+        self.write(|dao| crate::calling::expire_overdue(dao, now, limit))
     }
 
     /// The claim on callback `id` whose token is `token`, for a claim handed

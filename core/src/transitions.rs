@@ -22,6 +22,10 @@ pub enum Action {
     /// Spending a claim just before its call is placed. The callback stays
     /// `dispatching`; the claim can place no other call.
     PlaceCall,
+    /// Store-wide: callbacks still `scheduled` at their `expires_at`.
+    Expire,
+    /// A follow-up attempt of a finished call that did not reach the person.
+    Retry,
 }
 
 /// The cell of the table for (status, action).
@@ -35,29 +39,35 @@ pub enum Outcome {
     Invalid,
     /// The action never selects callbacks in this status ("—" in DESIGN.md).
     NotSelected,
+    /// The action succeeds, the callback keeps its status, and a new
+    /// callback (the next attempt) follows it.
+    FollowUp,
 }
 
-use Outcome::{Invalid, Move, NotSelected, Unchanged};
+use Outcome::{FollowUp, Invalid, Move, NotSelected, Unchanged};
 use Status::{Cancelled, Dispatched, Dispatching, Failed, Scheduled};
 
-const COLUMNS: usize = 7;
+const COLUMNS: usize = 9;
 
 /// Rows in `Status::ALL` order; columns: cancel, dispatch/claim_due,
-/// complete_dispatch, fail_dispatch, reschedule, recover_stale, place_call.
+/// complete_dispatch, fail_dispatch, reschedule, recover_stale, place_call,
+/// expire, retry.
 ///
 /// place_call keeps a `dispatching` callback `dispatching`: what it changes
 /// is the claim (spent), guarded by the claim's token as well as the status.
+/// retry keeps the finished callback as it is (at most one call per
+/// attempt) and creates the next attempt beside it.
 #[rustfmt::skip]
 const TABLE: [[Outcome; COLUMNS]; 5] = [
-    /* scheduled   */ [Move(Cancelled), Move(Dispatching), Invalid, Invalid, Move(Scheduled), NotSelected, Invalid],
-    /* dispatching */ [Invalid, Invalid, Move(Dispatched), Move(Failed), Invalid, Move(Failed), Move(Dispatching)],
-    /* dispatched  */ [Invalid, Invalid, Invalid, Invalid, Invalid, NotSelected, Invalid],
-    /* cancelled   */ [Unchanged, Invalid, Invalid, Invalid, Invalid, NotSelected, Invalid],
-    /* failed      */ [Invalid, Invalid, Invalid, Invalid, Invalid, NotSelected, Invalid],
+    /* scheduled   */ [Move(Cancelled), Move(Dispatching), Invalid, Invalid, Move(Scheduled), NotSelected, Invalid, Move(Failed), Invalid],
+    /* dispatching */ [Invalid, Invalid, Move(Dispatched), Move(Failed), Invalid, Move(Failed), Move(Dispatching), NotSelected, Invalid],
+    /* dispatched  */ [Invalid, Invalid, Invalid, Invalid, Invalid, NotSelected, Invalid, NotSelected, FollowUp],
+    /* cancelled   */ [Unchanged, Invalid, Invalid, Invalid, Invalid, NotSelected, Invalid, NotSelected, Invalid],
+    /* failed      */ [Invalid, Invalid, Invalid, Invalid, Invalid, NotSelected, Invalid, NotSelected, FollowUp],
 ];
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 10] = [
         Action::Cancel,
         Action::Dispatch,
         Action::ClaimDue,
@@ -66,6 +76,8 @@ impl Action {
         Action::Reschedule,
         Action::RecoverStale,
         Action::PlaceCall,
+        Action::Expire,
+        Action::Retry,
     ];
 
     fn column(self) -> usize {
@@ -77,6 +89,8 @@ impl Action {
             Action::Reschedule => 4,
             Action::RecoverStale => 5,
             Action::PlaceCall => 6,
+            Action::Expire => 7,
+            Action::Retry => 8,
         }
     }
 
@@ -91,6 +105,8 @@ impl Action {
             Action::Reschedule => "reschedule",
             Action::RecoverStale => "recover_stale",
             Action::PlaceCall => "place_call",
+            Action::Expire => "expire",
+            Action::Retry => "retry",
         }
     }
 
@@ -103,6 +119,8 @@ impl Action {
             Action::Reschedule => "rescheduled",
             Action::RecoverStale => "recovered",
             Action::PlaceCall => "placed",
+            Action::Expire => "expired",
+            Action::Retry => "retried",
         }
     }
 }
@@ -116,6 +134,13 @@ impl std::fmt::Display for Action {
 /// The table's cell for a callback in `from` asked to `action`.
 pub fn outcome(from: Status, action: Action) -> Outcome {
     TABLE[from.index()][action.column()]
+}
+
+/// The statuses from which `action` follows a callback up with a new attempt.
+pub fn follows_up_from(action: Action) -> impl Iterator<Item = Status> {
+    Status::ALL
+        .into_iter()
+        .filter(move |s| outcome(*s, action) == FollowUp)
 }
 
 /// The statuses from which `action` moves a callback.
@@ -161,11 +186,12 @@ mod tests {
 
     #[test]
     fn bulk_actions_each_select_exactly_one_status() {
-        for action in [Action::ClaimDue, Action::RecoverStale] {
+        for action in [Action::ClaimDue, Action::RecoverStale, Action::Expire] {
             assert_eq!(sources(action).count(), 1, "{action}");
         }
         assert_eq!(bulk_move(Action::ClaimDue), (Scheduled, Dispatching));
         assert_eq!(bulk_move(Action::RecoverStale), (Dispatching, Failed));
+        assert_eq!(bulk_move(Action::Expire), (Scheduled, Failed));
     }
 
     #[test]
@@ -180,6 +206,17 @@ mod tests {
             vec![Dispatching]
         );
         assert_eq!(outcome(Dispatching, Action::PlaceCall), Move(Dispatching));
+    }
+
+    #[test]
+    fn only_finished_calls_that_did_not_reach_anyone_are_followed_up() {
+        assert_eq!(
+            follows_up_from(Action::Retry).collect::<Vec<_>>(),
+            vec![Dispatched, Failed]
+        );
+        for action in Action::ALL.into_iter().filter(|a| *a != Action::Retry) {
+            assert_eq!(follows_up_from(action).count(), 0, "{action}");
+        }
     }
 
     #[test]

@@ -161,6 +161,9 @@ pub fn limit(value: u32) -> Result<()> {
 pub(crate) struct ValidNewCallback<'a> {
     pub input: &'a NewCallback,
     pub scheduled_at: Timestamp,
+    /// The callback's own zone, when it names one.
+    pub zone: Option<chrono_tz::Tz>,
+    pub expires_at: Option<Timestamp>,
     pub pipeline_config: String,
     pub metadata: String,
 }
@@ -177,13 +180,42 @@ pub(crate) fn new_callback(input: &NewCallback) -> Result<ValidNewCallback<'_>> 
     free_text("summary", input.summary.as_deref())?;
     let pipeline_config = json_object("pipeline_config", &input.pipeline_config)?;
     let metadata = json_object("metadata", &input.metadata)?;
+    let zone = input
+        .timezone
+        .as_deref()
+        .map(|name| crate::policy::zone("timezone", name))
+        .transpose()?;
+    let expires_at = input
+        .expires_at
+        .map(|t| time::checked("expires_at", t))
+        .transpose()?;
+    if let Some(deadline) = expires_at {
+        deadline_after("expires_at", deadline, scheduled_at)?;
+    }
     optional_identifier("idempotency_key", input.idempotency_key.as_deref())?;
     Ok(ValidNewCallback {
         input,
         scheduled_at,
+        zone,
+        expires_at,
         pipeline_config,
         metadata,
     })
+}
+
+/// A deadline must leave time to call: later than the scheduled time.
+pub(crate) fn deadline_after(field: &str, deadline: Timestamp, scheduled_at: Timestamp) -> Result<()> {
+    if deadline <= scheduled_at {
+        return Err(Error::validation(
+            field,
+            format!(
+                "must be later than scheduled_at ({}), got {}",
+                time::format(scheduled_at),
+                time::format(deadline)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn list_query(query: &ListQuery) -> Result<()> {

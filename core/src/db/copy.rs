@@ -64,7 +64,7 @@ use Kind::{Blob, Int, Text};
 /// event refers to its callback's seq). A column a migration adds must be
 /// added here: `copy_tables_name_every_column_of_the_schema` (unit test,
 /// SQLite) and core/tests/copy.rs (PostgreSQL) fail until it is.
-pub(crate) const TABLES: [Table; 3] = [
+pub(crate) const TABLES: [Table; 4] = [
     Table {
         name: "callbacks",
         columns: &[
@@ -94,6 +94,12 @@ pub(crate) const TABLES: [Table; 3] = [
             ("request_hash", Blob),
             ("claim_token", Text),
             ("claim_spent_at", Int),
+            ("timezone", Text),
+            ("expires_at", Int),
+            ("attempt", Int),
+            ("previous_callback_id", Text),
+            ("eligible_at", Int),
+            ("window_ends_at", Int),
         ],
         key: 0,
     },
@@ -119,6 +125,17 @@ pub(crate) const TABLES: [Table; 3] = [
             ("token_hash", Blob),
             ("created_at", Int),
             ("revoked_at", Int),
+        ],
+        key: 0,
+    },
+    Table {
+        name: "calling_policies",
+        columns: &[
+            ("id", Int),
+            ("organization_id", Text),
+            ("agent_id", Text),
+            ("policy", Text),
+            ("updated_at", Int),
         ],
         key: 0,
     },

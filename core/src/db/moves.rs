@@ -5,9 +5,10 @@
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, ToSql};
 
-use super::{col, SqliteDao, Stored, CALLBACK_COLUMNS};
+use super::{col, Candidate, SqliteDao, Stored, CALLBACK_COLUMNS, CANDIDATE_COLUMNS};
 use crate::claim::ClaimColumns;
 use crate::error::Result;
+use crate::policy::Eligibility;
 use crate::model::{EventAction, Status};
 use crate::time::{to_micros, Timestamp};
 use crate::transitions;
@@ -26,6 +27,8 @@ pub(crate) struct Changes<'a> {
     pub claim_spent_at: Option<Timestamp>,
     /// Stores a fresh claim token (entering `dispatching`).
     pub new_claim: bool,
+    /// When a scheduled callback may next ring (reschedule).
+    pub eligibility: Option<Eligibility>,
 }
 
 impl Changes<'_> {
@@ -41,6 +44,12 @@ impl Changes<'_> {
             ("dispatched_at", micros(self.dispatched_at)),
             ("cancelled_at", micros(self.cancelled_at)),
             ("claim_spent_at", micros(self.claim_spent_at)),
+            ("eligible_at", self.eligibility.map(|e| Value::Integer(to_micros(e.at)))),
+            (
+                "window_ends_at",
+                self.eligibility
+                    .map(|e| e.window_ends_at.map_or(Value::Null, |t| Value::Integer(to_micros(t)))),
+            ),
         ]
         .into_iter()
         .filter_map(|(column, value)| Some((column, value?)))
@@ -48,11 +57,16 @@ impl Changes<'_> {
 
     /// Whether a field of the record (the API's JSON) changes, so that
     /// updated_at moves. Spending a claim changes none: only the history
-    /// and the hidden claim columns say it happened.
+    /// and the hidden claim columns say it happened; nor does the hidden
+    /// eligibility.
     pub(super) fn changes_record(&self) -> bool {
-        self.columns().any(|(column, _)| column != "claim_spent_at")
+        self.columns()
+            .any(|(column, _)| !HIDDEN_COLUMNS.contains(&column))
     }
 }
+
+/// Columns a transition may set that are not fields of the record.
+const HIDDEN_COLUMNS: [&str; 3] = ["claim_spent_at", "eligible_at", "window_ends_at"];
 
 /// What the guarded UPDATE requires of the callback's claim besides its
 /// status: the token of the claim the caller holds, and for place_call that
@@ -199,15 +213,25 @@ pub(crate) trait Moves {
         }
         Ok(())
     }
-    /// Moves up to `limit` due callbacks, oldest scheduled first, from
-    /// `scheduled` to `dispatching`, across all organizations, each with a
-    /// fresh claim token (returned beside it).
-    fn claim_due(
+    /// Up to `limit` scheduled callbacks whose next eligible instant has
+    /// come (eligible_at <= now), soonest first, across all organizations:
+    /// claim_due's candidates. PostgreSQL locks them, skipping rows another
+    /// worker holds.
+    fn due_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<Candidate>>;
+    /// Up to `limit` scheduled callbacks whose deadline has passed
+    /// (expires_at <= now), by seq, locked as `due_candidates` locks.
+    fn overdue(&self, now: Timestamp, limit: u32) -> Result<Vec<i64>>;
+    /// The store-wide move `action` of the callbacks `seqs` that are still
+    /// in the status it selects, setting `changes` (a fresh claim token
+    /// each, when it makes claims), with their history; oldest scheduled
+    /// first.
+    fn move_picked(
         &self,
+        action: transitions::Action,
+        seqs: &[i64],
         now: Timestamp,
-        limit: u32,
         changes: &Changes<'_>,
-    ) -> Result<Vec<(Stored, String)>>;
+    ) -> Result<Vec<(Stored, Option<String>)>>;
     /// Fails callbacks left `dispatching` since before `horizon`, setting
     /// `changes`; their failure cause is the history's detail.
     fn recover_stale(
@@ -312,42 +336,66 @@ impl Moves for SqliteDao<'_> {
         Ok(())
     }
 
-    /// Moves up to `limit` due callbacks, oldest scheduled first, from
-    /// `scheduled` to `dispatching`, across all organizations, setting
-    /// `changes`, each with a fresh claim token (returned beside it).
-    fn claim_due(
+    fn due_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<Candidate>> {
+        let (from, _) = transitions::bulk_move(transitions::Action::ClaimDue);
+        // The status is a literal from the transition table, so that SQLite
+        // can use the partial index of scheduled callbacks.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM callbacks
+             WHERE status = '{from}' AND eligible_at <= ?1
+             ORDER BY eligible_at, seq LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params![to_micros(now), limit], |row| {
+            Candidate::from_row(row)
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn overdue(&self, now: Timestamp, limit: u32) -> Result<Vec<i64>> {
+        let (from, _) = transitions::bulk_move(transitions::Action::Expire);
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT seq FROM callbacks
+             WHERE status = '{from}' AND expires_at IS NOT NULL AND expires_at <= ?1
+             ORDER BY expires_at, seq LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params![to_micros(now), limit], |row| row.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One UPDATE for all of them: the seqs are bound as one JSON array.
+    /// A fresh claim's token comes from randomblob, evaluated per row.
+    fn move_picked(
         &self,
+        action: transitions::Action,
+        seqs: &[i64],
         now: Timestamp,
-        limit: u32,
         changes: &Changes<'_>,
-    ) -> Result<Vec<(Stored, String)>> {
-        let (from, to) = transitions::bulk_move(transitions::Action::ClaimDue);
+    ) -> Result<Vec<(Stored, Option<String>)>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (from, to) = transitions::bulk_move(action);
         let (columns, names, values) = bound_columns(changes);
         let set = set_clause(Shape::bulk(&columns, changes));
-        // The status the rows are selected by is a literal, so that SQLite
-        // can use the partial index of due callbacks; it comes from the
-        // transition table, not input.
         let mut stmt = self.conn.prepare_cached(&format!(
             "UPDATE callbacks SET {set}
-             WHERE seq IN (
-                 SELECT seq FROM callbacks
-                 WHERE status = '{from}' AND scheduled_at <= :now
-                 ORDER BY scheduled_at, seq LIMIT :limit)
+             WHERE seq IN (SELECT value FROM json_each(:seqs)) AND status = '{from}'
              RETURNING {CALLBACK_COLUMNS}, claim_token"
         ))?;
+        let picked = serde_json::to_string(seqs).unwrap_or_else(|_| "[]".to_owned());
         let (to, now_micros) = (to.as_str(), to_micros(now));
         let mut params: Vec<(&str, &dyn ToSql)> =
-            vec![(":to", &to), (":now", &now_micros), (":limit", &limit)];
+            vec![(":to", &to), (":now", &now_micros), (":seqs", &picked)];
         params.extend(column_params(&names, &values));
         let rows = stmt.query_map(params.as_slice(), |row| {
             Ok((Stored::from_row(row)?, row.get(col::CLAIM_TOKEN)?))
         })?;
-        let mut claimed = rows.collect::<rusqlite::Result<Vec<(Stored, String)>>>()?;
+        let mut moved = rows.collect::<rusqlite::Result<Vec<(Stored, Option<String>)>>>()?;
         // RETURNING gives no order; workers expect the oldest first.
-        claimed.sort_by_key(|(s, _)| (s.callback.scheduled_at, s.seq));
-        let moved: Vec<&Stored> = claimed.iter().map(|(s, _)| s).collect();
-        record_bulk(self, &moved, transitions::Action::ClaimDue, from, now, None)?;
-        Ok(claimed)
+        moved.sort_by_key(|(s, _)| (s.callback.scheduled_at, s.seq));
+        let records: Vec<&Stored> = moved.iter().map(|(s, _)| s).collect();
+        record_bulk(self, &records, action, from, now, changes.failure_cause)?;
+        Ok(moved)
     }
 
     /// Fails callbacks left `dispatching` since before `horizon`, setting

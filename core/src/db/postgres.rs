@@ -29,6 +29,7 @@ use crate::validate::ValidNewCallback;
 
 pub(crate) mod copy;
 mod moves;
+mod policies;
 
 /// One pooled connection with the statements prepared on it.
 pub(crate) struct PgConnection {
@@ -200,17 +201,24 @@ impl CallbackRows for PgDao<'_> {
         organization_id: &str,
         id: &str,
         new: &ValidNewCallback<'_>,
+        placement: &super::Placement<'_>,
         request_hash: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Stored> {
         let input = new.input;
         let status = Status::Scheduled;
         let (scheduled_at, now_micros) = (to_micros(new.scheduled_at), to_micros(now));
+        let expires_at = new.expires_at.map(to_micros);
+        let attempt = i64::from(placement.attempt);
+        let eligible_at = to_micros(placement.eligibility.at);
+        let window_ends_at = placement.eligibility.window_ends_at.map(to_micros);
         let row = self.query_opt(
             "INSERT INTO callbacks (id, organization_id, source_session_id, agent_id, phone_number_id,
                  to_number, from_number, scheduled_at, status, reason, instructions, summary,
-                 pipeline_config, metadata, created_at, updated_at, idempotency_key, request_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17)
+                 pipeline_config, metadata, created_at, updated_at, idempotency_key, request_hash,
+                 timezone, expires_at, attempt, previous_callback_id, eligible_at, window_ends_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17,
+                 $18, $19, $20, $21, $22, $23)
              RETURNING seq",
             &[
                 &id,
@@ -230,6 +238,12 @@ impl CallbackRows for PgDao<'_> {
                 &now_micros,
                 &input.idempotency_key,
                 &request_hash,
+                &input.timezone,
+                &expires_at,
+                &attempt,
+                &placement.previous_callback_id,
+                &eligible_at,
+                &window_ends_at,
             ],
         )?;
         let seq: i64 = row
@@ -242,12 +256,12 @@ impl CallbackRows for PgDao<'_> {
                 from: None,
                 to: status,
                 at: now,
-                detail: None,
+                detail: placement.detail,
             },
         )?;
         Ok(Stored {
             seq,
-            callback: super::created_record(organization_id, id, new, now),
+            callback: super::created_record(organization_id, id, new, placement, now),
         })
     }
 
@@ -264,7 +278,7 @@ impl CallbackRows for PgDao<'_> {
             &[&organization_id, &key],
         )?;
         row.map(|row| {
-            let hash: Option<Vec<u8>> = row.try_get(super::col::UPDATED_AT + 1)?;
+            let hash: Option<Vec<u8>> = row.try_get(super::col::AFTER)?;
             Ok((Stored::from_row(&row)?.callback, hash))
         })
         .transpose()

@@ -97,7 +97,27 @@ impl Stored {
                 cancelled_at: row.opt_time(col::CANCELLED_AT)?,
                 created_at: row.time(col::CREATED_AT)?,
                 updated_at: row.time(col::UPDATED_AT)?,
+                timezone: row.opt_text(col::TIMEZONE)?,
+                expires_at: row.opt_time(col::EXPIRES_AT)?,
+                attempt: u32::try_from(row.int(col::ATTEMPT)?)
+                    .map_err(|e| R::invalid(col::ATTEMPT, e))?,
+                previous_callback_id: row.opt_text(col::PREVIOUS_CALLBACK_ID)?,
             },
+        })
+    }
+}
+
+impl super::Candidate {
+    /// A candidate from a row of CANDIDATE_COLUMNS.
+    pub(crate) fn from_row<R: RowColumns>(row: &R) -> Result<Self, R::Error> {
+        Ok(super::Candidate {
+            seq: row.int(0)?,
+            organization_id: row.text(1)?,
+            agent_id: row.opt_text(2)?,
+            timezone: row.opt_text(3)?,
+            scheduled_at: row.time(4)?,
+            expires_at: row.opt_time(5)?,
+            window_ends_at: row.opt_time(6)?,
         })
     }
 }

@@ -182,17 +182,22 @@ impl CopyRows for PgDao<'_> {
         Ok(())
     }
 
-    /// Moves each identity past the largest `seq` copied, so the next
+    /// Moves each identity past the largest key copied, so the next
     /// insert takes the next number instead of colliding with a copied
     /// row. `setval` is not rolled back with the transaction: a copy that
     /// fails leaves the sequence moved, which only skips numbers.
     fn copy_finish(&self) -> Result<()> {
-        for table in TABLES.iter().filter(|t| t.key_name() == "seq") {
+        // Every integer key is an identity (seq, a policy's id).
+        for table in TABLES
+            .iter()
+            .filter(|t| t.columns[t.key].1 == super::super::copy::Kind::Int)
+        {
             self.query(
                 &format!(
-                    "SELECT setval(pg_get_serial_sequence('{0}', 'seq'),
-                         COALESCE((SELECT MAX(seq) FROM {0}), 0) + 1, false)",
-                    table.name
+                    "SELECT setval(pg_get_serial_sequence('{0}', '{1}'),
+                         COALESCE((SELECT MAX({1}) FROM {0}), 0) + 1, false)",
+                    table.name,
+                    table.key_name()
                 ),
                 &[],
             )?;

@@ -8,7 +8,7 @@ use rusqlite::types::Value;
 use super::{Param, Params, PgDao};
 use crate::claim::ClaimColumns;
 use crate::db::moves::{record_bulk, Changes, ClaimGuard, Moves, NewEvent};
-use crate::db::{col, Stored, CALLBACK_COLUMNS};
+use crate::db::{col, Candidate, Stored, CALLBACK_COLUMNS, CANDIDATE_COLUMNS};
 use crate::error::Result;
 use crate::model::Status;
 use crate::time::{to_micros, Timestamp};
@@ -22,8 +22,9 @@ const NEW_TOKEN: &str = "substr(encode(sha256(convert_to(\
     gen_random_uuid()::text || gen_random_uuid()::text, 'UTF8')), 'hex'), 1, 32)";
 
 /// Transitions only ever set integer (microseconds) and text columns.
+/// NULL is only ever set in a BIGINT column (window_ends_at).
 fn param(value: &Value) -> Param<'_> {
-    static NULL: Option<String> = None;
+    static NULL: Option<i64> = None;
     match value {
         Value::Integer(i) => i,
         Value::Text(s) => s,
@@ -223,34 +224,50 @@ impl Moves for PgDao<'_> {
         Ok(())
     }
 
-    /// Oldest due first; rows another worker holds are skipped, not waited
-    /// for, so concurrent claimers each take different callbacks.
-    fn claim_due(
-        &self,
-        now: Timestamp,
-        limit: u32,
-        changes: &Changes<'_>,
-    ) -> Result<Vec<(Stored, String)>> {
+    /// Soonest eligible first; rows another worker holds are skipped, not
+    /// waited for, so concurrent claimers each take different callbacks.
+    /// The rows stay locked until the transaction ends, through the moves
+    /// that follow.
+    fn due_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<Candidate>> {
         let (from, _) = transitions::bulk_move(Action::ClaimDue);
-        let (now_micros, limit) = (to_micros(now), i64::from(limit));
-        let picks: [Param<'_>; 2] = [&now_micros, &limit];
-        let claimed = self.bulk_move(Action::ClaimDue, now, changes, &picks, |p| {
-            format!(
-                "SELECT seq AS pick FROM callbacks
-                 WHERE status = '{from}' AND scheduled_at <= {}
-                 ORDER BY scheduled_at, seq LIMIT {} FOR UPDATE SKIP LOCKED",
-                p[0], p[1]
-            )
-        })?;
-        claimed
-            .into_iter()
-            .map(|(stored, token)| {
-                let token = token.ok_or_else(|| {
-                    crate::Error::storage("PostgreSQL: a claim was made without a token", false)
-                })?;
-                Ok((stored, token))
-            })
-            .collect()
+        self.query_map(
+            &format!(
+                "SELECT {CANDIDATE_COLUMNS} FROM callbacks
+                 WHERE status = '{from}' AND eligible_at <= $1
+                 ORDER BY eligible_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ),
+            &[&to_micros(now), &i64::from(limit)],
+            Candidate::from_row,
+        )
+    }
+
+    fn overdue(&self, now: Timestamp, limit: u32) -> Result<Vec<i64>> {
+        let (from, _) = transitions::bulk_move(Action::Expire);
+        self.query_map(
+            &format!(
+                "SELECT seq FROM callbacks
+                 WHERE status = '{from}' AND expires_at IS NOT NULL AND expires_at <= $1
+                 ORDER BY expires_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ),
+            &[&to_micros(now), &i64::from(limit)],
+            |row| Ok(row.try_get(0)?),
+        )
+    }
+
+    fn move_picked(
+        &self,
+        action: Action,
+        seqs: &[i64],
+        now: Timestamp,
+        changes: &Changes<'_>,
+    ) -> Result<Vec<(Stored, Option<String>)>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seqs = seqs.to_vec();
+        self.bulk_move(action, now, changes, &[&seqs], |p| {
+            format!("SELECT unnest({}::bigint[]) AS pick", p[0])
+        })
     }
 
     fn recover_stale(
