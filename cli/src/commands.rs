@@ -124,6 +124,11 @@ fn new_callback(store: &Store, args: CreateArgs) -> Result<NewCallback, Error> {
         summary: args.summary,
         pipeline_config: object("pipeline_config", args.pipeline_config)?,
         metadata: object("metadata", args.metadata)?,
+        timezone: args.timezone,
+        expires_at: args
+            .expires_at
+            .map(|t| when::time("expires_at", &t, store.now()))
+            .transpose()?,
         idempotency_key: args.idempotency_key,
     })
 }

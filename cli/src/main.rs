@@ -239,6 +239,14 @@ pub struct CreateArgs {
     /// A JSON object.
     #[arg(long)]
     pub metadata: Option<String>,
+    /// The callee's IANA time zone (America/New_York); default: the calling
+    /// policy's. Calling windows are read in it.
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// The deadline: still scheduled then, the callback is never dialed and
+    /// fails with cause `expired`. RFC 3339, or relative (+5d).
+    #[arg(long, allow_hyphen_values = true)]
+    pub expires_at: Option<String>,
     /// Creating again with the same key returns the first callback.
     #[arg(long)]
     pub idempotency_key: Option<String>,

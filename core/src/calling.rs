@@ -98,20 +98,20 @@ impl<'d> Governing<'d> {
 
 /// When a new callback may first ring. One that could never ring before
 /// its deadline is refused: it would only ever expire.
+///
+/// Eligibility is computed from scheduled_at, not from now, here and on
+/// reschedule and policy change: callbacks whose windows are open are then
+/// claimed in the order of their scheduled times (oldest first, as with no
+/// policy at all), and one whose opening has passed unclaimed is moved to
+/// its next opening by claim_due when it meets it.
 pub(crate) fn first_eligibility(
     dao: &dyn Dao,
     organization_id: &str,
     valid: &validate::ValidNewCallback<'_>,
-    now: Timestamp,
 ) -> Result<Eligibility> {
     let policy = governing(dao, organization_id, valid.input.agent_id.as_deref())?;
     let zone = valid.zone.unwrap_or(policy.zone);
-    let from = valid.scheduled_at.max(now);
-    if valid.expires_at.is_some_and(|deadline| deadline <= now) {
-        // Already past its deadline: stored, then expired by the next sweep.
-        return Ok(at_deadline(valid.expires_at, from));
-    }
-    next_eligible(&policy.windows, zone, from, valid.expires_at).ok_or_else(|| {
+    next_eligible(&policy.windows, zone, valid.scheduled_at, valid.expires_at).ok_or_else(|| {
         Error::validation(
             "expires_at",
             format!(
@@ -160,7 +160,6 @@ pub(crate) fn rescheduled(
     dao: &dyn Dao,
     current: &Callback,
     scheduled_at: Timestamp,
-    now: Timestamp,
 ) -> Result<Eligibility> {
     if let Some(deadline) = current.expires_at {
         validate::deadline_after("expires_at", deadline, scheduled_at).map_err(|_| {
@@ -176,13 +175,7 @@ pub(crate) fn rescheduled(
     }
     let policy = governing(dao, &current.organization_id, current.agent_id.as_deref())?;
     let zone = zone_of(&policy, current.timezone.as_deref())?;
-    next_eligible(
-        &policy.windows,
-        zone,
-        scheduled_at.max(now),
-        current.expires_at,
-    )
-    .ok_or_else(|| {
+    next_eligible(&policy.windows, zone, scheduled_at, current.expires_at).ok_or_else(|| {
         Error::validation(
             "scheduled_at",
             format!(
@@ -207,8 +200,7 @@ pub(crate) fn put(
             serde_json::to_string(p).map_err(|e| Error::validation("policy", e.to_string()))
         })
         .transpose()?;
-    let now = dao.now();
-    let existed = dao.put_policy(organization_id, scope, json.as_deref(), now)?;
+    let existed = dao.put_policy(organization_id, scope, json.as_deref(), dao.now())?;
     let agent = match scope {
         PolicyScope::Agent(agent) => Some(agent),
         PolicyScope::Organization => None,
@@ -216,7 +208,7 @@ pub(crate) fn put(
     let governing = governing(dao, organization_id, agent)?;
     for candidate in dao.scheduled_under(organization_id, scope)? {
         let zone = zone_of(&governing, candidate.timezone.as_deref())?;
-        let from = candidate.scheduled_at.max(now);
+        let from = candidate.scheduled_at;
         let eligibility = next_eligible(&governing.windows, zone, from, candidate.expires_at)
             .unwrap_or_else(|| at_deadline(candidate.expires_at, from));
         dao.set_eligibility(candidate.seq, eligibility)?;

@@ -168,6 +168,16 @@ impl FieldPath {
         &self.segments
     }
 
+    /// Item `index` of the list `list` itself: `retry_intervals[1]`.
+    pub fn item(list: &str, index: usize) -> FieldPath {
+        FieldPath {
+            segments: vec![
+                PathSegment::Field(list.to_owned()),
+                PathSegment::Item(index),
+            ],
+        }
+    }
+
     /// This path inside item `index` of the list `list`.
     pub fn within_item(self, list: &str, index: usize) -> FieldPath {
         let mut segments = vec![

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldPath, Result};
 use crate::model::{JsonObject, ListQuery, NewCallback, Order, Status, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::policy::{CallOutcome, CallingPolicy, CallingWindow, Weekday};
 use crate::time::{self, Timestamp};
@@ -232,7 +232,7 @@ pub fn calling_policy(map: JsonObject) -> Result<CallingPolicy> {
                     .enumerate()
                     .map(|(i, s)| {
                         s.parse::<CallOutcome>()
-                            .map_err(|e| renamed(e, "retry_on").within_item("retry_on", i))
+                            .map_err(|e| renamed(e, FieldPath::item("retry_on", i)))
                     })
                     .collect::<Result<Vec<_>>>()
             })
@@ -255,7 +255,10 @@ fn calling_window(item: Value) -> Result<CallingWindow> {
     let days = strings("days", days)?
         .iter()
         .enumerate()
-        .map(|(i, d)| d.parse::<Weekday>().map_err(|e| e.within_item("days", i)))
+        .map(|(i, d)| {
+            d.parse::<Weekday>()
+                .map_err(|e| renamed(e, FieldPath::item("days", i)))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(CallingWindow {
         days,
@@ -272,16 +275,15 @@ fn strings(field: &str, items: Vec<Value>) -> Result<Vec<String>> {
         .map(|(i, item)| match item {
             Value::String(s) => Ok(s),
             other => Err(Error::validation(
-                field,
+                FieldPath::item(field, i),
                 format!("must be a string, got {}", json_kind(&other)),
-            )
-            .within_item(field, i)),
+            )),
         })
         .collect()
 }
 
 /// The same rule under another field's name.
-fn renamed(err: Error, field: &str) -> Error {
+fn renamed(err: Error, field: FieldPath) -> Error {
     match err {
         Error::Validation { rule, .. } => Error::validation(field, rule),
         other => other,

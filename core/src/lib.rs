@@ -66,7 +66,7 @@ pub use dispatch::{CallResult, Dispatcher};
 pub use error::{Error, ErrorBody, ErrorCode, FieldPath, PathSegment, Result};
 pub use model::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, EventAction, JsonObject,
-    ListQuery, NewCallback, Order, Page, Status, DEFAULT_LIMIT, MAX_LIMIT,
+    ListQuery, NewCallback, Order, Page, Status, DEFAULT_LIMIT, EXTENSION_KEYS, MAX_LIMIT,
 };
 pub use organization::Organization;
 pub use policy::{tzdb_version, CallOutcome, CallingPolicy, CallingWindow, Weekday};

@@ -58,18 +58,31 @@ pub struct Callback {
     pub created_at: Timestamp,
     #[serde(with = "rfc3339")]
     pub updated_at: Timestamp,
+    // The extension keys of DESIGN.md, after the reference's 21. Absent
+    // from a record of the reference, they read as a first attempt with no
+    // zone or deadline of its own.
     /// The callee's IANA time zone; None: its agent's or organization's
     /// calling policy gives the zone.
+    #[serde(default)]
     pub timezone: Option<String>,
     /// Still `scheduled` at this instant, it is never dialed: it fails with
     /// cause `expired`.
-    #[serde(with = "rfc3339::option")]
+    #[serde(default, with = "rfc3339::option")]
     pub expires_at: Option<Timestamp>,
     /// 1 for a first call, 2 for its first follow-up, …
+    #[serde(default = "first_attempt")]
     pub attempt: u32,
     /// The callback this attempt follows up (`retry`), or None.
+    #[serde(default)]
     pub previous_callback_id: Option<String>,
 }
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// The record's keys beyond the API reference's 21, in order.
+pub const EXTENSION_KEYS: [&str; 4] = ["timezone", "expires_at", "attempt", "previous_callback_id"];
 
 /// What a caller gives to create a callback; the store fills in the rest.
 ///

@@ -222,7 +222,7 @@ pub(crate) fn transition(
                     Request::Dispatch => calling::check_dispatch(dao, &current, now)?,
                     Request::Reschedule { scheduled_at } => {
                         changes.eligibility =
-                            Some(calling::rescheduled(dao, &current, scheduled_at, now)?);
+                            Some(calling::rescheduled(dao, &current, scheduled_at)?);
                     }
                     _ => {}
                 }
@@ -338,7 +338,7 @@ impl Organization {
         let placement = Placement {
             attempt: 1,
             previous_callback_id: None,
-            eligibility: calling::first_eligibility(dao, &self.id, valid, now)?,
+            eligibility: calling::first_eligibility(dao, &self.id, valid)?,
             detail: None,
         };
         let id = self.store.new_id("cb_", now);

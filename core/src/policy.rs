@@ -9,7 +9,7 @@ use std::str::FromStr;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldPath, Result};
 
 mod eligibility;
 
@@ -255,9 +255,8 @@ impl Policy {
             .iter()
             .enumerate()
             .map(|(i, text)| {
-                interval(text).map_err(|rule| {
-                    Error::validation("retry_intervals", rule).within_item("retry_intervals", i)
-                })
+                interval(text)
+                    .map_err(|rule| Error::validation(FieldPath::item("retry_intervals", i), rule))
             })
             .collect::<Result<Vec<_>>>()?;
         let mut retry_on = policy.retry_on.clone();

@@ -166,7 +166,11 @@ fn many_processes_opening_a_new_database_at_once_migrate_it_once() {
         .query_one("SELECT COUNT(*) FROM refinery_schema_history", &[])
         .unwrap()
         .get(0);
-    assert_eq!(applied, 3);
+    // One row per migration file, however many processes raced.
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(applied, files as i64);
 }
 
 #[test]

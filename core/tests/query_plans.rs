@@ -17,6 +17,7 @@ use rusqlite::Connection;
 const DB_RS: &str = concat!(
     include_str!("../src/db.rs"),
     include_str!("../src/db/moves.rs"),
+    include_str!("../src/db/policies.rs"),
     include_str!("../src/db/rows.rs")
 );
 
@@ -25,7 +26,7 @@ const DB_RS: &str = concat!(
 const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
     agent_id, phone_number_id, to_number, from_number, scheduled_at, status, reason, instructions, \
     summary, pipeline_config, metadata, failure_cause, attempted_at, dispatched_at, cancelled_at, \
-    created_at, updated_at";
+    created_at, updated_at, timezone, expires_at, attempt, previous_callback_id";
 
 /// `Dao::list`: the organization, the optional filters in their order,
 /// then one of four shapes by order and cursor.
@@ -70,12 +71,30 @@ const HISTORY: &str = "SELECT {EVENT_COLUMNS}
              ORDER BY e.seq";
 const EVENT_COLUMNS: &str = "c.id, e.action, e.from_status, e.to_status, e.at, e.detail";
 
-const CLAIM_DUE: &str = "UPDATE callbacks SET {set}
-             WHERE seq IN (
-                 SELECT seq FROM callbacks
-                 WHERE status = '{from}' AND scheduled_at <= :now
-                 ORDER BY scheduled_at, seq LIMIT :limit)
+const CANDIDATE_COLUMNS: &str =
+    "seq, organization_id, agent_id, timezone, scheduled_at, expires_at, window_ends_at";
+
+/// claim_due's candidates: scheduled callbacks whose next eligible instant
+/// has come.
+const DUE_CANDIDATES: &str = "SELECT {CANDIDATE_COLUMNS} FROM callbacks
+             WHERE status = '{from}' AND eligible_at <= ?1
+             ORDER BY eligible_at, seq LIMIT ?2";
+
+/// expire_overdue's sweep.
+const OVERDUE: &str = "SELECT seq FROM callbacks
+             WHERE status = '{from}' AND expires_at IS NOT NULL AND expires_at <= ?1
+             ORDER BY expires_at, seq LIMIT ?2";
+
+/// The store-wide moves of the callbacks picked (claim_due, expire).
+const MOVE_PICKED: &str = "UPDATE callbacks SET {set}
+             WHERE seq IN (SELECT value FROM json_each(:seqs)) AND status = '{from}'
              RETURNING {CALLBACK_COLUMNS}, claim_token";
+
+const POLICIES: &str = "SELECT agent_id, policy FROM calling_policies
+             WHERE organization_id = ?1 AND agent_id IN ('', ?2)";
+
+const FOLLOW_UP_OF: &str =
+    "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE previous_callback_id = ?1";
 const NEW_TOKEN: &str = "lower(hex(randomblob(16)))";
 
 const RECOVER_STALE: &str = "UPDATE callbacks SET {set}
@@ -113,6 +132,7 @@ fn bulk_move(action: Action) -> (Status, Status) {
 fn render(template: &str, action: Option<Action>) -> String {
     let mut sql = template
         .replace("{CALLBACK_COLUMNS}", CALLBACK_COLUMNS)
+        .replace("{CANDIDATE_COLUMNS}", CANDIDATE_COLUMNS)
         .replace("{EVENT_COLUMNS}", EVENT_COLUMNS)
         .replace(
             "{set}",
@@ -181,8 +201,12 @@ fn plan(store: &Store, sql: &str) -> Vec<String> {
 fn assert_searches(what: &str, sql: &str, lines: &[String], indexes: &[&str]) {
     let shown = || format!("{what}\n  SQL: {}\n  plan: {lines:#?}", normalized(sql));
     for line in lines {
-        // Reading a subquery's own rows back (at most a page) is no table scan.
-        let table_scan = line.starts_with("SCAN ") && !line.starts_with("SCAN (subquery");
+        // Reading a subquery's own rows back (at most a page), or the list
+        // of seqs a bulk move was given (json_each of its parameter), is no
+        // table scan.
+        let table_scan = line.starts_with("SCAN ")
+            && !line.starts_with("SCAN (subquery")
+            && !line.starts_with("SCAN json_each VIRTUAL TABLE");
         assert!(!table_scan, "full scan: {line}\n{}", shown());
     }
     assert!(
@@ -219,7 +243,12 @@ fn the_sql_checked_here_is_the_sql_in_db_rs() {
         APPLY_TRANSITION.to_owned(),
         HISTORY.to_owned(),
         format!("\"{EVENT_COLUMNS}\""),
-        CLAIM_DUE.to_owned(),
+        format!("\"{CANDIDATE_COLUMNS}\""),
+        DUE_CANDIDATES.to_owned(),
+        OVERDUE.to_owned(),
+        MOVE_PICKED.to_owned(),
+        POLICIES.to_owned(),
+        FOLLOW_UP_OF.to_owned(),
         format!("\"{NEW_TOKEN}\""),
         RECOVER_STALE.to_owned(),
         PRUNE.to_owned(),
@@ -300,9 +329,11 @@ fn a_list_by_one_filter_in_its_own_order_reads_its_index_in_order_without_sortin
 }
 
 #[test]
-fn claim_due_searches_the_partial_index_of_due_callbacks() {
+fn claim_due_searches_the_partial_index_of_next_eligible_instants() {
+    // Callbacks outside their window have a later eligible_at: the seek
+    // never reads them, however many there are.
     let store = plans_store();
-    let sql = render(CLAIM_DUE, Some(Action::ClaimDue));
+    let sql = render(DUE_CANDIDATES, Some(Action::ClaimDue));
     assert!(sql.contains("status = 'scheduled'"));
     let lines = plan(&store, &sql);
     assert_searches("claim_due", &sql, &lines, &["callbacks_due"]);
@@ -310,6 +341,28 @@ fn claim_due_searches_the_partial_index_of_due_callbacks() {
         !lines.iter().any(|l| l.contains("TEMP B-TREE")),
         "the due index gives the order\n{lines:#?}"
     );
+    for (what, template, action, index) in [
+        ("claim_due's move", MOVE_PICKED, Action::ClaimDue, None),
+        ("expire's move", MOVE_PICKED, Action::Expire, None),
+        ("the deadline sweep", OVERDUE, Action::Expire, Some("callbacks_expiring")),
+    ] {
+        let sql = render(template, Some(action));
+        let lines = plan(&store, &sql);
+        assert_searches(what, &sql, &lines, index.as_slice());
+        assert!(!lines.iter().any(|l| l.contains("TEMP B-TREE")), "{what}: {lines:#?}");
+    }
+}
+
+#[test]
+fn policies_and_follow_ups_are_found_by_index() {
+    let store = plans_store();
+    for (what, template, index) in [
+        ("policies", POLICIES, "sqlite_autoindex_calling_policies_1"),
+        ("follow_up_of", FOLLOW_UP_OF, "callbacks_follow_up"),
+    ] {
+        let sql = render(template, None);
+        assert_searches(what, &sql, &plan(&store, &sql), &[index]);
+    }
 }
 
 #[test]

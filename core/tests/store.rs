@@ -48,25 +48,33 @@ fn a_fully_populated_callback_serializes_exactly_like_the_api_reference_example(
         cancelled_at: Some(t),
         created_at: t,
         updated_at: t,
+        timezone: None,
+        expires_at: None,
+        attempt: 1,
+        previous_callback_id: None,
     };
     let ours: serde_json::Value = serde_json::to_value(&callback).unwrap();
     let theirs: serde_json::Value = serde_json::from_str(example).unwrap();
     let our_keys: Vec<&String> = ours.as_object().unwrap().keys().collect();
     let their_keys: Vec<&String> = theirs.as_object().unwrap().keys().collect();
-    assert_eq!(our_keys, their_keys, "keys and their order");
+    // The reference's 21 keys first, in its order, then DESIGN's extension keys.
+    assert_eq!(&our_keys[..21], their_keys.as_slice(), "keys and their order");
+    assert_eq!(&our_keys[21..], callback_store::EXTENSION_KEYS.as_slice());
     for key in their_keys {
         assert_eq!(ours[key], theirs[key], "value of {key}");
     }
     assert_eq!(
         serde_json::to_string_pretty(&callback).unwrap(),
-        example.trim_end()
+        example.trim_end().trim_end_matches('}').trim_end().to_owned()
+            + ",\n  \"timezone\": null,\n  \"expires_at\": null,\n  \"attempt\": 1,\n  \"previous_callback_id\": null\n}"
     );
+    // A record of the reference reads as a first attempt.
     let parsed: Callback = serde_json::from_str(example).unwrap();
     assert_eq!(parsed, callback);
 }
 
 #[test]
-fn a_new_callback_has_all_21_keys_with_nulls_and_empty_objects() {
+fn a_new_callback_has_the_21_keys_then_the_4_extension_keys_with_nulls_and_empty_objects() {
     let (store, _) = store();
     let created = store
         .organization("org")
@@ -75,7 +83,11 @@ fn a_new_callback_has_all_21_keys_with_nulls_and_empty_objects() {
         .unwrap();
     let json = serde_json::to_value(&created).unwrap();
     let map = json.as_object().unwrap();
-    assert_eq!(map.len(), 21);
+    assert_eq!(map.len(), 25);
+    assert_eq!(map["attempt"], 1);
+    assert_eq!(map["timezone"], serde_json::Value::Null);
+    assert_eq!(map["expires_at"], serde_json::Value::Null);
+    assert_eq!(map["previous_callback_id"], serde_json::Value::Null);
     assert!(created.id.starts_with("cb_"));
     assert_eq!(created.id.len(), 3 + 32);
     assert_eq!(map["created_session_id"], serde_json::Value::Null);

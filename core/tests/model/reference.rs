@@ -170,6 +170,10 @@ impl Model {
             cancelled_at: None,
             created_at: now,
             updated_at: now,
+            timezone: None,
+            expires_at: None,
+            attempt: 1,
+            previous_callback_id: None,
         };
         let created = (cb.id.clone(), Create, None, Scheduled, now, None);
         let (seq, payload, events) = (self.next_seq, p.clone(), vec![created]);
