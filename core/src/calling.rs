@@ -331,12 +331,19 @@ pub(crate) fn follow_up(
         return Ok(Err("the next attempt would fall after the year 9999".to_owned()));
     };
     let Some(eligibility) = next_eligible(&policy.windows, zone, from, previous.expires_at) else {
-        return Ok(Err(format!(
-            "no calling window in {} opens between {} and its deadline (expires_at {})",
-            zone.name(),
-            time::format(from),
-            previous.expires_at.map(time::format).unwrap_or_default()
-        )));
+        let deadline = previous.expires_at.map(time::format).unwrap_or_default();
+        return Ok(Err(if previous.expires_at.is_some_and(|d| from >= d) {
+            format!(
+                "attempt {next} would be due at {} (after the policy's interval), past its deadline (expires_at {deadline})",
+                time::format(from)
+            )
+        } else {
+            format!(
+                "no calling window in {} opens between {} and its deadline (expires_at {deadline})",
+                zone.name(),
+                time::format(from)
+            )
+        }));
     };
     let input = NewCallback {
         to_number: previous.to_number.clone(),
