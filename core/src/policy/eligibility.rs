@@ -154,6 +154,9 @@ fn first_instant_after(zone: Tz, local: NaiveDateTime) -> Timestamp {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::{CallingPolicy, CallingWindow, Policy};
