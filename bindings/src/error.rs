@@ -126,6 +126,13 @@ mod tests {
                 kind: "callback",
                 id: "cb_1".into(),
             },
+            // The calling policy's refusals (outside a window, attempts
+            // used up, ...) are INVALID_TRANSITION too.
+            core::Error::PolicyRefused {
+                id: "cb_1".into(),
+                action: core::Action::Retry,
+                reason: "attempt 3 was the last".into(),
+            },
             core::Error::Conflict {
                 message: "x".into(),
             },

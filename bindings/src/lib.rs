@@ -11,11 +11,16 @@
 uniffi::setup_scaffolding!("callback_store");
 
 mod error;
+mod policy;
 mod records;
 mod store;
 mod types;
 
 pub use error::{CallbackStoreError, DispatchError};
+pub use policy::{
+    default_calling_policy, expired, tzdb_version, CallOutcome, CallingPolicy, CallingWindow,
+    Weekday,
+};
 pub use records::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, Durability, EventAction,
     ListQuery, NewCallback, Order, Page, Status, StatusCount, StoreOptions,

@@ -73,6 +73,10 @@ pub enum EventAction {
     RecoverStale,
     /// A claim was spent: the call is being placed.
     PlaceCall,
+    /// Still scheduled at its deadline (`expires_at`): failed, never dialed.
+    Expire,
+    /// A follow-up attempt was created; `detail` names it.
+    Retry,
 }
 
 impl From<core::EventAction> for EventAction {
@@ -87,6 +91,8 @@ impl From<core::EventAction> for EventAction {
             core::EventAction::Reschedule => EventAction::Reschedule,
             core::EventAction::RecoverStale => EventAction::RecoverStale,
             core::EventAction::PlaceCall => EventAction::PlaceCall,
+            core::EventAction::Expire => EventAction::Expire,
+            core::EventAction::Retry => EventAction::Retry,
         }
     }
 }
@@ -123,6 +129,17 @@ pub struct Callback {
     pub cancelled_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    // The extension keys of DESIGN.md, after the reference's 21.
+    /// The callee's IANA time zone; None: its agent's or organization's
+    /// calling policy gives the zone.
+    pub timezone: Option<String>,
+    /// Still `scheduled` at this instant, it is never dialed: it fails with
+    /// cause `expired`.
+    pub expires_at: Option<Timestamp>,
+    /// 1 for a first call, 2 for its first follow-up, …
+    pub attempt: u32,
+    /// The callback this attempt follows up (`retry`), or None.
+    pub previous_callback_id: Option<String>,
 }
 
 impl From<core::Callback> for Callback {
@@ -149,6 +166,10 @@ impl From<core::Callback> for Callback {
             cancelled_at: opt_ts(c.cancelled_at),
             created_at: c.created_at.into(),
             updated_at: c.updated_at.into(),
+            timezone: c.timezone,
+            expires_at: opt_ts(c.expires_at),
+            attempt: c.attempt,
+            previous_callback_id: c.previous_callback_id,
         }
     }
 }
@@ -181,6 +202,15 @@ pub struct NewCallback {
     pub metadata: Option<JsonObject>,
     #[uniffi(default = None)]
     pub idempotency_key: Option<String>,
+    // After idempotency_key, so that the fields before keep their places.
+    /// The callee's IANA time zone (`America/New_York`); None: the calling
+    /// policy's.
+    #[uniffi(default = None)]
+    pub timezone: Option<String>,
+    /// The deadline, later than scheduled_at: a callback still scheduled
+    /// then is never dialed.
+    #[uniffi(default = None)]
+    pub expires_at: Option<Timestamp>,
 }
 
 impl NewCallback {
@@ -204,6 +234,8 @@ impl NewCallback {
             summary: self.summary.clone(),
             pipeline_config: object("pipeline_config", &self.pipeline_config)?,
             metadata: object("metadata", &self.metadata)?,
+            timezone: self.timezone.clone(),
+            expires_at: parse_opt("expires_at", &self.expires_at)?,
             idempotency_key: self.idempotency_key.clone(),
         })
     }

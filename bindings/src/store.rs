@@ -6,6 +6,7 @@ use std::time::Duration;
 use callback_store as core;
 
 use crate::error::{DispatchError, Result};
+use crate::policy::{CallOutcome, CallingPolicy};
 use crate::records::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, ListQuery, NewCallback, Page,
     StatusCount, StoreOptions,
@@ -107,6 +108,14 @@ impl Store {
         Ok(map(self
             .inner
             .recover_stale(now.parse("now")?, older_than)?))
+    }
+
+    /// The deadline sweep: fails, with cause `expired`, up to `limit`
+    /// callbacks still scheduled at their `expires_at` (<= `now`), across
+    /// all organizations; they are never dialed. `claim_due` expires the
+    /// ones it meets too.
+    pub fn expire_overdue(&self, now: Timestamp, limit: u32) -> Result<Vec<Callback>> {
+        Ok(map(self.inner.expire_overdue(now.parse("now")?, limit)?))
     }
 
     /// Deletes finished callbacks last updated before `before`, with their
@@ -234,6 +243,53 @@ impl Organization {
     /// The callback's creation and every transition since, oldest first.
     pub fn history(&self, id: String) -> Result<Vec<CallbackEvent>> {
         Ok(map(self.inner.history(&id)?))
+    }
+
+    /// The organization's calling policy: the one set, or the default (UTC,
+    /// any time, one attempt).
+    pub fn calling_policy(&self) -> Result<CallingPolicy> {
+        Ok(self.inner.calling_policy()?.into())
+    }
+
+    /// Replaces the organization's calling policy (a bad one is a
+    /// VALIDATION_ERROR naming the field, e.g. `windows[0].end`) and returns
+    /// it; its scheduled callbacks follow the new windows at once.
+    pub fn set_calling_policy(&self, policy: CallingPolicy) -> Result<CallingPolicy> {
+        Ok(self.inner.set_calling_policy(&policy.into())?.into())
+    }
+
+    /// One agent's own policy, if it has one (None: the organization's
+    /// governs its callbacks).
+    pub fn agent_calling_policy(&self, agent_id: String) -> Result<Option<CallingPolicy>> {
+        Ok(self.inner.agent_calling_policy(&agent_id)?.map(Into::into))
+    }
+
+    /// Gives one agent's callbacks a policy of their own, replacing the
+    /// organization's for them.
+    pub fn set_agent_calling_policy(
+        &self,
+        agent_id: String,
+        policy: CallingPolicy,
+    ) -> Result<CallingPolicy> {
+        Ok(self
+            .inner
+            .set_agent_calling_policy(&agent_id, &policy.into())?
+            .into())
+    }
+
+    /// Removes an agent's own policy; NOT_FOUND when it had none.
+    pub fn clear_agent_calling_policy(&self, agent_id: String) -> Result<()> {
+        Ok(self.inner.clear_agent_calling_policy(&agent_id)?)
+    }
+
+    /// The next attempt of a dispatched or failed callback whose call ended
+    /// in `outcome`, created when its policy allows (attempt + 1,
+    /// `previous_callback_id` = `id`); asked again, the same follow-up.
+    /// INVALID_TRANSITION saying why when the policy does not retry this
+    /// outcome, the attempts are used up, or no window opens before the
+    /// deadline.
+    pub fn retry(&self, id: String, outcome: CallOutcome) -> Result<Callback> {
+        Ok(self.inner.retry(&id, outcome.into())?.into())
     }
 
     /// How many of this organization's callbacks are in each status.

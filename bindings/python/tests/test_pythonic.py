@@ -24,6 +24,8 @@ RECORDS = [
     cs.ApiKey,
     cs.Callback,
     cs.CallbackEvent,
+    cs.CallingPolicy,
+    cs.CallingWindow,
     cs.CreatedApiKey,
     cs.DispatchReport,
     cs.ListQuery,
@@ -32,7 +34,15 @@ RECORDS = [
     cs.StatusCount,
     cs.StoreOptions,
 ]
-TIMESTAMPS = ["scheduled_at", "attempted_at", "dispatched_at", "cancelled_at", "created_at", "updated_at"]
+TIMESTAMPS = [
+    "scheduled_at",
+    "attempted_at",
+    "dispatched_at",
+    "cancelled_at",
+    "created_at",
+    "updated_at",
+    "expires_at",
+]
 
 
 def exported_callables() -> Iterator[Tuple[str, Any]]:

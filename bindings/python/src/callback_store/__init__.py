@@ -28,7 +28,17 @@ Records are dataclasses: `repr`, `==`, `dataclasses.asdict` and
 gives a DataFrame with timezone-aware (UTC) datetime64 columns for the
 timestamps (it needs pandas; importing this package does not).
 `to_api_dict`, `page_to_api_dict` and `to_records` give the API's JSON shape:
-timestamps as RFC 3339 strings, statuses as lower-case strings.
+timestamps as RFC 3339 strings, statuses as lower-case strings; a callback's
+21 keys of the API reference, then `timezone`, `expires_at`, `attempt` and
+`previous_callback_id`.
+
+Calling policy: `org.set_calling_policy(policy)` (start from
+`cs.default_calling_policy()` and change what differs: a `CallingPolicy` of
+`timezone`, `windows` of `CallingWindow(days=[cs.Weekday.MON, ...],
+start="08:00", end="21:00")`, `max_attempts`, `retry_intervals`, `retry_on`
+of `CallOutcome`s), `org.set_agent_calling_policy(agent_id, policy)`,
+`org.retry(id, cs.CallOutcome.NO_ANSWER)` for the next attempt,
+`store.expire_overdue(now, limit)` for callbacks past their `expires_at`.
 
 One SQLite per file per process: do not open the store's file for writing
 with Python's own `sqlite3` module in the process that has the store open.
@@ -51,8 +61,11 @@ from . import _buffers, _pythonic
 from ._native import callback_store as _native
 from ._native.callback_store import (
     ApiKey,
+    CallOutcome,
     Callback,
     CallbackEvent,
+    CallingPolicy,
+    CallingWindow,
     Claim,
     CreatedApiKey,
     Dispatcher,
@@ -72,12 +85,16 @@ from ._native.callback_store import (
     Store,
     StoreOptions,
     Timestamp,
+    Weekday,
+    default_calling_policy,
     default_limit,
     dispatch_interrupted,
+    expired,
     max_claim,
     max_limit,
     max_timestamp,
     min_timestamp,
+    tzdb_version,
 )
 
 if TYPE_CHECKING:  # the generated error classes, as type checkers can see them
@@ -98,9 +115,12 @@ from ._api import (
 __all__ = [
     "ApiKey",
     "CALLBACK_KEYS",
+    "CallOutcome",
     "Callback",
     "CallbackEvent",
     "CallbackStoreError",
+    "CallingPolicy",
+    "CallingWindow",
     "Claim",
     "CreatedApiKey",
     "DispatchError",
@@ -121,8 +141,11 @@ __all__ = [
     "Store",
     "StoreOptions",
     "Timestamp",
+    "Weekday",
+    "default_calling_policy",
     "default_limit",
     "dispatch_interrupted",
+    "expired",
     "format_timestamp",
     "max_claim",
     "max_limit",
@@ -133,6 +156,7 @@ __all__ = [
     "to_dataframe",
     "to_json",
     "to_records",
+    "tzdb_version",
 ]
 
 
@@ -332,6 +356,44 @@ def _open_in_memory_args(options: object = None) -> None:
     _check_options(options)
 
 
+def _expire_overdue_args(now: object = _MISSING, limit: object = _MISSING) -> None:
+    _check_u32("limit", limit, max_claim())
+
+
+def _check_enum(field: str, value: object, kind: type) -> None:
+    if value is _MISSING or isinstance(value, kind):
+        return
+    names = ", ".join(m.name.lower() for m in kind)  # type: ignore[attr-defined]
+    _refuse(field, f"must be a callback_store.{kind.__name__} ({names}), got {value!r}")
+
+
+def _retry_args(id: object = _MISSING, outcome: object = _MISSING) -> None:
+    _check_enum("outcome", outcome, CallOutcome)
+
+
+def _check_policy(policy: object) -> None:
+    # A day, an outcome or max_attempts that uniffi would refuse with a bare
+    # TypeError or ValueError is a VALIDATION_ERROR naming its field, as
+    # the store names the fields it checks (`windows[0].end`).
+    if not isinstance(policy, CallingPolicy):
+        return  # uniffi refuses a policy of another type
+    _check_u32("max_attempts", policy.max_attempts, 20)
+    for i, window in enumerate(policy.windows if isinstance(policy.windows, list) else []):
+        if isinstance(window, CallingWindow) and isinstance(window.days, list):
+            for j, day in enumerate(window.days):
+                _check_enum(f"windows[{i}].days[{j}]", day, Weekday)
+    for i, outcome in enumerate(policy.retry_on if isinstance(policy.retry_on, list) else []):
+        _check_enum(f"retry_on[{i}]", outcome, CallOutcome)
+
+
+def _set_policy_args(policy: object = _MISSING) -> None:
+    _check_policy(policy)
+
+
+def _set_agent_policy_args(agent_id: object = _MISSING, policy: object = _MISSING) -> None:
+    _check_policy(policy)
+
+
 def _no_constructor(self: object, *args: object, **kwargs: object) -> None:
     _refuse("claim", f"a Claim cannot be built by hand; {_HOW_TO_CLAIM}")
 
@@ -343,6 +405,14 @@ setattr(Store, "place_call", _checked(Store.place_call, _place_call_args))
 setattr(Store, "claim_by_token", _checked(Store.claim_by_token, _claim_by_token_args))
 setattr(Organization, "complete_dispatch", _checked(Organization.complete_dispatch, _complete_args))
 setattr(Organization, "fail_dispatch", _checked(Organization.fail_dispatch, _fail_args))
+setattr(Store, "expire_overdue", _checked(Store.expire_overdue, _expire_overdue_args))
+setattr(Organization, "retry", _checked(Organization.retry, _retry_args))
+setattr(Organization, "set_calling_policy", _checked(Organization.set_calling_policy, _set_policy_args))
+setattr(
+    Organization,
+    "set_agent_calling_policy",
+    _checked(Organization.set_agent_calling_policy, _set_agent_policy_args),
+)
 setattr(Claim, "__init__", _no_constructor)
 # The constructors are classmethods: the check wraps the function inside.
 setattr(Store, "open", classmethod(_checked(vars(Store)["open"].__func__, _open_args)))

@@ -44,6 +44,11 @@ CALLBACK_KEYS = (
     "cancelled_at",
     "created_at",
     "updated_at",
+    # The extension keys of DESIGN.md, after the reference's 21, in order.
+    "timezone",
+    "expires_at",
+    "attempt",
+    "previous_callback_id",
 )
 
 _KEYS = {
@@ -54,6 +59,8 @@ _KEYS = {
     _n.CreatedApiKey: ("key", "token"),
     _n.DispatchReport: ("dispatched", "failed"),
     _n.StatusCount: ("status", "count"),
+    _n.CallingPolicy: ("timezone", "windows", "max_attempts", "retry_intervals", "retry_on"),
+    _n.CallingWindow: ("days", "start", "end"),
 }
 
 ApiValue = Union[None, bool, int, float, str, List[Any], Dict[str, Any]]
@@ -78,7 +85,8 @@ def format_timestamp(value: datetime.datetime) -> str:
 
 def to_api_dict(value: Any) -> Any:
     """The API's JSON shape of a record (Callback, Page, CallbackEvent,
-    ApiKey, CreatedApiKey, DispatchReport), of a Claim
+    ApiKey, CreatedApiKey, DispatchReport, CallingPolicy, CallingWindow;
+    enums as their API strings: `"no_answer"`, `"mon"`), of a Claim
     (`{"callback": {...}, "token": "..."}`), or of a list of them."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
