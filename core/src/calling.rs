@@ -24,8 +24,9 @@ pub const EXPIRED: &str = "expired";
 /// A stored policy, checked again as it is read: a row written by hand or
 /// by a damaged file is a storage error, not a panic.
 fn stored(json: &str) -> Result<Policy> {
-    let policy: CallingPolicy = serde_json::from_str(json)
-        .map_err(|e| Error::storage(format!("a stored calling policy is unreadable: {e}"), false))?;
+    let policy: CallingPolicy = serde_json::from_str(json).map_err(|e| {
+        Error::storage(format!("a stored calling policy is unreadable: {e}"), false)
+    })?;
     Policy::compile(&policy)
         .map_err(|e| Error::storage(format!("a stored calling policy is invalid: {e}"), false))
 }
@@ -196,9 +197,7 @@ pub(crate) fn put(
     policy: Option<&CallingPolicy>,
 ) -> Result<bool> {
     let json = policy
-        .map(|p| {
-            serde_json::to_string(p).map_err(|e| Error::validation("policy", e.to_string()))
-        })
+        .map(|p| serde_json::to_string(p).map_err(|e| Error::validation("policy", e.to_string())))
         .transpose()?;
     let existed = dao.put_policy(organization_id, scope, json.as_deref(), dao.now())?;
     let agent = match scope {
@@ -268,11 +267,13 @@ fn placement_now(policies: &mut Governing<'_>, c: &Candidate, now: Timestamp) ->
     }
     let policy = policies.of(&c.organization_id, c.agent_id.as_deref())?;
     let zone = zone_of(policy, c.timezone.as_deref())?;
-    Ok(match next_eligible(&policy.windows, zone, now, c.expires_at) {
-        Some(e) if e.at <= now => Now::Ready,
-        Some(e) => Now::Later(e),
-        None => Now::Later(at_deadline(c.expires_at, now)),
-    })
+    Ok(
+        match next_eligible(&policy.windows, zone, now, c.expires_at) {
+            Some(e) if e.at <= now => Now::Ready,
+            Some(e) => Now::Later(e),
+            None => Now::Later(at_deadline(c.expires_at, now)),
+        },
+    )
 }
 
 /// Fails the scheduled callbacks `seqs` with cause `expired`.
@@ -328,7 +329,9 @@ pub(crate) fn follow_up(
         .checked_add_signed(policy.interval_before(next))
         .filter(|t| *t <= time::max_timestamp())
     else {
-        return Ok(Err("the next attempt would fall after the year 9999".to_owned()));
+        return Ok(Err(
+            "the next attempt would fall after the year 9999".to_owned()
+        ));
     };
     let Some(eligibility) = next_eligible(&policy.windows, zone, from, previous.expires_at) else {
         let deadline = previous.expires_at.map(time::format).unwrap_or_default();
@@ -363,17 +366,21 @@ pub(crate) fn follow_up(
     };
     let valid = validate::new_callback(&input)?;
     let id = store.new_id("cb_", now);
-    let created_detail = format!(
-        "attempt {next}, following {} after {outcome}",
-        previous.id
-    );
+    let created_detail = format!("attempt {next}, following {} after {outcome}", previous.id);
     let placement = Placement {
         attempt: next,
         previous_callback_id: Some(&previous.id),
         eligibility,
         detail: Some(&created_detail),
     };
-    let created = dao.insert_callback(&previous.organization_id, &id, &valid, &placement, None, now)?;
+    let created = dao.insert_callback(
+        &previous.organization_id,
+        &id,
+        &valid,
+        &placement,
+        None,
+        now,
+    )?;
     let detail = format!("{outcome}: attempt {next} is {id}");
     dao.insert_event(
         original.seq,

@@ -7,9 +7,9 @@ use rusqlite::{named_params, Connection, OptionalExtension, ToSql};
 use crate::cursor::Position;
 use crate::error::Result;
 use crate::model::{Callback, CallbackEvent, EventAction, ListQuery, Order, Status};
+use crate::policy::Eligibility;
 use crate::time::{to_micros, Timestamp};
 use crate::transitions;
-use crate::policy::Eligibility;
 use crate::validate::ValidNewCallback;
 use rows::EVENT_COLUMNS;
 
@@ -371,10 +371,7 @@ impl CallbackRows for SqliteDao<'_> {
         Ok(stmt
             .query_row([organization_id, key], |row| {
                 // request_hash follows the callback's columns.
-                Ok((
-                    Stored::from_row(row)?.callback,
-                    row.get(col::AFTER)?,
-                ))
+                Ok((Stored::from_row(row)?.callback, row.get(col::AFTER)?))
             })
             .optional()?)
     }

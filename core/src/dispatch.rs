@@ -6,8 +6,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::claim::Claim;
 use crate::error::{ErrorCode, Result};
 use crate::model::{Callback, DispatchReport, Status};
-use crate::policy::CallOutcome;
 use crate::organization::{transition, Request};
+use crate::policy::CallOutcome;
 use crate::store::Store;
 use crate::time::Timestamp;
 use crate::validate::{self, MAX_TEXT_BYTES};
@@ -105,16 +105,18 @@ impl Store {
         }));
         let mut outcome = CallOutcome::Failed;
         let failure_cause = match placed {
-            Ok(CallResult::Placed(session)) => match validate::identifier("created_session_id", &session) {
-                Ok(()) => {
-                    let request = Request::Complete {
-                        created_session_id: &session,
-                        claim: Some(token),
-                    };
-                    return Ok(transition(self, None, &callback.id, request)?.callback);
+            Ok(CallResult::Placed(session)) => {
+                match validate::identifier("created_session_id", &session) {
+                    Ok(()) => {
+                        let request = Request::Complete {
+                            created_session_id: &session,
+                            claim: Some(token),
+                        };
+                        return Ok(transition(self, None, &callback.id, request)?.callback);
+                    }
+                    Err(e) => format!("the dispatcher returned an unusable session id: {e}"),
                 }
-                Err(e) => format!("the dispatcher returned an unusable session id: {e}"),
-            },
+            }
             Ok(CallResult::NotReached(how)) => {
                 outcome = how;
                 how.as_str().to_owned()

@@ -5,11 +5,11 @@ use sha2::{Digest, Sha256};
 
 use crate::calling;
 use crate::claim::{self, Claim};
-use crate::policy::CallOutcome;
 use crate::cursor;
 use crate::db::{Changes, ClaimGuard, Dao, NewEvent, Placement};
 use crate::error::{Error, Result};
 use crate::model::{Callback, CallbackEvent, ListQuery, NewCallback, Page, Status};
+use crate::policy::CallOutcome;
 use crate::store::Store;
 use crate::time::{self, Timestamp};
 use crate::transitions::{self, Action, Outcome};

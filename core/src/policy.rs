@@ -419,18 +419,45 @@ mod tests {
     fn each_broken_rule_names_its_field() {
         let cases: Vec<(CallingPolicy, &str)> = vec![
             (policy(|p| p.timezone = "Mars/Olympus".into()), "timezone"),
-            (policy(|p| p.windows[0].end = "08:00".into()), "windows[0].end"),
-            (policy(|p| p.windows[0].end = "07:00".into()), "windows[0].end"),
-            (policy(|p| p.windows[0].start = "24:00".into()), "windows[0].start"),
-            (policy(|p| p.windows[0].start = "8:00".into()), "windows[0].start"),
-            (policy(|p| p.windows[0].end = "21:60".into()), "windows[0].end"),
+            (
+                policy(|p| p.windows[0].end = "08:00".into()),
+                "windows[0].end",
+            ),
+            (
+                policy(|p| p.windows[0].end = "07:00".into()),
+                "windows[0].end",
+            ),
+            (
+                policy(|p| p.windows[0].start = "24:00".into()),
+                "windows[0].start",
+            ),
+            (
+                policy(|p| p.windows[0].start = "8:00".into()),
+                "windows[0].start",
+            ),
+            (
+                policy(|p| p.windows[0].end = "21:60".into()),
+                "windows[0].end",
+            ),
             (policy(|p| p.windows[0].days.clear()), "windows[0].days"),
             (policy(|p| p.max_attempts = 0), "max_attempts"),
             (policy(|p| p.max_attempts = 21), "max_attempts"),
-            (policy(|p| p.retry_intervals = vec!["0h".into()]), "retry_intervals[0]"),
-            (policy(|p| p.retry_intervals[1] = "-2h".into()), "retry_intervals[1]"),
-            (policy(|p| p.retry_intervals[1] = "2 hours".into()), "retry_intervals[1]"),
-            (policy(|p| p.retry_intervals[1] = "é".into()), "retry_intervals[1]"),
+            (
+                policy(|p| p.retry_intervals = vec!["0h".into()]),
+                "retry_intervals[0]",
+            ),
+            (
+                policy(|p| p.retry_intervals[1] = "-2h".into()),
+                "retry_intervals[1]",
+            ),
+            (
+                policy(|p| p.retry_intervals[1] = "2 hours".into()),
+                "retry_intervals[1]",
+            ),
+            (
+                policy(|p| p.retry_intervals[1] = "é".into()),
+                "retry_intervals[1]",
+            ),
             (policy(|p| p.retry_intervals.clear()), "retry_intervals"),
         ];
         for (p, field) in cases {

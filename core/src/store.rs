@@ -433,9 +433,8 @@ impl Store {
         claimed
             .into_iter()
             .map(|(stored, token)| {
-                let token = token.ok_or_else(|| {
-                    Error::storage("a claim was made without a token", false)
-                })?;
+                let token = token
+                    .ok_or_else(|| Error::storage("a claim was made without a token", false))?;
                 Ok(Claim::new(stored.callback, token))
             })
             .collect()

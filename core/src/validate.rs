@@ -204,7 +204,11 @@ pub(crate) fn new_callback(input: &NewCallback) -> Result<ValidNewCallback<'_>> 
 }
 
 /// A deadline must leave time to call: later than the scheduled time.
-pub(crate) fn deadline_after(field: &str, deadline: Timestamp, scheduled_at: Timestamp) -> Result<()> {
+pub(crate) fn deadline_after(
+    field: &str,
+    deadline: Timestamp,
+    scheduled_at: Timestamp,
+) -> Result<()> {
     if deadline <= scheduled_at {
         return Err(Error::validation(
             field,

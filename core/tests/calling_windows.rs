@@ -59,11 +59,17 @@ const EVERY_DAY: &[Weekday] = &[Mon, Tue, Wed, Thu, Fri, Sat, Sun];
 #[test]
 fn a_window_is_half_open_in_the_callees_local_time() {
     let (store, _) = store();
-    let org = org_with(&store, &policy("America/New_York", &[(EVERY_DAY, "08:00", "21:00")]));
+    let org = org_with(
+        &store,
+        &policy("America/New_York", &[(EVERY_DAY, "08:00", "21:00")]),
+    );
     // 2030-01-07 in New York is EST (UTC-5): 21:00 local is 02:00Z the next day.
     let last_instant = create(&org, "2030-01-08T01:59:59.999999Z");
     let closing = create(&org, "2030-01-08T02:00:00Z");
-    assert_eq!(claimed(&store, "2030-01-08T01:59:59.999999Z"), vec![last_instant]);
+    assert_eq!(
+        claimed(&store, "2030-01-08T01:59:59.999999Z"),
+        vec![last_instant]
+    );
     assert!(claimed(&store, "2030-01-08T02:00:00Z").is_empty());
     // 07:59:59 local the next morning: still closed.
     assert!(claimed(&store, "2030-01-08T12:59:59Z").is_empty());
@@ -73,7 +79,10 @@ fn a_window_is_half_open_in_the_callees_local_time() {
 #[test]
 fn a_callbacks_own_time_zone_wins_over_its_policys() {
     let (store, _) = store();
-    let org = org_with(&store, &policy("America/New_York", &[(EVERY_DAY, "08:00", "21:00")]));
+    let org = org_with(
+        &store,
+        &policy("America/New_York", &[(EVERY_DAY, "08:00", "21:00")]),
+    );
     let tokyo = org
         .create(NewCallback {
             timezone: Some("Asia/Tokyo".into()),
@@ -92,7 +101,10 @@ fn new_york_spring_forward_opens_a_skipped_local_time_when_the_clocks_jump() {
     // 2030-03-10 02:00 EST jumps to 03:00 EDT at 07:00Z: a window opening at
     // 02:30 local (which does not exist that day) opens at 07:00Z.
     let (store, _) = store();
-    let org = org_with(&store, &policy("America/New_York", &[(&[Sun], "02:30", "05:00")]));
+    let org = org_with(
+        &store,
+        &policy("America/New_York", &[(&[Sun], "02:30", "05:00")]),
+    );
     let id = create(&org, "2030-03-10T05:00:00Z");
     assert!(claimed(&store, "2030-03-10T06:59:59Z").is_empty());
     assert_eq!(claimed(&store, "2030-03-10T07:00:00Z"), vec![id]);
@@ -104,7 +116,10 @@ fn new_york_fall_back_opens_a_repeated_local_time_at_its_first_occurrence() {
     // happens at 05:30Z (EDT) and again at 06:30Z (EST). The window
     // 01:30–01:45 is the first occurrence: 05:30Z to 05:45Z.
     let (store, _) = store();
-    let org = org_with(&store, &policy("America/New_York", &[(&[Sun], "01:30", "01:45")]));
+    let org = org_with(
+        &store,
+        &policy("America/New_York", &[(&[Sun], "01:30", "01:45")]),
+    );
     let first = create(&org, "2030-11-03T05:00:00Z");
     assert!(claimed(&store, "2030-11-03T05:29:59Z").is_empty());
     assert_eq!(claimed(&store, "2030-11-03T05:30:00Z"), vec![first]);
@@ -121,7 +136,10 @@ fn london_both_changes_of_the_year() {
     let (store, _) = store();
     // 2030-03-31 01:00 GMT jumps to 02:00 BST at 01:00Z: a window from
     // 01:15 (skipped) opens at 01:00Z and closes at 02:30 BST = 01:30Z.
-    let org = org_with(&store, &policy("Europe/London", &[(&[Sun], "01:15", "02:30")]));
+    let org = org_with(
+        &store,
+        &policy("Europe/London", &[(&[Sun], "01:15", "02:30")]),
+    );
     let spring = create(&org, "2030-03-31T00:00:00Z");
     assert!(claimed(&store, "2030-03-31T00:59:59Z").is_empty());
     assert_eq!(claimed(&store, "2030-03-31T01:00:00Z"), vec![spring]);
@@ -146,7 +164,10 @@ fn lord_howe_half_hour_daylight_saving_both_ways() {
     );
     let spring = create(&org, "2030-10-05T14:00:00Z");
     // 01:45–01:50 local that Sunday is 15:15Z–15:20Z (+10:30): the earlier window.
-    assert_eq!(claimed(&store, "2030-10-05T15:15:00Z"), vec![spring.clone()]);
+    assert_eq!(
+        claimed(&store, "2030-10-05T15:15:00Z"),
+        vec![spring.clone()]
+    );
     let later = create(&org, "2030-10-05T15:20:00Z");
     assert!(claimed(&store, "2030-10-05T15:29:59Z").is_empty());
     assert_eq!(claimed(&store, "2030-10-05T15:30:00Z"), vec![later]);
@@ -161,7 +182,10 @@ fn lord_howe_half_hour_daylight_saving_both_ways() {
 fn kathmandu_windows_follow_its_quarter_hour_offset() {
     // +05:45 all year: 09:00 local is 03:15Z, 17:00 local is 11:15Z.
     let (store, _) = store();
-    let org = org_with(&store, &policy("Asia/Kathmandu", &[(EVERY_DAY, "09:00", "17:00")]));
+    let org = org_with(
+        &store,
+        &policy("Asia/Kathmandu", &[(EVERY_DAY, "09:00", "17:00")]),
+    );
     let morning = create(&org, "2030-01-07T00:00:00Z");
     assert!(claimed(&store, "2030-01-07T03:14:59Z").is_empty());
     assert_eq!(claimed(&store, "2030-01-07T03:15:00Z"), vec![morning]);
@@ -203,7 +227,14 @@ fn a_policy_change_moves_thousands_of_scheduled_callbacks_at_once() {
     let org = store.organization("org_bulk").unwrap();
     let batch: Vec<NewCallback> = (0..3000)
         .map(|i| NewCallback {
-            agent_id: Some(if i % 3 == 0 { "agent_own" } else { "agent_shared" }.into()),
+            agent_id: Some(
+                if i % 3 == 0 {
+                    "agent_own"
+                } else {
+                    "agent_shared"
+                }
+                .into(),
+            ),
             ..NewCallback::new("+12015551234", utc("2030-01-07T03:00:00Z"))
         })
         .collect();
@@ -213,8 +244,14 @@ fn a_policy_change_moves_thousands_of_scheduled_callbacks_at_once() {
         .unwrap();
     org.set_calling_policy(&policy("UTC", &[(EVERY_DAY, "09:00", "17:00")]))
         .unwrap();
-    let early = store.claim_due(utc("2030-01-07T04:00:00Z"), 10_000).unwrap();
-    assert_eq!(early.len(), 1000, "only agent_own's callbacks ring before 09:00");
+    let early = store
+        .claim_due(utc("2030-01-07T04:00:00Z"), 10_000)
+        .unwrap();
+    assert_eq!(
+        early.len(),
+        1000,
+        "only agent_own's callbacks ring before 09:00"
+    );
     assert!(early
         .iter()
         .all(|c| c.callback().agent_id.as_deref() == Some("agent_own")));
@@ -222,14 +259,19 @@ fn a_policy_change_moves_thousands_of_scheduled_callbacks_at_once() {
     org.clear_agent_calling_policy("agent_own").unwrap();
     let err = org.clear_agent_calling_policy("agent_own").unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound);
-    let at_nine = store.claim_due(utc("2030-01-07T09:00:00Z"), 10_000).unwrap();
+    let at_nine = store
+        .claim_due(utc("2030-01-07T09:00:00Z"), 10_000)
+        .unwrap();
     assert_eq!(at_nine.len(), 2000);
 }
 
 #[test]
 fn dispatch_outside_the_window_is_refused_naming_the_next_opening() {
     let (store, clock) = store();
-    let org = org_with(&store, &policy("America/New_York", &[(EVERY_DAY, "08:00", "21:00")]));
+    let org = org_with(
+        &store,
+        &policy("America/New_York", &[(EVERY_DAY, "08:00", "21:00")]),
+    );
     let id = create(&org, "2030-01-07T00:00:00Z");
     // 2030-01-07T03:00Z is 22:00 EST on the 6th.
     clock.set(utc("2030-01-07T03:00:00Z"));
@@ -240,7 +282,10 @@ fn dispatch_outside_the_window_is_refused_naming_the_next_opening() {
     assert!(message.contains("08:00 local"), "{message}");
     assert_eq!(org.get(&id).unwrap().status, Status::Scheduled);
     clock.set(utc("2030-01-07T13:00:00Z"));
-    assert_eq!(org.dispatch(&id).unwrap().callback().status, Status::Dispatching);
+    assert_eq!(
+        org.dispatch(&id).unwrap().callback().status,
+        Status::Dispatching
+    );
 }
 
 #[test]
@@ -261,9 +306,18 @@ fn bad_policies_are_refused_naming_the_field_and_change_nothing() {
     let org = org_with(&store, &good);
     let cases: Vec<(CallingPolicy, &str)> = vec![
         (policy("Europe/Atlantis", &[]), "timezone"),
-        (policy("UTC", &[(EVERY_DAY, "21:00", "08:00")]), "windows[0].end"),
-        (policy("UTC", &[(EVERY_DAY, "09:00", "09:00")]), "windows[0].end"),
-        (policy("UTC", &[(EVERY_DAY, "22:00", "24:01")]), "windows[0].end"),
+        (
+            policy("UTC", &[(EVERY_DAY, "21:00", "08:00")]),
+            "windows[0].end",
+        ),
+        (
+            policy("UTC", &[(EVERY_DAY, "09:00", "09:00")]),
+            "windows[0].end",
+        ),
+        (
+            policy("UTC", &[(EVERY_DAY, "22:00", "24:01")]),
+            "windows[0].end",
+        ),
         (policy("UTC", &[(&[], "08:00", "09:00")]), "windows[0].days"),
         (
             CallingPolicy {

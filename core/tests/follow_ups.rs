@@ -38,7 +38,10 @@ fn a_callback() -> NewCallback {
     NewCallback {
         agent_id: Some("agent_7".into()),
         reason: Some("asked for a call back".into()),
-        metadata: serde_json::json!({"quote": 42}).as_object().unwrap().clone(),
+        metadata: serde_json::json!({"quote": 42})
+            .as_object()
+            .unwrap()
+            .clone(),
         ..NewCallback::new("+12015551234", common::t0())
     }
 }
@@ -52,19 +55,38 @@ fn a_follow_up_copies_the_callback_after_the_interval_and_links_both_histories()
     let first = called(&store, &org, a_callback());
     let second = org.retry(&first.id, CallOutcome::NoAnswer).unwrap();
     assert_eq!(second.attempt, 2);
-    assert_eq!(second.previous_callback_id.as_deref(), Some(first.id.as_str()));
-    assert_eq!(second.status, Status::Scheduled);
-    assert_eq!(second.scheduled_at, common::t0() + chrono::Duration::hours(2));
     assert_eq!(
-        (&second.to_number, &second.agent_id, &second.reason, &second.metadata),
-        (&first.to_number, &first.agent_id, &first.reason, &first.metadata)
+        second.previous_callback_id.as_deref(),
+        Some(first.id.as_str())
+    );
+    assert_eq!(second.status, Status::Scheduled);
+    assert_eq!(
+        second.scheduled_at,
+        common::t0() + chrono::Duration::hours(2)
+    );
+    assert_eq!(
+        (
+            &second.to_number,
+            &second.agent_id,
+            &second.reason,
+            &second.metadata
+        ),
+        (
+            &first.to_number,
+            &first.agent_id,
+            &first.reason,
+            &first.metadata
+        )
     );
     // The original stays as it was: at most one call per attempt.
     assert_eq!(org.get(&first.id).unwrap(), first);
     let original = org.history(&first.id).unwrap();
     let link = original.last().unwrap();
     assert_eq!(link.action, EventAction::Retry);
-    assert_eq!((link.from, link.to), (Some(Status::Dispatched), Status::Dispatched));
+    assert_eq!(
+        (link.from, link.to),
+        (Some(Status::Dispatched), Status::Dispatched)
+    );
     assert!(link.detail.as_deref().unwrap().contains(&second.id));
     let created = &org.history(&second.id).unwrap()[0];
     assert!(created.detail.as_deref().unwrap().contains(&first.id));
@@ -148,7 +170,10 @@ fn refused_retries_say_why_and_write_nothing() {
     org.set_calling_policy(&retrying(3, &["1h"], &[CallOutcome::NoAnswer]))
         .unwrap();
     let err = org.retry(&first.id, CallOutcome::Busy).unwrap_err();
-    assert!(err.to_string().contains("does not retry outcome busy"), "{err}");
+    assert!(
+        err.to_string().contains("does not retry outcome busy"),
+        "{err}"
+    );
     // An interval that lands after the deadline.
     let deadline = org
         .create(NewCallback {
@@ -158,12 +183,19 @@ fn refused_retries_say_why_and_write_nothing() {
         .unwrap();
     let claim = org.dispatch(&deadline.id).unwrap();
     store
-        .place_call(&|_: &Callback| Err::<String, _>("no line".to_owned()), &claim)
+        .place_call(
+            &|_: &Callback| Err::<String, _>("no line".to_owned()),
+            &claim,
+        )
         .unwrap();
     let err = org.retry(&deadline.id, CallOutcome::NoAnswer).unwrap_err();
     assert!(err.to_string().contains("past its deadline"), "{err}");
     assert_eq!(common::row_count(&store, "callbacks"), 3);
-    assert!(org.history(&first.id).unwrap().iter().all(|e| e.action != EventAction::Retry));
+    assert!(org
+        .history(&first.id)
+        .unwrap()
+        .iter()
+        .all(|e| e.action != EventAction::Retry));
 }
 
 #[test]
@@ -173,7 +205,13 @@ fn a_follow_up_waits_for_the_next_window_and_keeps_the_deadline() {
     org.set_calling_policy(&CallingPolicy {
         timezone: "America/New_York".into(),
         windows: vec![CallingWindow {
-            days: vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri],
+            days: vec![
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri,
+            ],
             start: "08:00".into(),
             end: "21:00".into(),
         }],
@@ -260,7 +298,10 @@ fn a_callback_still_scheduled_at_its_deadline_is_expired_and_never_claimed() {
     let swept = org
         .create(NewCallback {
             expires_at: Some(deadline),
-            ..NewCallback::new("+12015551234", utc("2030-01-01T05:00:00Z") - chrono::Duration::hours(4))
+            ..NewCallback::new(
+                "+12015551234",
+                utc("2030-01-01T05:00:00Z") - chrono::Duration::hours(4),
+            )
         })
         .unwrap();
     // The last instant before the deadline may still ring.
@@ -273,7 +314,10 @@ fn a_callback_still_scheduled_at_its_deadline_is_expired_and_never_claimed() {
     assert!(store.claim_due(deadline, 10).unwrap().is_empty());
     let expired = org.get(&swept.id).unwrap();
     assert_eq!(expired.status, Status::Failed);
-    assert_eq!(expired.failure_cause.as_deref(), Some(callback_store::EXPIRED));
+    assert_eq!(
+        expired.failure_cause.as_deref(),
+        Some(callback_store::EXPIRED)
+    );
     let history = org.history(&swept.id).unwrap();
     assert_eq!(history.last().unwrap().action, EventAction::Expire);
     // The sweep reaches one nobody claimed; dispatch past the deadline is refused.
@@ -287,8 +331,13 @@ fn a_callback_still_scheduled_at_its_deadline_is_expired_and_never_claimed() {
     let err = org.dispatch(&later.id).unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidTransition);
     assert!(err.to_string().contains("deadline"), "{err}");
-    let swept_now = store.expire_overdue(utc("2030-01-01T03:00:00Z"), 100).unwrap();
+    let swept_now = store
+        .expire_overdue(utc("2030-01-01T03:00:00Z"), 100)
+        .unwrap();
     assert_eq!(swept_now.len(), 1);
     assert_eq!(swept_now[0].id, later.id);
-    assert!(store.expire_overdue(utc("2030-01-01T04:00:00Z"), 100).unwrap().is_empty());
+    assert!(store
+        .expire_overdue(utc("2030-01-01T04:00:00Z"), 100)
+        .unwrap()
+        .is_empty());
 }

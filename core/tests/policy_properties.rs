@@ -56,7 +56,11 @@ fn minutes_of(text: &str) -> u32 {
 }
 
 fn local_at(date: NaiveDate, minutes: u32) -> NaiveDateTime {
-    let (date, minutes) = if minutes == 1440 { (date.succ_opt().unwrap(), 0) } else { (date, minutes) };
+    let (date, minutes) = if minutes == 1440 {
+        (date.succ_opt().unwrap(), 0)
+    } else {
+        (date, minutes)
+    };
     date.and_time(NaiveTime::from_hms_opt(minutes / 60, minutes % 60, 0).unwrap())
 }
 
@@ -71,16 +75,23 @@ fn inside(windows: &[CallingWindow], zone: Tz, t: Timestamp) -> bool {
     }
     let today = t.with_timezone(&zone).date_naive();
     [today - Days::new(1), today].into_iter().any(|date| {
-        windows.iter().filter(|w| w.days.contains(&weekday(date))).any(|w| {
-            let open = resolve(zone, local_at(date, minutes_of(&w.start)));
-            let close = resolve(zone, local_at(date, minutes_of(&w.end)));
-            open <= t && t < close
-        })
+        windows
+            .iter()
+            .filter(|w| w.days.contains(&weekday(date)))
+            .any(|w| {
+                let open = resolve(zone, local_at(date, minutes_of(&w.start)));
+                let close = resolve(zone, local_at(date, minutes_of(&w.end)));
+                open <= t && t < close
+            })
     })
 }
 
 fn window() -> impl Strategy<Value = CallingWindow> {
-    (proptest::sample::subsequence(Weekday::ALL.to_vec(), 1..=7), 0u32..1440, 1u32..=240)
+    (
+        proptest::sample::subsequence(Weekday::ALL.to_vec(), 1..=7),
+        0u32..1440,
+        1u32..=240,
+    )
         .prop_map(|(days, start, length)| {
             let end = (start + length).min(1440);
             CallingWindow {
@@ -92,13 +103,15 @@ fn window() -> impl Strategy<Value = CallingWindow> {
 }
 
 fn policy() -> impl Strategy<Value = CallingPolicy> {
-    (proptest::sample::select(ZONES.as_slice()), proptest::collection::vec(window(), 0..3)).prop_map(
-        |(zone, windows)| CallingPolicy {
+    (
+        proptest::sample::select(ZONES.as_slice()),
+        proptest::collection::vec(window(), 0..3),
+    )
+        .prop_map(|(zone, windows)| CallingPolicy {
             timezone: zone.to_owned(),
             windows,
             ..CallingPolicy::default()
-        },
-    )
+        })
 }
 
 #[derive(Debug, Clone)]

@@ -167,9 +167,12 @@ fn many_processes_opening_a_new_database_at_once_migrate_it_once() {
         .unwrap()
         .get(0);
     // One row per migration file, however many processes raced.
-    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/postgres"))
-        .unwrap()
-        .count();
+    let files = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../migrations/postgres"
+    ))
+    .unwrap()
+    .count();
     assert_eq!(applied, files as i64);
 }
 

@@ -344,12 +344,20 @@ fn claim_due_searches_the_partial_index_of_next_eligible_instants() {
     for (what, template, action, index) in [
         ("claim_due's move", MOVE_PICKED, Action::ClaimDue, None),
         ("expire's move", MOVE_PICKED, Action::Expire, None),
-        ("the deadline sweep", OVERDUE, Action::Expire, Some("callbacks_expiring")),
+        (
+            "the deadline sweep",
+            OVERDUE,
+            Action::Expire,
+            Some("callbacks_expiring"),
+        ),
     ] {
         let sql = render(template, Some(action));
         let lines = plan(&store, &sql);
         assert_searches(what, &sql, &lines, index.as_slice());
-        assert!(!lines.iter().any(|l| l.contains("TEMP B-TREE")), "{what}: {lines:#?}");
+        assert!(
+            !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+            "{what}: {lines:#?}"
+        );
     }
 }
 

@@ -58,7 +58,11 @@ fn a_fully_populated_callback_serializes_exactly_like_the_api_reference_example(
     let our_keys: Vec<&String> = ours.as_object().unwrap().keys().collect();
     let their_keys: Vec<&String> = theirs.as_object().unwrap().keys().collect();
     // The reference's 21 keys first, in its order, then DESIGN's extension keys.
-    assert_eq!(&our_keys[..21], their_keys.as_slice(), "keys and their order");
+    assert_eq!(
+        &our_keys[..21],
+        their_keys.as_slice(),
+        "keys and their order"
+    );
     assert_eq!(&our_keys[21..], callback_store::EXTENSION_KEYS.as_slice());
     for key in their_keys {
         assert_eq!(ours[key], theirs[key], "value of {key}");

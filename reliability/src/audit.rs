@@ -32,6 +32,9 @@ pub struct CallbackRow {
     pub claim_token: Option<String>,
     /// Whether that claim was spent (claim_spent_at is set).
     pub claim_spent: bool,
+    /// Its deadline and when it was claimed, in microseconds.
+    pub expires_at: Option<i64>,
+    pub attempted_at: Option<i64>,
 }
 
 /// One event of a history, as stored.
@@ -83,13 +86,15 @@ fn callback_row(
         metadata: serde_json::from_str(metadata).unwrap_or_default(),
         claim_token,
         claim_spent,
+        expires_at: None,
+        attempted_at: None,
     }
 }
 
 /// The same columns on both backends, in `callback_row`'s order.
 const CALLBACKS_SQL: &str =
     "SELECT seq, id, organization_id, status, failure_cause, metadata, claim_token,
-        claim_spent_at IS NOT NULL
+        claim_spent_at IS NOT NULL, expires_at, attempted_at
  FROM callbacks ORDER BY seq";
 const EVENTS_SQL: &str =
     "SELECT callback_seq, action, from_status, to_status, detail FROM callback_events ORDER BY seq";
@@ -217,6 +222,38 @@ impl Snapshot {
         problems
     }
 
+    /// Checks the deadlines (DESIGN "Calling policy"): no callback was
+    /// claimed at or after its expires_at, and one that expired was never
+    /// claimed nor dialed, and its history ends with the expire.
+    pub fn deadline_problems(&self, dials: &HashMap<String, usize>) -> Vec<String> {
+        let mut problems = Vec::new();
+        for cb in &self.callbacks {
+            if let (Some(deadline), Some(claimed)) = (cb.expires_at, cb.attempted_at) {
+                if claimed >= deadline {
+                    problems.push(format!(
+                        "{} was claimed at {claimed}, at or after its deadline {deadline}",
+                        cb.id
+                    ));
+                }
+            }
+            if cb.failure_cause.as_deref() != Some(callback_store::EXPIRED) {
+                continue;
+            }
+            if cb.claim_token.is_some() || dials.contains_key(&cb.id) {
+                problems.push(format!("{} expired after it was claimed or dialed", cb.id));
+            }
+            let last = self.events.get(&cb.seq).and_then(|e| e.last());
+            if !last.is_some_and(|e| e.action == "expire" && e.from.as_deref() == Some("scheduled"))
+            {
+                problems.push(format!(
+                    "{} expired without an expire event from scheduled",
+                    cb.id
+                ));
+            }
+        }
+        problems
+    }
+
     /// Callbacks whose claim was spent but that were never dialed: only a
     /// process killed between the spend and the dial leaves one.
     pub fn spent_undialed(&self, dials: &HashMap<String, usize>) -> Vec<&CallbackRow> {
@@ -269,7 +306,13 @@ impl Snapshot {
                     current.clone_from(&e.to);
                     continue;
                 };
-                if transitions::outcome(from, act) != Outcome::Move(to) {
+                // A retry keeps the status and names the follow-up it made.
+                let allowed = match transitions::outcome(from, act) {
+                    Outcome::Move(moved) => moved == to,
+                    Outcome::FollowUp => from == to,
+                    _ => false,
+                };
+                if !allowed {
                     problems.push(format!(
                         "{}: {path} is not allowed: the table says {:?}",
                         cb.id,

@@ -44,6 +44,8 @@ struct Figures {
     spent_unfinished: usize,
     dialed_unfinished: usize,
     spent_undialed: usize,
+    /// Callbacks that reached their deadline unplaced, at the last audit.
+    expired: usize,
     /// Left `dispatching` by a kill between the claim and its spend.
     claimed_unspent: usize,
 }
@@ -140,6 +142,14 @@ fn audit_after_kill(db: &str, log: &Path, kill: usize, figures: &mut Figures) {
     figures.duplicate_placements = dials.values().filter(|n| **n > 1).count();
     let mut problems = snap.dial_problems(&dials);
     problems.extend(snap.claim_problems());
+    // Deadlines: nothing claimed at or after its expires_at; what expired
+    // was never claimed nor dialed.
+    problems.extend(snap.deadline_problems(&dials));
+    figures.expired = snap
+        .callbacks
+        .iter()
+        .filter(|c| c.failure_cause.as_deref() == Some(callback_store::EXPIRED))
+        .count();
     let by_id = snap.by_id();
     let claims = snap.claims();
     for id in dials.keys() {
@@ -287,6 +297,7 @@ fn a_store_killed_at_any_moment_keeps_every_committed_batch_and_places_no_call_t
             "spent_unfinished": figures.spent_unfinished,
             "dialed_unfinished": figures.dialed_unfinished,
             "spent_undialed": figures.spent_undialed,
+            "expired": figures.expired,
             "claimed_unspent_unfinished": figures.claimed_unspent,
             "seed": seed,
             "seconds": started.elapsed().as_secs(),

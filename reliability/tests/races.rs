@@ -51,8 +51,14 @@ fn racing_processes_claim_every_callback_at_most_once_and_no_busy_error_reaches_
         let org_id = ORGS[made / 100 % 2];
         let org = store.organization(org_id).unwrap();
         let n = (callbacks - made).min(100);
+        // A third carry a deadline that passes during the race: claim_due
+        // and dispatch must leave them alone once it has.
         let batch = (0..n)
-            .map(|i| NewCallback::new("+12015551234", due + Duration::seconds(i as i64)))
+            .map(|i| NewCallback {
+                expires_at: (i % 3 == 0)
+                    .then(|| Utc::now() + Duration::milliseconds((i as i64 * 37) % 3000)),
+                ..NewCallback::new("+12015551234", due + Duration::seconds(i as i64))
+            })
             .collect();
         for cb in org.create_many(batch).unwrap() {
             ids.push_str(&format!("{org_id} {}\n", cb.id));
@@ -147,6 +153,7 @@ fn racing_processes_claim_every_callback_at_most_once_and_no_busy_error_reaches_
     // killed, no claim spent without its dial.
     let mut claim_problems = snap.dial_problems(&dials);
     claim_problems.extend(snap.claim_problems());
+    claim_problems.extend(snap.deadline_problems(&dials));
     claim_problems.extend(
         snap.spent_undialed(&dials)
             .iter()

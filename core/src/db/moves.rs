@@ -8,8 +8,8 @@ use rusqlite::{OptionalExtension, ToSql};
 use super::{col, Candidate, SqliteDao, Stored, CALLBACK_COLUMNS, CANDIDATE_COLUMNS};
 use crate::claim::ClaimColumns;
 use crate::error::Result;
-use crate::policy::Eligibility;
 use crate::model::{EventAction, Status};
+use crate::policy::Eligibility;
 use crate::time::{to_micros, Timestamp};
 use crate::transitions;
 
@@ -44,11 +44,16 @@ impl Changes<'_> {
             ("dispatched_at", micros(self.dispatched_at)),
             ("cancelled_at", micros(self.cancelled_at)),
             ("claim_spent_at", micros(self.claim_spent_at)),
-            ("eligible_at", self.eligibility.map(|e| Value::Integer(to_micros(e.at)))),
+            (
+                "eligible_at",
+                self.eligibility.map(|e| Value::Integer(to_micros(e.at))),
+            ),
             (
                 "window_ends_at",
-                self.eligibility
-                    .map(|e| e.window_ends_at.map_or(Value::Null, |t| Value::Integer(to_micros(t)))),
+                self.eligibility.map(|e| {
+                    e.window_ends_at
+                        .map_or(Value::Null, |t| Value::Integer(to_micros(t)))
+                }),
             ),
         ]
         .into_iter()

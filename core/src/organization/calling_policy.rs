@@ -46,9 +46,8 @@ impl Organization {
     ) -> Result<CallingPolicy> {
         validate::identifier("agent_id", agent_id)?;
         Policy::compile(policy)?;
-        self.store.write(|dao| {
-            calling::put(dao, &self.id, PolicyScope::Agent(agent_id), Some(policy))
-        })?;
+        self.store
+            .write(|dao| calling::put(dao, &self.id, PolicyScope::Agent(agent_id), Some(policy)))?;
         Ok(policy.clone())
     }
 

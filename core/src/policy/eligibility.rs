@@ -101,11 +101,14 @@ pub(crate) fn windows_on(
     date: NaiveDate,
 ) -> impl Iterator<Item = (Timestamp, Timestamp)> + '_ {
     let day = Weekday::of(date.weekday());
-    windows.iter().filter(move |w| w.on(day)).filter_map(move |w| {
-        let open = resolve(zone, date, w.start);
-        let close = resolve(zone, date, w.end);
-        (open < close).then_some((open, close))
-    })
+    windows
+        .iter()
+        .filter(move |w| w.on(day))
+        .filter_map(move |w| {
+            let open = resolve(zone, date, w.start);
+            let close = resolve(zone, date, w.end);
+            (open < close).then_some((open, close))
+        })
 }
 
 fn day_start(zone: Tz, date: NaiveDate) -> Timestamp {

@@ -2,7 +2,7 @@
 //! callback and its events, and the relational checks the server can be
 //! asked for.
 
-use super::{callback_row, EventRow, Snapshot, CALLBACKS_SQL, EVENTS_SQL};
+use super::{callback_row, CallbackRow, EventRow, Snapshot, CALLBACKS_SQL, EVENTS_SQL};
 
 /// Every callback and its events of a PostgreSQL store, in one snapshot
 /// (a read-only REPEATABLE READ transaction: both queries see the same
@@ -15,16 +15,20 @@ pub fn snapshot_postgres(client: &mut postgres::Client) -> Result<Snapshot, post
         .start()?;
     let mut snap = Snapshot::default();
     for r in tx.query(CALLBACKS_SQL, &[])? {
-        snap.callbacks.push(callback_row(
-            r.try_get(0)?,
-            r.try_get(1)?,
-            r.try_get(2)?,
-            r.try_get(3)?,
-            r.try_get(4)?,
-            r.try_get(5)?,
-            r.try_get(6)?,
-            r.try_get(7)?,
-        ));
+        snap.callbacks.push(CallbackRow {
+            expires_at: r.try_get(8)?,
+            attempted_at: r.try_get(9)?,
+            ..callback_row(
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+                r.try_get(6)?,
+                r.try_get(7)?,
+            )
+        });
     }
     for r in tx.query(EVENTS_SQL, &[])? {
         let event = EventRow {

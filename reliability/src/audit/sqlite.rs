@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::{callback_row, EventRow, Snapshot, CALLBACKS_SQL, EVENTS_SQL};
+use super::{callback_row, CallbackRow, EventRow, Snapshot, CALLBACKS_SQL, EVENTS_SQL};
 
 /// `PRAGMA integrity_check` and `PRAGMA foreign_key_check` on the file.
 pub fn integrity(conn: &Connection) -> Result<(), String> {
@@ -39,16 +39,20 @@ pub fn snapshot(conn: &Connection) -> rusqlite::Result<Snapshot> {
         let rows = stmt.query_map([], |r| {
             let status_text: String = r.get(3)?;
             let metadata: String = r.get(5)?;
-            Ok(callback_row(
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                &status_text,
-                r.get(4)?,
-                &metadata,
-                r.get(6)?,
-                r.get(7)?,
-            ))
+            Ok(CallbackRow {
+                expires_at: r.get(8)?,
+                attempted_at: r.get(9)?,
+                ..callback_row(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    &status_text,
+                    r.get(4)?,
+                    &metadata,
+                    r.get(6)?,
+                    r.get(7)?,
+                )
+            })
         })?;
         snap.callbacks = rows.collect::<rusqlite::Result<_>>()?;
         let mut stmt = conn.prepare(EVENTS_SQL)?;

@@ -133,24 +133,41 @@ fn churn(options: &HashMap<String, String>) -> Result<(), String> {
                     place(&store, &dialer, &claim)?;
                 }
             }
-            60..=69 => {
-                if let Some(id) = pick_scheduled(org, &mut rng)? {
-                    let claim = org.dispatch(&id).map_err(|e| fail("dispatch", e))?;
-                    place(&store, &dialer, &claim)?;
+            60..=66 => {
+                if let Some(cb) = pick_scheduled(org, &mut rng)? {
+                    match org.dispatch(&cb.id) {
+                        Ok(claim) => place(&store, &dialer, &claim)?,
+                        // The only worker on the file: a refusal can only be
+                        // the deadline, which must then have passed.
+                        Err(e)
+                            if e.code() == ErrorCode::InvalidTransition
+                                && cb.expires_at.is_some_and(|d| d <= Utc::now()) => {}
+                        Err(e) => return Err(fail("dispatch", e)),
+                    }
                 }
             }
+            67..=69 => {
+                store
+                    .expire_overdue(now, rng.between(1, 8) as u32)
+                    .map_err(|e| fail("expire_overdue", e))?;
+            }
             70..=84 => {
-                if let Some(id) = pick_scheduled(org, &mut rng)? {
-                    org.cancel(&id, Some("churn"))
+                if let Some(cb) = pick_scheduled(org, &mut rng)? {
+                    org.cancel(&cb.id, Some("churn"))
                         .map_err(|e| fail("cancel", e))?;
                 }
             }
             _ => {
-                if let Some(id) = pick_scheduled(org, &mut rng)? {
-                    // Mostly still due, sometimes later (then only dispatch takes it).
+                if let Some(cb) = pick_scheduled(org, &mut rng)? {
+                    // Mostly still due, sometimes later (then only dispatch
+                    // takes it); never at or past its deadline, which the
+                    // store refuses.
                     let minutes = rng.between(0, 120) as i64 - 100;
-                    org.reschedule(&id, now + Duration::minutes(minutes))
-                        .map_err(|e| fail("reschedule", e))?;
+                    let at = now + Duration::minutes(minutes);
+                    if cb.expires_at.is_none_or(|d| at < d) {
+                        org.reschedule(&cb.id, at)
+                            .map_err(|e| fail("reschedule", e))?;
+                    }
                 }
             }
         }
@@ -163,18 +180,24 @@ fn churn_callback(rng: &mut Rng, batch: &str, size: u64, item: u64) -> NewCallba
     metadata.insert("batch_size".into(), json!(size));
     metadata.insert("item".into(), json!(item));
     let minutes = rng.between(0, 60) as i64 - 50;
+    let scheduled_at = Utc::now() + Duration::minutes(minutes);
+    // A third have a deadline, some already past: claim_due and the sweep
+    // expire those, and the audit checks none was claimed at or after it.
+    let expires_at =
+        (rng.below(3) == 0).then(|| scheduled_at + Duration::seconds(rng.between(1, 3600) as i64));
     NewCallback {
         reason: Some(format!("churn {batch} item {item}")),
         metadata,
-        ..NewCallback::new(
-            format!("+1201555{:04}", rng.below(10_000)),
-            Utc::now() + Duration::minutes(minutes),
-        )
+        expires_at,
+        ..NewCallback::new(format!("+1201555{:04}", rng.below(10_000)), scheduled_at)
     }
 }
 
 /// A scheduled callback of `org`, if any, among the next ones due.
-fn pick_scheduled(org: &Organization, rng: &mut Rng) -> Result<Option<String>, String> {
+fn pick_scheduled(
+    org: &Organization,
+    rng: &mut Rng,
+) -> Result<Option<callback_store::Callback>, String> {
     let page = org
         .list(&ListQuery {
             status: Some(Status::Scheduled),
@@ -187,7 +210,7 @@ fn pick_scheduled(org: &Organization, rng: &mut Rng) -> Result<Option<String>, S
         return Ok(None);
     }
     let i = rng.below(page.callbacks.len() as u64) as usize;
-    Ok(Some(page.callbacks[i].id.clone()))
+    Ok(page.callbacks.into_iter().nth(i))
 }
 
 /// Places a claim's call: `place_call` spends the claim, then the dialer

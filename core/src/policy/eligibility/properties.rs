@@ -25,7 +25,11 @@ const ZONES: [&str; 8] = [
 
 fn windows() -> impl Strategy<Value = Vec<Window>> {
     let window = (1u8..128, 0u32..1440, 1u32..=1440).prop_map(|(days, a, b)| {
-        let (start, end) = if a < b { (a, b) } else { (b.min(1439), a.max(b) + 1) };
+        let (start, end) = if a < b {
+            (a, b)
+        } else {
+            (b.min(1439), a.max(b) + 1)
+        };
         let end = end.clamp(start + 1, 1440);
         CallingWindow {
             days: Weekday::ALL
@@ -63,7 +67,9 @@ fn intervals(windows: &[Window], zone: Tz, from: Timestamp) -> Vec<(Timestamp, T
 }
 
 fn inside(intervals: &[(Timestamp, Timestamp)], t: Timestamp) -> bool {
-    intervals.iter().any(|(open, close)| *open <= t && t < *close)
+    intervals
+        .iter()
+        .any(|(open, close)| *open <= t && t < *close)
 }
 
 proptest! {
