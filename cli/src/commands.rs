@@ -44,6 +44,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let at = when::time("at", &at, store.now())?;
             to_value(&org.reschedule(&id, at)?)
         }
+        Command::Retry { id, outcome } => {
+            to_value(&organization(&store, &global)?.retry(&id, outcome.parse()?)?)
+        }
+        Command::Policy { command } => {
+            crate::policy::run(&organization(&store, &global)?, command)?
+        }
         Command::History { id } => {
             json!({"events": to_value(&organization(&store, &global)?.history(&id)?)})
         }

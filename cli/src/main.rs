@@ -6,6 +6,7 @@ mod copy;
 mod database;
 mod import;
 mod output;
+mod policy;
 mod serve;
 mod when;
 mod worker;
@@ -20,7 +21,8 @@ use output::Format;
 
 const EXIT_STATUS: &str = "\
 Output is the API's JSON (a callback, or {\"callbacks\": [...], \"next_cursor\": ...}; \
-`dispatch` prints a claim {\"callback\": ..., \"token\": ...}, `claim-due` {\"claims\": [...]}), \
+`dispatch` prints a claim {\"callback\": ..., \"token\": ...}, `claim-due` {\"claims\": [...]}, \
+`policy` a calling policy), \
 one line when piped (for jq), or a table with --format table.
 
 Errors print the API's error body {\"error\": \"...\", \"code\": \"...\"} on stderr.
@@ -30,7 +32,7 @@ Exit status:
   2  usage error (unknown flag, missing argument)
   3  UNAUTHORIZED        missing, unknown or revoked token
   4  NOT_FOUND           no such callback (or key) in this organization
-  5  INVALID_TRANSITION  the action is not allowed from the callback's status
+  5  INVALID_TRANSITION  the action is not allowed from the callback's status, or by its calling policy
   6  CONFLICT            idempotency key reused with a different payload
   7  VALIDATION_ERROR    bad input; the message names the field and the rule
   8  STORAGE_ERROR       the database failed (busy past the timeout, unreachable, disk full, read-only, corrupt)
@@ -40,7 +42,7 @@ Exit status:
 #[command(
     name = "callback-store",
     version,
-    about = "Scheduled callbacks for AI voice agents, over one SQLite file or a PostgreSQL database: store, list, cancel and dispatch them, serve the Callbacks HTTP API, or place due calls through a webhook.",
+    about = "Scheduled callbacks for AI voice agents, over one SQLite file or a PostgreSQL database: store, list, cancel and dispatch them within calling policies, serve the Callbacks HTTP API, or place due calls through a webhook.",
     after_help = EXIT_STATUS,
     args_override_self = true
 )]
@@ -149,6 +151,32 @@ pub enum Command {
     },
     /// The callback's creation and every transition since.
     History { id: String },
+    /// Create the next attempt of a dispatched or failed callback whose call
+    /// ended in --outcome, as its calling policy allows, and print it.
+    ///
+    /// The follow-up has attempt + 1 (previous_callback_id the callback's
+    /// id) and the same fields, and is scheduled one retry interval of the
+    /// policy from now, in its next calling window, before the same
+    /// deadline; the callback itself is unchanged. Asked again, it prints
+    /// the same follow-up (`fail` already made it when the policy's retry_on
+    /// lists `failed`). Refused with INVALID_TRANSITION, saying why, when the
+    /// callback is not dispatched or failed, the policy does not retry the
+    /// outcome, the attempts are used up (max_attempts), or no window opens
+    /// before the deadline.
+    Retry {
+        id: String,
+        /// How the call ended: no_answer, busy, voicemail or failed (the
+        /// call could not be placed).
+        #[arg(long)]
+        outcome: String,
+    },
+    /// The calling policy: when callbacks may ring (windows in the callee's
+    /// time zone) and how many attempts they get; the organization's, or an
+    /// agent's override.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
     /// Worker: take due callbacks of every organization, marking them
     /// `dispatching`. Prints {"claims": [{"callback": ..., "token": ...}]}:
     /// place each call, then complete or fail it with `--claim TOKEN`.
@@ -181,9 +209,11 @@ pub enum Command {
     ///
     /// Runs what `serve --dispatch-webhook` runs in the background: claims
     /// the due callbacks of every organization, POSTs each one's JSON to
-    /// --webhook-url and completes or fails it by the answer; and, unless
-    /// --no-recovery, fails the callbacks left `dispatching` longer than
-    /// --stale-after. Each callback is claimed once, so several workers on
+    /// --webhook-url and completes or fails it by the answer; expires
+    /// overdue callbacks (still scheduled at their expires_at: failed with
+    /// cause `expired`, never dialed); and, unless --no-recovery, fails the
+    /// callbacks left `dispatching` longer than --stale-after. Only
+    /// callbacks inside their calling policy's windows are claimed. Each callback is claimed once, so several workers on
     /// one database share the work without calling anyone twice. Logs each
     /// call on stderr. On SIGINT or SIGTERM it stops claiming, lets the calls
     /// being placed finish and be recorded, and exits 0.

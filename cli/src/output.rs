@@ -147,15 +147,29 @@ fn line(row: &[String], widths: &[usize]) -> String {
     out
 }
 
-/// One object as aligned `key  value` lines (nested objects as JSON).
+/// One object as aligned `key  value` lines (nested objects as JSON); a
+/// calling policy's windows one a line, in the `--window` shorthand.
 fn record(value: &Value) -> String {
     let Some(map) = value.as_object() else {
         return cell(Some(value));
     };
+    let is_policy = map.contains_key("max_attempts") && map.contains_key("retry_on");
     let width = map.keys().map(|k| k.chars().count()).max().unwrap_or(0);
     map.iter()
         .map(|(k, v)| {
             let shown = match v {
+                Value::Array(windows) if is_policy && k == "windows" => {
+                    if windows.is_empty() {
+                        "any time".to_owned()
+                    } else {
+                        let indent = format!("\n{:width$}  ", "");
+                        windows
+                            .iter()
+                            .map(crate::policy::window_text)
+                            .collect::<Vec<_>>()
+                            .join(&indent)
+                    }
+                }
                 Value::Array(items) if items.len() > 10 => format!("({} items)", items.len()),
                 Value::Array(items) if items.iter().all(Value::is_string) => items
                     .iter()
@@ -210,5 +224,30 @@ mod tests {
     fn records_are_key_value_lines() {
         let text = table(&json!({"imported": 2, "ids": ["cb_1", "cb_2"]}));
         assert_eq!(text, "imported  2\nids       cb_1 cb_2");
+    }
+
+    #[test]
+    fn a_policys_windows_are_shown_one_a_line_in_the_flags_shorthand() {
+        let policy = json!({
+            "timezone": "America/New_York",
+            "windows": [
+                {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "21:00"},
+                {"days": ["sat"], "start": "10:00", "end": "14:00"}
+            ],
+            "max_attempts": 3,
+            "retry_intervals": ["2h", "1d"],
+            "retry_on": ["no_answer", "busy"]
+        });
+        assert_eq!(
+            table(&policy),
+            "timezone         America/New_York\n\
+             windows          mon-fri 08:00-21:00\n\
+             \x20                sat 10:00-14:00\n\
+             max_attempts     3\n\
+             retry_intervals  2h 1d\n\
+             retry_on         no_answer busy"
+        );
+        let any_time = json!({"timezone": "UTC", "windows": [], "max_attempts": 1, "retry_intervals": ["1h"], "retry_on": []});
+        assert!(table(&any_time).contains("windows          any time\n"));
     }
 }
