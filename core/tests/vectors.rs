@@ -3,6 +3,8 @@
 //! Every case runs; the test then fails listing each failing case by name.
 
 mod common;
+#[path = "vectors/calling_policy.rs"]
+mod calling_policy;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -185,9 +187,16 @@ fn run_step(
     match (&expect, &outcome) {
         (None, Ok(_)) => {}
         (Some(exp), _) if expected_error(exp).is_some() => {
-            let code = expected_error(exp).unwrap();
+            let (code, field) = expected_error(exp).unwrap();
             match &outcome {
-                Err(e) if e.code().as_str() == code => {}
+                // `field`: the message names it first, as `field: rule`.
+                Err(e) if e.code().as_str() == code => {
+                    if let Some(field) = field {
+                        if !e.to_string().starts_with(&format!("{field}: ")) {
+                            return Err(format!("expected {code} naming {field}, got: {e}"));
+                        }
+                    }
+                }
                 Err(e) => return Err(format!("expected error {code}, got {}: {e}", e.code())),
                 Ok(v) => return Err(format!("expected error {code}, got success:\n{}", show(v))),
             }
@@ -236,6 +245,7 @@ fn run_op(
             | "create_api_key"
             | "revoke_api_key"
             | "authenticate"
+            | "expire_overdue"
     );
     if store_wide && org.is_some() {
         return Err(format!("{op} is store-wide: it takes no org"));
@@ -258,6 +268,9 @@ fn run_op(
             )
             .map(to_json),
         "prune" => store.prune(ts(a, "before")?).map(to_json),
+        "expire_overdue" => store
+            .expire_overdue(ts(a, "now")?, u32_arg(a, "limit")?)
+            .map(to_json),
         "create_api_key" => store
             .create_api_key(&string(a, "organization_id")?, &string(a, "label")?)
             .map(to_json),
@@ -378,7 +391,8 @@ fn organization_op(op: &str, a: &Map<String, Value>) -> VectorResult<OrgCall> {
             let id = id()?;
             Box::new(move |o| o.history(&id).map(to_json))
         }
-        other => return Err(format!("unknown op {other:?}")),
+        other => calling_policy::organization_op(other, a)?
+            .ok_or_else(|| format!("unknown op {other:?}"))?,
     })
 }
 
@@ -453,10 +467,14 @@ fn expand(value: &Value, saved: &HashMap<String, String>) -> VectorResult<Value>
     })
 }
 
-/// `{"error": "CODE"}`: the expectation of a failure.
-fn expected_error(expect: &Value) -> Option<&str> {
-    match expect.as_object() {
-        Some(map) if map.len() == 1 => map.get("error").and_then(Value::as_str),
+/// `{"error": "CODE"}` or `{"error": "CODE", "field": "FIELD"}`: the
+/// expectation of a failure (and of the field its message names).
+fn expected_error(expect: &Value) -> Option<(&str, Option<&str>)> {
+    let map = expect.as_object()?;
+    let code = map.get("error")?.as_str()?;
+    match (map.len(), map.get("field")) {
+        (1, None) => Some((code, None)),
+        (2, Some(Value::String(field))) => Some((code, Some(field))),
         _ => None,
     }
 }
