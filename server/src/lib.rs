@@ -22,6 +22,7 @@
 mod connection;
 mod error;
 pub mod openapi;
+mod policy_routes;
 pub mod request;
 mod routes;
 mod webhook;

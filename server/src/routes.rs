@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use callback_store::{Callback, Error, Organization, Store};
 use serde::Serialize;
@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::{ApiError, MAX_BODY_BYTES};
 use callback_store::input::{self, Fields};
 
+use crate::policy_routes;
 use crate::request;
 use crate::webhook::{self, Webhook};
 
@@ -69,6 +70,17 @@ impl Api {
             .route("/v1/callbacks/{id}/complete", post(complete))
             .route("/v1/callbacks/{id}/fail", post(fail))
             .route("/v1/callbacks/{id}/reschedule", post(reschedule))
+            .route("/v1/callbacks/{id}/retry", post(retry))
+            .route(
+                "/v1/calling-policy",
+                get(policy_routes::get_organization).put(policy_routes::put_organization),
+            )
+            .route(
+                "/v1/agents/{agent_id}/calling-policy",
+                put(policy_routes::put_agent)
+                    .get(policy_routes::get_agent)
+                    .delete(policy_routes::delete_agent),
+            )
             .fallback(route_not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -128,7 +140,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::method_not_allowed(method.as_str(), uri.path())
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => (
             status,
@@ -143,8 +155,14 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
+/// Up, and the version of the time zone database that calling windows
+/// are computed with (a server and its workers should agree on it).
 async fn healthz() -> Response {
-    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+    let health = serde_json::json!({
+        "status": "ok",
+        "tzdb_version": callback_store::tzdb_version(),
+    });
+    json(StatusCode::OK, &health)
 }
 
 async fn openapi() -> Response {
@@ -177,7 +195,7 @@ fn authorization(headers: &HeaderMap) -> Result<String, ApiError> {
 /// Authenticates, then, if the request parsed, runs `op` for the caller's
 /// organization; all on the blocking pool. Authentication comes first, so
 /// a request without a valid token learns nothing but 401.
-async fn run<P, T>(
+pub(crate) async fn run<P, T>(
     app: &Api,
     headers: &HeaderMap,
     parsed: Result<P, ApiError>,
@@ -198,7 +216,7 @@ where
     .map_err(|e| ApiError::internal(format!("the store task failed: {e}")))?
 }
 
-fn no_query(query: &Option<String>) -> Result<(), ApiError> {
+pub(crate) fn no_query(query: &Option<String>) -> Result<(), ApiError> {
     request::query_pairs(query.as_deref(), &[])?;
     Ok(())
 }
@@ -208,7 +226,7 @@ fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError
         .map_err(|e| ApiError::validation("id", format!("cannot be read from the path ({e})")))
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::body_too_large(),
         _ => ApiError::validation("body", format!("cannot be read ({e})")),
@@ -462,6 +480,31 @@ async fn reschedule(
     );
     let result = run(&app, &headers, parsed, |org, (id, at)| {
         org.reschedule(&id, at)
+    })
+    .await;
+    callback_response(result)
+}
+
+/// The follow-up attempt of a dispatched or failed callback whose call
+/// ended in the body's `outcome`: created by the first request, the same
+/// one answered to every repeat. The store decides whether the policy
+/// allows it (409 INVALID_TRANSITION saying why when not).
+async fn retry(
+    State(app): State<Api>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = (|| -> Result<_, ApiError> {
+        no_query(&query)?;
+        let id = path_id(path)?;
+        let bytes = body_bytes(body)?;
+        let map = request::json_body(&headers, &bytes, false)?;
+        Ok((id, input::call_outcome(map)?))
+    })();
+    let result = run(&app, &headers, parsed, |org, (id, outcome)| {
+        org.retry(&id, outcome)
     })
     .await;
     callback_response(result)

@@ -1,11 +1,15 @@
 //! The webhook dialer: a claimed callback's JSON is POSTed to a URL, and the
 //! answer decides its end. A 2xx JSON answer with a `created_session_id`
-//! string completes it; anything else (another status, a timeout, a refused
-//! connection, an answer without the session) fails it with that cause.
+//! string completes it; a 2xx JSON answer `{"outcome": "no_answer" | "busy"
+//! | "voicemail"}` says the call was placed and did not reach the person: the
+//! callback fails with that outcome as its cause, and gets a follow-up
+//! attempt when its calling policy retries that outcome; anything else
+//! (another status, a timeout, a refused connection, an answer without the
+//! session) fails it with that cause.
 
 use std::time::Duration;
 
-use callback_store::{Callback, Claim, Store};
+use callback_store::{CallOutcome, CallResult, Callback, Claim, Dispatcher, Store};
 
 use crate::error::ApiError;
 
@@ -57,10 +61,25 @@ impl Webhook {
         self.timeout
     }
 
-    /// Places the call: the created session id, or the failure cause.
+    /// Places the call: the created session id, or the failure cause (for
+    /// a call that did not reach the person, the outcome's name, as the
+    /// store records it).
     pub async fn place_call(&self, callback: &Callback) -> Result<String, String> {
-        let body = serde_json::to_vec(callback).map_err(|e| format!("cannot encode: {e}"))?;
-        let response = self
+        match self.place_call_for_result(callback).await {
+            CallResult::Placed(session) => Ok(session),
+            CallResult::NotReached(outcome) => Err(outcome.as_str().to_owned()),
+            CallResult::Failed(message) => Err(message),
+        }
+    }
+
+    /// Places the call and tells how it ended: placed (the session id), not
+    /// reached (the answer's `outcome`), or failed (why).
+    pub async fn place_call_for_result(&self, callback: &Callback) -> CallResult {
+        let body = match serde_json::to_vec(callback) {
+            Ok(body) => body,
+            Err(e) => return CallResult::Failed(format!("cannot encode: {e}")),
+        };
+        let sent = self
             .client
             .post(self.url.clone())
             .header("content-type", "application/json")
@@ -68,26 +87,35 @@ impl Webhook {
             .header("idempotency-key", callback.id.as_str())
             .body(body)
             .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return CallResult::Failed(self.transport_error(&e)),
+        };
         let status = response.status();
-        let answer = read_limited(response)
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        let answer = match read_limited(response).await {
+            Ok(answer) => answer,
+            Err(e) => return CallResult::Failed(self.transport_error(&e)),
+        };
         if !status.is_success() {
-            return Err(format!(
+            return CallResult::Failed(format!(
                 "webhook answered HTTP {}: {}",
                 status.as_u16(),
                 quote(&answer)
             ));
         }
-        session_of(&answer).ok_or_else(|| {
-            format!(
-                "webhook answered HTTP {} without a created_session_id string in a JSON object: {}",
-                status.as_u16(),
-                quote(&answer)
-            )
-        })
+        if let Some(session) = session_of(&answer) {
+            return CallResult::Placed(session);
+        }
+        if let Some(outcome) = not_reached(&answer) {
+            return CallResult::NotReached(outcome);
+        }
+        CallResult::Failed(format!(
+            "webhook answered HTTP {} without a created_session_id string \
+             (or an outcome no_answer, busy or voicemail) in a JSON object: {}",
+            status.as_u16(),
+            quote(&answer)
+        ))
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> String {
@@ -125,6 +153,15 @@ fn session_of(answer: &[u8]) -> Option<String> {
     }
 }
 
+/// The outcome of an answer `{"outcome": "no_answer" | "busy" | "voicemail"}`:
+/// a call placed that did not reach the person. `failed` is not one: a
+/// dialer that could not place the call answers an error.
+fn not_reached(answer: &[u8]) -> Option<CallOutcome> {
+    let value: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    let outcome = value.get("outcome")?.as_str()?.parse().ok()?;
+    (outcome != CallOutcome::Failed).then_some(outcome)
+}
+
 fn quote(answer: &[u8]) -> String {
     let text = String::from_utf8_lossy(answer);
     let text = text.trim();
@@ -155,14 +192,32 @@ pub async fn place_and_record(
     let (store, webhook) = (store.clone(), webhook.clone());
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        // Handle::block_on is allowed here: a blocking-pool thread is not
-        // one of the runtime's workers.
-        let dialer = |callback: &Callback| runtime.block_on(webhook.place_call(callback));
+        let dialer = Blocking { webhook, runtime };
         store.place_call(&dialer, &claim)
     })
     .await
     .map_err(|e| ApiError::internal(format!("the store task failed: {e}")))?
     .map_err(ApiError::from)
+}
+
+/// The webhook as the store's synchronous `Dispatcher`, on a blocking-pool
+/// thread: each request is driven on the runtime's handle.
+/// (Handle::block_on is allowed there: a blocking-pool thread is not one of
+/// the runtime's workers.)
+struct Blocking {
+    webhook: Webhook,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Dispatcher for Blocking {
+    fn place_call(&self, callback: &Callback) -> Result<String, String> {
+        self.runtime.block_on(self.webhook.place_call(callback))
+    }
+
+    fn place_call_for_result(&self, callback: &Callback) -> CallResult {
+        self.runtime
+            .block_on(self.webhook.place_call_for_result(callback))
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +237,32 @@ mod tests {
             b"",
         ] {
             assert_eq!(session_of(bad), None);
+        }
+    }
+
+    #[test]
+    fn only_the_outcomes_of_a_call_placed_but_not_answered_are_read() {
+        assert_eq!(
+            not_reached(br#"{"outcome":"no_answer"}"#),
+            Some(CallOutcome::NoAnswer)
+        );
+        assert_eq!(
+            not_reached(br#"{"outcome":"busy"}"#),
+            Some(CallOutcome::Busy)
+        );
+        assert_eq!(
+            not_reached(br#"{"outcome":"voicemail","x":1}"#),
+            Some(CallOutcome::Voicemail)
+        );
+        // `failed` is not an answer of a placed call; the rest is garbage.
+        for bad in [
+            &br#"{"outcome":"failed"}"#[..],
+            br#"{"outcome":"hung_up"}"#,
+            br#"{"outcome":1}"#,
+            br#"["no_answer"]"#,
+            b"no_answer",
+        ] {
+            assert_eq!(not_reached(bad), None);
         }
     }
 

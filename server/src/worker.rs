@@ -1,7 +1,11 @@
 //! The background loops of a server or a worker process: the webhook
 //! dispatcher, which claims due callbacks and places their calls, and stale
 //! recovery, which fails callbacks left `dispatching` by a process that
-//! died. [`run_workers`] runs both until shutdown.
+//! died. [`run_workers`] runs both until shutdown. Each round of either loop
+//! also sweeps the callbacks still `scheduled` at their deadline
+//! (`expires_at`), failing them with cause `expired`: `claim_due` expires
+//! only those it meets, the sweep reaches the rest (outside their calling
+//! window, say).
 
 use std::future::Future;
 use std::time::Duration;
@@ -111,6 +115,7 @@ pub async fn run_dispatcher(
 ) {
     let batch = options.batch.clamp(1, callback_store::MAX_CLAIM);
     while !shutdown.is_cancelled() {
+        expire_overdue(&store).await;
         let claimed = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.claim_due(store.now(), batch)).await
@@ -165,6 +170,7 @@ pub async fn run_recovery(
     shutdown: CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
+        expire_overdue(&store).await;
         let result = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.recover_stale(store.now(), stale_after)).await
@@ -186,6 +192,43 @@ pub async fn run_recovery(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// How many overdue callbacks one sweep transaction fails: short
+/// transactions, so that claims and requests are not kept waiting.
+const EXPIRE_BATCH: u32 = 500;
+
+/// Fails every callback still `scheduled` at its deadline (cause
+/// `expired`), a batch at a time while full batches come back. Another
+/// process sweeping at the same time is harmless: each callback expires
+/// once.
+async fn expire_overdue(store: &Store) {
+    loop {
+        let result = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.expire_overdue(store.now(), EXPIRE_BATCH))
+                .await
+        };
+        match result {
+            Ok(Ok(expired)) => {
+                for callback in &expired {
+                    log(&format!(
+                        "expiry: {} was still scheduled at its deadline {}: failed, {}",
+                        callback.id,
+                        callback
+                            .expires_at
+                            .map_or_else(|| "?".to_owned(), callback_store::format_timestamp),
+                        callback_store::EXPIRED
+                    ));
+                }
+                if expired.len() < EXPIRE_BATCH as usize {
+                    return;
+                }
+            }
+            Ok(Err(e)) => return log(&format!("expiry: expire_overdue failed: {e}")),
+            Err(e) => return log(&format!("expiry: task failed: {e}")),
         }
     }
 }

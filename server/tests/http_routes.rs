@@ -329,9 +329,14 @@ fn healthz_and_openapi_json_answer_without_a_token() {
     let (_db, server, _api) = server_with_token(Options::default());
     let client = client();
     let health = send(client.get(server.url("/healthz")));
+    // The reference's `status`, then the tz database windows are computed with.
+    let expected = format!(
+        r#"{{"status":"ok","tzdb_version":"{}"}}"#,
+        callback_store::tzdb_version()
+    );
     assert_eq!(
         (health.status, health.text.as_str()),
-        (200, r#"{"status":"ok"}"#)
+        (200, expected.as_str())
     );
     let spec = send(client.get(server.url("/openapi.json")));
     assert_eq!(spec.status, 200);
@@ -348,13 +353,25 @@ fn healthz_and_openapi_json_answer_without_a_token() {
         ("/v1/callbacks/{id}/complete", "post"),
         ("/v1/callbacks/{id}/fail", "post"),
         ("/v1/callbacks/{id}/reschedule", "post"),
+        ("/v1/callbacks/{id}/retry", "post"),
+        ("/v1/calling-policy", "get"),
+        ("/v1/calling-policy", "put"),
+        ("/v1/agents/{agent_id}/calling-policy", "get"),
+        ("/v1/agents/{agent_id}/calling-policy", "put"),
+        ("/v1/agents/{agent_id}/calling-policy", "delete"),
         ("/healthz", "get"),
         ("/openapi.json", "get"),
     ] {
         assert!(spec["paths"][path][method].is_object(), "{method} {path}");
     }
     let required = spec["components"]["schemas"]["Callback"]["required"].clone();
-    assert_eq!(required, json!(CALLBACK_KEYS));
+    // The reference's 21 keys, then the extension keys, in the record's order.
+    let keys: Vec<&str> = CALLBACK_KEYS
+        .iter()
+        .chain(callback_store::EXTENSION_KEYS.iter())
+        .copied()
+        .collect();
+    assert_eq!(required, json!(keys));
 }
 
 #[test]

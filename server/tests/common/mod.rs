@@ -13,7 +13,7 @@ use std::sync::{mpsc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use callback_store::{Store, StoreOptions};
+use callback_store::{ManualClock, Store, StoreOptions};
 use callback_store_http::{serve, DispatcherOptions, ServeOptions, Webhook, WorkerOptions};
 
 pub use testkit::*;
@@ -60,6 +60,9 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// `--busy-timeout`.
     pub busy_timeout: Duration,
+    /// The server's clock, which the test sets (the command has no such
+    /// flag); None: the machine's clock.
+    pub clock: Option<ManualClock>,
 }
 
 impl Default for Options {
@@ -73,6 +76,7 @@ impl Default for Options {
             recover_interval: serve.workers.recover_interval,
             shutdown_grace: serve.shutdown_grace,
             busy_timeout: StoreOptions::default().busy_timeout,
+            clock: None,
         }
     }
 }
@@ -136,14 +140,14 @@ impl Server {
             "test-server-{}",
             NEXT_SERVER.fetch_add(1, Ordering::Relaxed)
         );
-        let store = Store::open_with(
-            location,
-            StoreOptions {
-                busy_timeout: options.busy_timeout,
-                ..StoreOptions::default()
-            },
-        )
-        .unwrap();
+        let mut store_options = StoreOptions {
+            busy_timeout: options.busy_timeout,
+            ..StoreOptions::default()
+        };
+        if let Some(clock) = &options.clock {
+            store_options.clock = std::sync::Arc::new(clock.clone());
+        }
+        let store = Store::open_with(location, store_options).unwrap();
         let serve_options = options.serve_options();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = mpsc::channel();
