@@ -2,9 +2,9 @@
 //! (format: `tests/vectors/README.md`) on a fresh in-memory store per case.
 //! Every case runs; the test then fails listing each failing case by name.
 
-mod common;
 #[path = "vectors/calling_policy.rs"]
 mod calling_policy;
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -56,7 +56,11 @@ fn calling_policy(value: &Value) -> VectorResult<Result<CallingPolicy, Error>> {
     check_keys(map, &input::CALLING_POLICY_FIELDS, "policy")?;
     if let Some(windows) = map.get("windows") {
         for window in windows.as_array().ok_or("windows must be an array")? {
-            check_keys(object(window, "window")?, &input::CALLING_WINDOW_FIELDS, "window")?;
+            check_keys(
+                object(window, "window")?,
+                &input::CALLING_WINDOW_FIELDS,
+                "window",
+            )?;
         }
     }
     Ok(input::calling_policy(map.clone()))
