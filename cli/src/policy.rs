@@ -92,7 +92,7 @@ pub fn run(org: &Organization, command: PolicyCommand) -> Result<Value, Failure>
         PolicyCommand::Get { agent: None } => org.calling_policy()?,
         PolicyCommand::Get { agent: Some(agent) } => org
             .agent_calling_policy(&agent)?
-            .ok_or_else(|| no_override(&agent))?,
+            .ok_or_else(|| Error::agent_policy_not_found(&agent))?,
         PolicyCommand::Set(args) => {
             let policy = policy_of(&args)?;
             match &args.agent {
@@ -106,14 +106,6 @@ pub fn run(org: &Organization, command: PolicyCommand) -> Result<Value, Failure>
         }
     };
     Ok(serde_json::to_value(&policy).expect("a policy serializes"))
-}
-
-/// The core's error for an agent without an override, as `clear` gives it.
-fn no_override(agent: &str) -> Error {
-    Error::NotFound {
-        kind: "calling policy of agent",
-        id: agent.to_owned(),
-    }
 }
 
 /// The policy `set` stores: the JSON (or `{}`), each flag replacing its

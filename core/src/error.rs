@@ -287,6 +287,16 @@ impl Error {
         }
     }
 
+    /// NOT_FOUND for an agent without a calling policy of its own: what
+    /// `clear_agent_calling_policy` answers, and what a door that reads one
+    /// agent's override (`agent_calling_policy` is None) answers too.
+    pub fn agent_policy_not_found(agent_id: &str) -> Self {
+        Error::NotFound {
+            kind: "calling policy of agent",
+            id: agent_id.to_owned(),
+        }
+    }
+
     pub(crate) fn callback_not_found(id: &str) -> Self {
         Error::NotFound {
             kind: "callback",

@@ -2,7 +2,9 @@
 //! same SQL work, side by side in one run. Prints a table and writes
 //! target/bench/results.json. Sizes: BENCH_ROWS (P1, P4; default 100000),
 //! BENCH_BIG (P3, P6, P7; default 1000000), BENCH_P5 (default 20000),
-//! BENCH_REPS (latency samples; default 500), BENCH_ONLY (e.g. `P1,P3`;
+//! BENCH_REPS (latency samples; default 500), BENCH_P10 (scheduled
+//! callbacks of P10; default 1000000), BENCH_P10_ROUNDS (default 3),
+//! BENCH_ONLY (e.g. `P1,P3`;
 //! `GET10K` is the 10k-table row of P6 alone, without the 1M data set: the
 //! Rust figure bench/python/bench_peers.py pairs its `org.get(id)` with).
 //!
@@ -21,6 +23,7 @@ mod pg_drain;
 mod pg_list;
 mod raw;
 mod stats;
+mod windows;
 mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -69,7 +72,7 @@ fn main() {
     let runs = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == id));
     if let Some(o) = &only {
         let known = [
-            "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "GET10K",
+            "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "GET10K",
         ];
         if let Some(bad) = o.iter().find(|x| !known.contains(&x.as_str())) {
             eprintln!(
@@ -138,6 +141,12 @@ fn main() {
         step("P7");
         rows.push(workloads::p7_peak_memory(&big));
     }
+    let p10_n = env_usize("BENCH_P10", 1_000_000);
+    if runs("P10") {
+        step("P10 (building its two data sets once, cached in target/bench/data)");
+        let rounds = env_usize("BENCH_P10_ROUNDS", 3).max(1);
+        rows.push(windows::p10_claim_outside_windows(&data_dir, p10_n, rounds));
+    }
 
     #[cfg(feature = "postgres")]
     let pg_sizes = {
@@ -182,7 +191,7 @@ fn main() {
             "os": std::env::consts::OS,
             "arch": std::env::consts::ARCH,
         },
-        "sizes": {"rows": rows_n, "big": big_n, "p5": p5_n, "reps": reps, "postgres": pg_sizes},
+        "sizes": {"rows": rows_n, "big": big_n, "p5": p5_n, "p10": p10_n, "reps": reps, "postgres": pg_sizes},
         "only": only,
         "rows": rows,
     });

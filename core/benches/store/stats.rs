@@ -99,7 +99,6 @@ impl Row {
 
     /// The ratio measured otherwise than ours / baseline (the median of
     /// paired runs' ratios), with `met` judged on it.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub fn paired_ratio(mut self, ratio: f64) -> Row {
         self.ratio = ratio;
         if let Some(target) = self.target {
@@ -121,7 +120,6 @@ impl Row {
 }
 
 /// The median of `values` and their spread (min, max).
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub fn median_spread(values: &[f64]) -> (f64, f64, f64) {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);

@@ -61,10 +61,7 @@ impl Organization {
         if existed {
             Ok(())
         } else {
-            Err(Error::NotFound {
-                kind: "calling policy of agent",
-                id: agent_id.to_owned(),
-            })
+            Err(Error::agent_policy_not_found(agent_id))
         }
     }
 
