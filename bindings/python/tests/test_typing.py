@@ -4,7 +4,7 @@ package's type hints are usable as an analysis script would use them."""
 from __future__ import annotations
 
 import datetime
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import callback_store as cs
 
@@ -48,3 +48,31 @@ def test_typed_claims() -> None:
     now: cs.Claim = org.dispatch(second.id)
     done = org.complete_dispatch(second.id, "sess_x", claim_token=now.token())
     assert placed.id == first.id and as_json["token"] == token and done.status is cs.Status.DISPATCHED
+
+
+def test_typed_calling_policy() -> None:
+    when = datetime.datetime(2030, 1, 1, 13, tzinfo=datetime.timezone.utc)
+    store = cs.Store.open_in_memory(cs.StoreOptions(clock=cs.ManualClock(when)))
+    org = store.organization("org_a")
+    window = cs.CallingWindow(days=[cs.Weekday.MON, cs.Weekday.TUE], start="08:00", end="21:00")
+    policy: cs.CallingPolicy = org.set_calling_policy(
+        cs.CallingPolicy(
+            timezone="America/New_York",
+            windows=[window],
+            max_attempts=3,
+            retry_intervals=["2h"],
+            retry_on=[cs.CallOutcome.NO_ANSWER],
+        )
+    )
+    agent: Optional[cs.CallingPolicy] = org.agent_calling_policy("agent_1")
+    deadline: datetime.datetime = when + datetime.timedelta(days=1)
+    cb = org.create(cs.NewCallback(to_number="+12015551234", scheduled_at=when, expires_at=deadline))
+    org.dispatch(cb.id)
+    org.complete_dispatch(cb.id, "sess_1")
+    follow_up: cs.Callback = org.retry(cb.id, cs.CallOutcome.NO_ANSWER)
+    attempt: int = follow_up.attempt
+    expired: List[cs.Callback] = store.expire_overdue(deadline, 10)
+    version: str = cs.tzdb_version()
+    # The follow-up (scheduled 2h later) carries the deadline and reaches it unplaced.
+    assert [c.id for c in expired] == [follow_up.id] and expired[0].failure_cause == cs.expired()
+    assert policy.max_attempts == 3 and agent is None and attempt == 2 and version

@@ -9,7 +9,7 @@ import datetime
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 from conftest import fresh_store
@@ -105,7 +105,28 @@ def at_path(result: Any, path: str) -> Any:
 def new_callback(obj: Dict[str, Any]) -> cs.NewCallback:
     kwargs = dict(obj)
     kwargs["scheduled_at"] = ts(kwargs["scheduled_at"])
+    if "expires_at" in kwargs:
+        kwargs["expires_at"] = ts(kwargs["expires_at"])
     return cs.NewCallback(**kwargs)
+
+
+def calling_policy(obj: Dict[str, Any]) -> cs.CallingPolicy:
+    """A policy's JSON; absent keys are the default policy's."""
+    policy = cs.default_calling_policy()
+    for key, value in obj.items():
+        if key == "windows":
+            value = [
+                cs.CallingWindow(
+                    days=[cs.Weekday[d.upper()] for d in w["days"]], start=w["start"], end=w["end"]
+                )
+                for w in value
+            ]
+        elif key == "retry_on":
+            value = [cs.CallOutcome[o.upper()] for o in value]
+        elif key not in ("timezone", "max_attempts", "retry_intervals"):
+            raise CaseFailure(f"broken vector: unknown policy key {key!r}")
+        setattr(policy, key, value)
+    return policy
 
 
 def list_query(obj: Dict[str, Any]) -> cs.ListQuery:
@@ -180,6 +201,14 @@ ORG_OPS: Dict[str, OrgOp] = {
     "fail_dispatch": lambda o, a: o.fail_dispatch(a["id"], a["failure_cause"], a.get("claim_token")),
     "reschedule": lambda o, a: o.reschedule(a["id"], ts(a["scheduled_at"])),
     "history": lambda o, a: o.history(a["id"]),
+    "calling_policy": lambda o, a: o.calling_policy(),
+    "set_calling_policy": lambda o, a: o.set_calling_policy(calling_policy(a["policy"])),
+    "agent_calling_policy": lambda o, a: o.agent_calling_policy(a["agent_id"]),
+    "set_agent_calling_policy": lambda o, a: o.set_agent_calling_policy(
+        a["agent_id"], calling_policy(a["policy"])
+    ),
+    "clear_agent_calling_policy": lambda o, a: o.clear_agent_calling_policy(a["agent_id"]),
+    "retry": lambda o, a: o.retry(a["id"], cs.CallOutcome[a["outcome"].upper()]),
 }
 
 STORE_OPS: Dict[str, StoreOp] = {
@@ -191,10 +220,19 @@ STORE_OPS: Dict[str, StoreOp] = {
         ts(a["now"]), datetime.timedelta(seconds=a["older_than_seconds"])
     ),
     "prune": lambda c, a: c.store.prune(ts(a["before"])),
+    "expire_overdue": lambda c, a: c.store.expire_overdue(ts(a["now"]), a["limit"]),
     "create_api_key": lambda c, a: c.store.create_api_key(a["organization_id"], a["label"]),
     "revoke_api_key": lambda c, a: c.store.revoke_api_key(a["key_id"]),
     "authenticate": lambda c, a: {"organization_id": c.store.authenticate(a["authorization"]).id()},
 }
+
+
+def error_expectation(expect: Any) -> Optional[Tuple[str, Optional[str]]]:
+    """`{"error": CODE}` or `{"error": CODE, "field": FIELD}`: the code and
+    the field the message must name first."""
+    if not isinstance(expect, dict) or "error" not in expect or not set(expect) <= {"error", "field"}:
+        return None
+    return expect["error"], expect.get("field")
 
 
 def run_case(case: Dict[str, Any]) -> None:
@@ -210,7 +248,11 @@ def run_case(case: Dict[str, Any]) -> None:
         if op == "advance_clock":
             run.clock.advance(datetime.timedelta(seconds=args["seconds"]))
             continue
-        expect = expand(step["expect"], saved) if "expect" in step else None
+        # `"expect": null` is compared like any other value; only an absent
+        # expect leaves the result uncompared.
+        has_expect = "expect" in step
+        expect = expand(step["expect"], saved) if has_expect else None
+        expected_error = error_expectation(expect)
         try:
             if op in ORG_OPS:
                 org = expand(step["org"], saved)  # `org` may use $repeat too
@@ -220,21 +262,22 @@ def run_case(case: Dict[str, Any]) -> None:
             else:
                 raise CaseFailure(f"{where}: unknown op")
         except cs.CallbackStoreError as e:
-            if isinstance(expect, dict) and set(expect) == {"error"}:
-                if e.code != expect["error"]:
-                    raise CaseFailure(
-                        f"{where}: expected error {expect['error']}, got {e.code}: {e}"
-                    ) from None
+            if expected_error is not None:
+                code, field = expected_error
+                if e.code != code:
+                    raise CaseFailure(f"{where}: expected error {code}, got {e.code}: {e}") from None
+                if field is not None and not str(e).startswith(f"{field}: "):
+                    raise CaseFailure(f"{where}: expected {code} naming {field}, got: {e}") from None
                 continue
             raise CaseFailure(f"{where}: expected success, got {e.code}: {e}") from None
         run.keep_claims(result)
         actual = cs.to_api_dict(result)
-        if isinstance(expect, dict) and set(expect) == {"error"}:
+        if expected_error is not None:
             raise CaseFailure(
-                f"{where}: expected error {expect['error']}, got success:\n"
+                f"{where}: expected error {expected_error[0]}, got success:\n"
                 + json.dumps(actual, indent=1)
             )
-        if expect is not None and not matches(expect, actual):
+        if has_expect and not matches(expect, actual):
             raise CaseFailure(
                 f"{where}: result differs\nexpected: {json.dumps(expect, indent=1)}"
                 f"\nactual:   {json.dumps(actual, indent=1)}"
