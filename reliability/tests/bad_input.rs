@@ -271,16 +271,47 @@ fn execute(store: &Store, fx: &Fixture, op: &str, input: &Value) -> Result<Done,
             store.revoke_api_key(&required(input, "key_id"))?;
             Done::Other
         }
+        // The policies are read by the core's reader, as the server's PUT
+        // bodies are.
+        "set_calling_policy" => {
+            org()?.set_calling_policy(&input::calling_policy(json_object(input))?)?;
+            Done::Other
+        }
+        "set_agent_calling_policy" => {
+            let policy = input::calling_policy(json_object(&input["policy"]))?;
+            org()?.set_agent_calling_policy(&required(input, "agent_id"), &policy)?;
+            Done::Other
+        }
+        "clear_agent_calling_policy" => {
+            org()?.clear_agent_calling_policy(&required(input, "agent_id"))?;
+            Done::Other
+        }
+        "retry" => {
+            let mut body = json_object(input);
+            body.remove("id");
+            org()?.retry(&id(), input::call_outcome(body)?)?;
+            Done::Other
+        }
         other => panic!("unknown op {other}"),
     })
 }
 
+/// The tables a refused input must not add rows to.
+const TABLES: [&str; 4] = [
+    "callbacks",
+    "callback_events",
+    "api_keys",
+    "calling_policies",
+];
+
 /// The row counts of every table, and each callback's status, times and
 /// claim (token, spent): a refused input must change none of them. A spend
-/// changes only the claim columns and the history, so both are in.
+/// changes only the claim columns and the history, so both are in. (The
+/// fixture has no calling policy: a refused one adds a row or changes
+/// nothing.)
 fn rows(store: &Store) -> (Vec<i64>, Vec<String>) {
     if let Some(rows) = store.with_postgres(|c| {
-        let counts = ["callbacks", "callback_events", "api_keys"]
+        let counts = TABLES
             .iter()
             .map(|t| {
                 c.query_one(&format!("SELECT COUNT(*) FROM {t}"), &[])
@@ -304,7 +335,7 @@ fn rows(store: &Store) -> (Vec<i64>, Vec<String>) {
         return rows.unwrap();
     }
     store.with_connection(|c| {
-        let counts = ["callbacks", "callback_events", "api_keys"]
+        let counts = TABLES
             .iter()
             .map(|t| {
                 c.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))

@@ -10,8 +10,12 @@
 //! input as its body; `list` is `GET /v1/callbacks` with the input as its
 //! query string, its `organization_id` being the organization of the token;
 //! `get`, `history`, `cancel`, `dispatch`, `complete_dispatch`,
-//! `fail_dispatch` and `reschedule` are the routes of the callback `id` with
-//! the other arguments as the body; `authenticate` is `GET /v1/callbacks`
+//! `fail_dispatch`, `reschedule` and `retry` are the routes of the callback
+//! `id` with the other arguments as the body; `set_calling_policy` is
+//! `PUT /v1/calling-policy` with the input as its body,
+//! `set_agent_calling_policy` `PUT /v1/agents/{agent_id}/calling-policy`
+//! with the input's `policy`, `clear_agent_calling_policy` its `DELETE`;
+//! `authenticate` is `GET /v1/callbacks`
 //! with the input as the Authorization header, verbatim; `http` cases give
 //! the request themselves (their paths are relative to `/v1`). The catalogue's
 //! `http_status`, `http_code` and `http_field` say where HTTP answers
@@ -170,6 +174,16 @@ fn callback_target(id: &str, action: Option<&str>) -> String {
     url.path().to_owned()
 }
 
+/// `/v1/agents/{agent_id}/calling-policy`, the id percent-encoded.
+fn agent_policy_target(agent_id: &str) -> String {
+    let mut url = reqwest::Url::parse("http://test/v1/agents").unwrap();
+    url.path_segments_mut()
+        .unwrap()
+        .push(agent_id)
+        .push("calling-policy");
+    url.path().to_owned()
+}
+
 fn bearer(fx: &Fixture, org: &str) -> Vec<u8> {
     format!("Bearer {}", fx.tokens[org]).into_bytes()
 }
@@ -288,6 +302,21 @@ fn request(op: &str, input: &Value, fx: &Fixture) -> Request {
             (req.target, req.body) = action("fail", &["failure_cause", "claim_token"])
         }
         "reschedule" => (req.target, req.body) = action("reschedule", &["scheduled_at"]),
+        "retry" => (req.target, req.body) = action("retry", &["outcome"]),
+        "set_calling_policy" => {
+            req.method = "PUT";
+            req.target = "/v1/calling-policy".into();
+            req.body = json_text(input, fx).into_bytes();
+        }
+        "set_agent_calling_policy" => {
+            req.method = "PUT";
+            req.target = agent_policy_target(&param(&input["agent_id"], fx));
+            req.body = json_text(&input["policy"], fx).into_bytes();
+        }
+        "clear_agent_calling_policy" => {
+            req.method = "DELETE";
+            req.target = agent_policy_target(&param(&input["agent_id"], fx));
+        }
         "http" => {
             req.method = if input["method"] == "GET" {
                 "GET"
@@ -335,10 +364,16 @@ fn send_request(fx: &Fixture, req: &Request) -> RawAnswer {
 
 // --------------------------------------------------------------- the runner
 
-/// (callbacks, events, API keys) in the database, read by this process.
-fn rows(store: &Store) -> [i64; 3] {
-    ["callbacks", "callback_events", "api_keys"]
-        .map(|t| count(store, &format!("SELECT COUNT(*) FROM {t}")))
+/// (callbacks, events, API keys, calling policies) in the database, read
+/// by this process. The fixture has no policy: a refused one would add a row.
+fn rows(store: &Store) -> [i64; 4] {
+    [
+        "callbacks",
+        "callback_events",
+        "api_keys",
+        "calling_policies",
+    ]
+    .map(|t| count(store, &format!("SELECT COUNT(*) FROM {t}")))
 }
 
 fn status_of(code: &str) -> u16 {
@@ -426,8 +461,8 @@ fn accepted(
     what: &str,
     answer: &RawAnswer,
     body: &Value,
-    before: [i64; 3],
-    after: [i64; 3],
+    before: [i64; 4],
+    after: [i64; 4],
     fx: &Fixture,
 ) -> Option<String> {
     match case["op"].as_str().unwrap() {
