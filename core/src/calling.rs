@@ -73,21 +73,22 @@ fn at_deadline(expires_at: Option<Timestamp>, fallback: Timestamp) -> Eligibilit
     }
 }
 
-/// Policies read once per (organization, agent) within one operation.
-struct Governing<'d> {
-    dao: &'d dyn Dao,
+/// Policies read once per (organization, agent) within one operation
+/// (a batch of creations, a claim).
+pub(crate) struct Governing<'d> {
+    pub dao: &'d dyn Dao,
     read: HashMap<(String, Option<String>), Policy>,
 }
 
 impl<'d> Governing<'d> {
-    fn new(dao: &'d dyn Dao) -> Self {
+    pub fn new(dao: &'d dyn Dao) -> Self {
         Governing {
             dao,
             read: HashMap::new(),
         }
     }
 
-    fn of(&mut self, organization_id: &str, agent_id: Option<&str>) -> Result<&Policy> {
+    pub fn of(&mut self, organization_id: &str, agent_id: Option<&str>) -> Result<&Policy> {
         let key = (organization_id.to_owned(), agent_id.map(str::to_owned));
         if !self.read.contains_key(&key) {
             let policy = governing(self.dao, organization_id, agent_id)?;
@@ -106,11 +107,11 @@ impl<'d> Governing<'d> {
 /// policy at all), and one whose opening has passed unclaimed is moved to
 /// its next opening by claim_due when it meets it.
 pub(crate) fn first_eligibility(
-    dao: &dyn Dao,
+    policies: &mut Governing<'_>,
     organization_id: &str,
     valid: &validate::ValidNewCallback<'_>,
 ) -> Result<Eligibility> {
-    let policy = governing(dao, organization_id, valid.input.agent_id.as_deref())?;
+    let policy = policies.of(organization_id, valid.input.agent_id.as_deref())?;
     let zone = valid.zone.unwrap_or(policy.zone);
     next_eligible(&policy.windows, zone, valid.scheduled_at, valid.expires_at).ok_or_else(|| {
         Error::validation(

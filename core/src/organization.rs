@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use crate::calling;
 use crate::claim::{self, Claim};
 use crate::cursor;
-use crate::db::{Changes, ClaimGuard, Dao, NewEvent, Placement};
+use crate::db::{Changes, ClaimGuard, NewEvent, Placement};
 use crate::error::{Error, Result};
 use crate::model::{Callback, CallbackEvent, ListQuery, NewCallback, Page, Status};
 use crate::policy::CallOutcome;
@@ -289,7 +289,7 @@ impl Organization {
         let valid = validate::new_callback(&new)?;
         let hash = request_hash(&valid);
         self.store
-            .write(|dao| self.insert(dao, &valid, hash.as_deref()))
+            .write(|dao| self.insert(&mut calling::Governing::new(dao), &valid, hash.as_deref()))
     }
 
     /// Creates several callbacks in one transaction: all of them or none.
@@ -302,12 +302,14 @@ impl Organization {
             .collect::<Result<Vec<_>>>()?;
         let hashes: Vec<Option<Vec<u8>>> = valid.iter().map(request_hash).collect();
         self.store.write(|dao| {
+            // Each agent's policy is read once for the whole batch.
+            let mut policies = calling::Governing::new(dao);
             valid
                 .iter()
                 .zip(&hashes)
                 .enumerate()
                 .map(|(i, (v, h))| {
-                    self.insert(dao, v, h.as_deref())
+                    self.insert(&mut policies, v, h.as_deref())
                         .map_err(|e| e.within_item("callbacks", i))
                 })
                 .collect()
@@ -316,10 +318,11 @@ impl Organization {
 
     fn insert(
         &self,
-        dao: &dyn Dao,
+        policies: &mut calling::Governing<'_>,
         valid: &ValidNewCallback<'_>,
         hash: Option<&[u8]>,
     ) -> Result<Callback> {
+        let dao = policies.dao;
         if let Some(key) = valid.input.idempotency_key.as_deref() {
             if let Some((existing, stored_hash)) = dao.find_by_idempotency_key(&self.id, key)? {
                 if stored_hash.as_deref() == hash {
@@ -338,7 +341,7 @@ impl Organization {
         let placement = Placement {
             attempt: 1,
             previous_callback_id: None,
-            eligibility: calling::first_eligibility(dao, &self.id, valid)?,
+            eligibility: calling::first_eligibility(policies, &self.id, valid)?,
             detail: None,
         };
         let id = self.store.new_id("cb_", now);
