@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use callback_store::{
-    ApiKey, Callback, CallbackEvent, ErrorCode, ListQuery, NewCallback, Order, Page, Status, Store,
+    ApiKey, CallOutcome, Callback, CallbackEvent, CallingPolicy, CallingWindow, ErrorCode,
+    ListQuery, NewCallback, Order, Page, Status, Store, Weekday,
 };
 use common::{at_minutes, count, file_store, new_callback, t0};
 use serde_json::json;
@@ -108,6 +109,46 @@ fn source() -> Source {
     let batch = (0..1_100).map(|i| new_callback(i % 50)).collect();
     c.create_many(batch).unwrap();
     a.create(new_callback(40)).unwrap();
+    // Calling policies (an organization's and an agent's), a callback with
+    // its own zone and a deadline, and a follow-up: the copy moves them and
+    // each callback's next eligible instant.
+    let policy = CallingPolicy {
+        timezone: "America/New_York".into(),
+        windows: vec![CallingWindow {
+            days: vec![Weekday::Mon, Weekday::Tue],
+            start: "08:00".into(),
+            end: "21:00".into(),
+        }],
+        max_attempts: 3,
+        ..CallingPolicy::default()
+    };
+    b.set_calling_policy(&policy).unwrap();
+    b.set_agent_calling_policy("agent_night", &CallingPolicy::default())
+        .unwrap();
+    b.create(NewCallback {
+        timezone: Some("Asia/Kathmandu".into()),
+        expires_at: Some(at_minutes(60 * 24 * 30)),
+        ..new_callback(45)
+    })
+    .unwrap();
+    let unanswered = b
+        .create(NewCallback {
+            agent_id: Some("agent_night".into()),
+            ..new_callback(0)
+        })
+        .unwrap();
+    let claim = b.dispatch(&unanswered.id).unwrap();
+    b.fail_dispatch(&unanswered.id, "no answer", Some(claim.token()))
+        .unwrap();
+    b.set_agent_calling_policy(
+        "agent_night",
+        &CallingPolicy {
+            max_attempts: 2,
+            ..CallingPolicy::default()
+        },
+    )
+    .unwrap();
+    b.retry(&unanswered.id, CallOutcome::NoAnswer).unwrap();
     let live = store.create_api_key("org_a", "live").unwrap();
     let revoked = store.create_api_key("org_b", "revoked").unwrap();
     store.revoke_api_key(&revoked.key.id).unwrap();
@@ -140,6 +181,7 @@ struct View {
     histories: Vec<Vec<CallbackEvent>>,
     keys: Vec<ApiKey>,
     counts: Vec<Vec<(Status, u64)>>,
+    policies: Vec<(CallingPolicy, Option<CallingPolicy>)>,
 }
 
 fn walk(store: &Store, org: &str, order: Order, limit: u32) -> Vec<Page> {
@@ -170,6 +212,7 @@ fn view(store: &Store) -> View {
         histories: Vec::new(),
         keys: Vec::new(),
         counts: Vec::new(),
+        policies: Vec::new(),
     };
     for name in ORGS {
         let org = store.organization(name).unwrap();
@@ -185,6 +228,10 @@ fn view(store: &Store) -> View {
         }
         view.keys.extend(store.list_api_keys(name).unwrap());
         view.counts.push(org.count_by_status().unwrap());
+        view.policies.push((
+            org.calling_policy().unwrap(),
+            org.agent_calling_policy("agent_night").unwrap(),
+        ));
     }
     view
 }
@@ -235,6 +282,7 @@ fn a_round_trip_sqlite_to_postgres_to_sqlite_keeps_every_row_and_what_users_see(
         expected.histories.iter().map(Vec::len).sum::<usize>()
     );
     assert_eq!(to_pg.api_keys, 2);
+    assert_eq!(to_pg.calling_policies, 2);
     assert!(to_pg.callbacks > 1_000 && to_pg.events > 1_000, "{to_pg:?}");
     // The copy's handle and a process opening the database afresh alike.
     assert_eq!(view(&pg), expected);
@@ -250,6 +298,16 @@ fn a_round_trip_sqlite_to_postgres_to_sqlite_keeps_every_row_and_what_users_see(
     // A third copy reads what the second wrote: the checksum is the rows'.
     let again = back.copy_into(&Store::open_in_memory().unwrap()).unwrap();
     assert_eq!(again, to_pg);
+    // Each callback's next eligible instant came along: a worker a week
+    // later claims the same callbacks from the copy as from the source.
+    let ids = |store: &Store| -> Vec<String> {
+        let claims = store.claim_due(at_minutes(60 * 24 * 7), 10_000).unwrap();
+        claims.iter().map(|c| c.id().to_owned()).collect()
+    };
+    let from_source = ids(&source.store);
+    assert!(!from_source.is_empty());
+    assert_eq!(ids(&pg), from_source);
+    assert_eq!(ids(&back), from_source);
 }
 
 #[test]
@@ -289,7 +347,8 @@ fn new_callbacks_created_after_a_copy_are_numbered_after_the_copied_ones() {
     let back = Store::open_in_memory().unwrap();
     pg.copy_into(&back).unwrap();
     for target in [&pg, &back] {
-        let org = target.organization("org_b").unwrap();
+        // org_a: no calling window stands in the way of "dispatch now".
+        let org = target.organization("org_a").unwrap();
         let created = org.create(new_callback(1)).unwrap();
         org.dispatch(&created.id).unwrap(); // an event more
         assert_eq!(org.history(&created.id).unwrap().len(), 2);
@@ -377,7 +436,13 @@ fn both_backends_have_the_columns_a_copy_moves() {
     let pg = Store::open(pg_db.location()).unwrap();
     let sqlite = Store::open_in_memory().unwrap();
     let mut tables = BTreeMap::new();
-    for table in ["callbacks", "callback_events", "api_keys", "store_meta"] {
+    for table in [
+        "callbacks",
+        "callback_events",
+        "api_keys",
+        "calling_policies",
+        "store_meta",
+    ] {
         tables.insert(table, columns(&sqlite, table));
         assert!(!tables[table].is_empty(), "{table}");
         assert_eq!(columns(&pg, table), tables[table], "the columns of {table}");
