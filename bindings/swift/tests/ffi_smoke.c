@@ -2,7 +2,8 @@
  * Calls the built library through the C header generated for Swift
  * (callback_storeFFI.h), as the Swift bindings do: contract version, every
  * API checksum the Swift file expects, and real calls (open a store, create
- * a callback, read it back, a NOT_FOUND error decoded from its buffer, and
+ * a callback, read it back, a NOT_FOUND error decoded from its buffer, the
+ * default calling policy and the time zone database's version, and
  * a claim: dispatch hands out a Claim object whose token alone completes
  * the callback; a forged token is INVALID_TRANSITION).
  *
@@ -150,11 +151,13 @@ int main(void) {
     uint64_t org = uniffi_callback_store_ffi_fn_method_store_organization(store_ref, rust_string("org_c"), &status);
     EXPECT(status.code == 0 && org != 0, "organization failed (status %d)", status.code);
 
-    /* create(NewCallback): to_number, scheduled_at, then ten absent Options. */
+    /* create(NewCallback): to_number, scheduled_at, then twelve absent
+     * Options (the ten of the reference's fields and idempotency_key, then
+     * timezone and expires_at). */
     Bytes input = {{0}, 0};
     put_string(&input, "+12015551234");
     put_string(&input, "2030-03-05T10:00:00Z");
-    for (int i = 0; i < 10; i++) put_u8(&input, 0);
+    for (int i = 0; i < 12; i++) put_u8(&input, 0);
     RustBuffer created = uniffi_callback_store_ffi_fn_method_organization_create(
         uniffi_callback_store_ffi_fn_clone_organization(org, &status), to_rust(input.data, input.len), &status);
     EXPECT(status.code == 0, "create failed (status %d)", status.code);
@@ -187,6 +190,23 @@ int main(void) {
     uniffi_callback_store_ffi_fn_method_organization_get(
         uniffi_callback_store_ffi_fn_clone_organization(org, &status), rust_string("cb_missing"), &error);
     expect_error(&error, 2, "NOT_FOUND", "cb_missing");
+
+    /* The calling policy: an organization without one reads the default,
+     * whose first field is the time zone "UTC"; tzdb_version() names the
+     * compiled time zone database. */
+    RustBuffer policy = uniffi_callback_store_ffi_fn_method_organization_calling_policy(
+        uniffi_callback_store_ffi_fn_clone_organization(org, &status), &status);
+    EXPECT(status.code == 0, "calling_policy failed (status %d)", status.code);
+    if (status.code == 0) {
+        char zone[64] = {0};
+        offset = 0;
+        read_string(policy, &offset, zone, sizeof zone);
+        EXPECT(strcmp(zone, "UTC") == 0, "default policy's timezone '%s'", zone);
+        free_buffer(policy);
+    }
+    char tzdb[32] = {0};
+    take_string(uniffi_callback_store_ffi_fn_func_tzdb_version(&status), tzdb, sizeof tzdb);
+    EXPECT(status.code == 0 && strlen(tzdb) == 5 && strncmp(tzdb, "20", 2) == 0, "tzdb_version() = '%s'", tzdb);
 
     /* dispatch(id) hands out a Claim: a handle, with the callback's id and
      * a token of 32 lowercase hex digits. */

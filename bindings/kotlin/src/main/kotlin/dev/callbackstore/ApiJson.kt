@@ -6,7 +6,9 @@ import java.time.format.DateTimeFormatter
 
 /**
  * The API's JSON shape of the records: `callback.toApiMap()` is the
- * callback object of the API reference, key for key in its order, with
+ * callback object of the API reference, key for key in its order (then
+ * the extension keys `timezone`, `expires_at`, `attempt`,
+ * `previous_callback_id`), with
  * timestamps as the store writes them (`2019-08-24T14:15:22Z`) and statuses
  * as strings; `toApiJson()` is its JSON text.
  */
@@ -54,6 +56,11 @@ object ApiJson {
         "cancelled_at" to ts(c.cancelledAt),
         "created_at" to ts(c.createdAt),
         "updated_at" to ts(c.updatedAt),
+        // The extension keys of DESIGN.md, after the reference's 21.
+        "timezone" to c.timezone,
+        "expires_at" to ts(c.expiresAt),
+        "attempt" to c.attempt.toLong(),
+        "previous_callback_id" to c.previousCallbackId,
     )
 
     /** A claim as Rust serializes it and the conformance vectors expect it:
@@ -102,6 +109,24 @@ object ApiJson {
         "failed" to r.failed.map(::callback),
     )
 
+    /** A calling policy as the API writes it: days and outcomes as their
+     * API strings (`"mon"`, `"no_answer"`). */
+    @JvmStatic
+    fun callingPolicy(p: CallingPolicy): Map<String, Any?> = linkedMapOf(
+        "timezone" to p.timezone,
+        "windows" to p.windows.map(::callingWindow),
+        "max_attempts" to p.maxAttempts.toLong(),
+        "retry_intervals" to p.retryIntervals,
+        "retry_on" to p.retryOn.map(::name),
+    )
+
+    @JvmStatic
+    fun callingWindow(w: CallingWindow): Map<String, Any?> = linkedMapOf(
+        "days" to w.days.map(::name),
+        "start" to w.start,
+        "end" to w.end,
+    )
+
     /** The API shape of any record, or of a list of records. */
     @JvmStatic
     fun of(value: Any?): Any? = when (value) {
@@ -112,6 +137,8 @@ object ApiJson {
         is ApiKey -> apiKey(value)
         is CreatedApiKey -> createdApiKey(value)
         is DispatchReport -> dispatchReport(value)
+        is CallingPolicy -> callingPolicy(value)
+        is CallingWindow -> callingWindow(value)
         is Instant -> timestamp(value)
         is Enum<*> -> name(value)
         is List<*> -> value.map(::of)
@@ -124,6 +151,7 @@ fun Claim.toApiMap(): Map<String, Any?> = ApiJson.claim(this)
 fun Page.toApiMap(): Map<String, Any?> = ApiJson.page(this)
 fun CallbackEvent.toApiMap(): Map<String, Any?> = ApiJson.event(this)
 fun ApiKey.toApiMap(): Map<String, Any?> = ApiJson.apiKey(this)
+fun CallingPolicy.toApiMap(): Map<String, Any?> = ApiJson.callingPolicy(this)
 
 fun ScheduledCallback.toApiJson(): String = Json.encode(toApiMap())
 fun Page.toApiJson(): String = Json.encode(toApiMap())

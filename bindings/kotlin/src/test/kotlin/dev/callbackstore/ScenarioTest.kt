@@ -116,7 +116,9 @@ class ScenarioTest {
                 val row = rows.first { it["id"] == first.id }
                 assertEquals("dispatched", row["status"])
                 assertEquals("2030-03-05T10:00:00Z", row["scheduled_at"])
-                assertEquals(21, row.size)
+                // The reference's 21 keys, then the 4 extension keys.
+                assertEquals(25, row.size)
+                assertEquals(listOf("timezone", "expires_at", "attempt", "previous_callback_id"), row.keys.toList().takeLast(4))
                 val json = Json.parse(acme.get(first.id).toApiJson()) as Map<*, *>
                 assertEquals(row.keys.toList(), json.keys.toList())
                 val counts = acme.countByStatus().associate { it.status to it.count }

@@ -67,8 +67,15 @@ class VectorsTest(private val name: String, private val case: Map<String, Any?>)
             "set_clock" -> return clock.set(ts(args["now"]))
             "advance_clock" -> return clock.advance(Duration.ofSeconds(num(args["seconds"])))
         }
-        val expect = if ("expect" in step) expand(step["expect"], saved) else null
-        val expectedError = (expect as? Map<*, *>)?.takeIf { it.keys == setOf("error") }?.get("error")
+        // `"expect": null` is compared like any other value; only an absent
+        // expect leaves the result uncompared.
+        val hasExpect = "expect" in step
+        val expect = if (hasExpect) expand(step["expect"], saved) else null
+        // {"error": CODE} or {"error": CODE, "field": FIELD}: the message
+        // then names FIELD first, as the store's `field: rule`.
+        val errorShape = (expect as? Map<*, *>)?.takeIf { "error" in it.keys && setOf("error", "field").containsAll(it.keys) }
+        val expectedError = errorShape?.get("error")
+        val expectedField = errorShape?.get("field") as String?
         val result = try {
             if ("org" in step) {
                 store.organization(expand(step["org"], saved) as String).use { orgOp(it, op, args) }
@@ -79,6 +86,9 @@ class VectorsTest(private val name: String, private val case: Map<String, Any?>)
             val code = e.code
             if (expectedError == null) throw CaseFailure("$where: expected success, got $code: ${e.message}")
             if (code != expectedError) throw CaseFailure("$where: expected error $expectedError, got $code: ${e.message}")
+            if (expectedField != null && !e.reason.startsWith("$expectedField: ")) {
+                throw CaseFailure("$where: expected $code naming $expectedField, got: ${e.reason}")
+            }
             return
         }
         when (result) {
@@ -89,7 +99,7 @@ class VectorsTest(private val name: String, private val case: Map<String, Any?>)
         if (expectedError != null) {
             throw CaseFailure("$where: expected error $expectedError, got success:\n${Json.encode(actual)}")
         }
-        if (expect != null && !matches(expect, actual)) {
+        if (hasExpect && !matches(expect, actual)) {
             throw CaseFailure("$where: result differs\nexpected: ${Json.encode(expect)}\nactual:   ${Json.encode(actual)}")
         }
         for ((saveName, path) in (step["save"] as Map<String, Any?>?).orEmpty()) {
@@ -111,6 +121,13 @@ class VectorsTest(private val name: String, private val case: Map<String, Any?>)
         "fail_dispatch" -> org.failDispatch(a["id"] as String, a["failure_cause"] as String, a["claim_token"] as String?)
         "reschedule" -> org.reschedule(a["id"] as String, ts(a["scheduled_at"]))
         "history" -> org.history(a["id"] as String)
+        "calling_policy" -> org.callingPolicy()
+        "set_calling_policy" -> org.setCallingPolicy(callingPolicy(a["policy"] as Map<String, Any?>))
+        "agent_calling_policy" -> org.agentCallingPolicy(a["agent_id"] as String)
+        "set_agent_calling_policy" ->
+            org.setAgentCallingPolicy(a["agent_id"] as String, callingPolicy(a["policy"] as Map<String, Any?>))
+        "clear_agent_calling_policy" -> org.clearAgentCallingPolicy(a["agent_id"] as String).let { null }
+        "retry" -> org.retry(a["id"] as String, CallOutcome.valueOf((a["outcome"] as String).uppercase()))
         else -> throw CaseFailure("unknown organization op $op")
     }
 
@@ -126,6 +143,7 @@ class VectorsTest(private val name: String, private val case: Map<String, Any?>)
         "dials" -> dials
         "recover_stale" -> store.recoverStale(ts(a["now"]), Duration.ofSeconds(num(a["older_than_seconds"])))
         "prune" -> store.prune(ts(a["before"])).toLong()
+        "expire_overdue" -> store.expireOverdue(ts(a["now"]), num(a["limit"]).toUInt())
         "create_api_key" -> store.createApiKey(a["organization_id"] as String, a["label"] as String)
         "revoke_api_key" -> store.revokeApiKey(a["key_id"] as String)
         "authenticate" -> store.authenticate(a["authorization"] as String).use { mapOf("organization_id" to it.id()) }
@@ -161,7 +179,30 @@ class VectorsTest(private val name: String, private val case: Map<String, Any?>)
         pipelineConfig = o["pipeline_config"] as Map<String, Any?>?,
         metadata = o["metadata"] as Map<String, Any?>?,
         idempotencyKey = o["idempotency_key"] as String?,
+        timezone = o["timezone"] as String?,
+        expiresAt = o["expires_at"]?.let(::ts),
     )
+
+    /** A policy's JSON; absent keys are the default policy's. */
+    @Suppress("UNCHECKED_CAST")
+    private fun callingPolicy(o: Map<String, Any?>): CallingPolicy {
+        val unknown = o.keys - setOf("timezone", "windows", "max_attempts", "retry_intervals", "retry_on")
+        if (unknown.isNotEmpty()) throw CaseFailure("broken vector: unknown policy keys $unknown")
+        val default = defaultCallingPolicy()
+        return CallingPolicy(
+            timezone = o["timezone"] as String? ?: default.timezone,
+            windows = (o["windows"] as List<Map<String, Any?>>?)?.map { w ->
+                CallingWindow(
+                    days = (w["days"] as List<String>).map { Weekday.valueOf(it.uppercase()) },
+                    start = w["start"] as String,
+                    end = w["end"] as String,
+                )
+            } ?: default.windows,
+            maxAttempts = o["max_attempts"]?.let { num(it).toUInt() } ?: default.maxAttempts,
+            retryIntervals = o["retry_intervals"] as List<String>? ?: default.retryIntervals,
+            retryOn = (o["retry_on"] as List<String>?)?.map { CallOutcome.valueOf(it.uppercase()) } ?: default.retryOn,
+        )
+    }
 
     private fun listQuery(o: Map<String, Any?>) = ListQuery(
         status = (o["status"] as String?)?.let { Status.valueOf(it.uppercase()) },
@@ -227,5 +268,6 @@ class VectorsCountTest {
         assertEquals(names.size, names.toSet().size, "case names must be unique")
         val files = VectorsTest.cases().map { (it[1] as Map<*, *>)["_file"] }.toSet()
         assertTrue("claims.json" in files, "the claim vectors are not replayed: only $files")
+        assertTrue("calling_policy.json" in files, "the calling policy vectors are not replayed: only $files")
     }
 }
