@@ -73,16 +73,7 @@ impl PolicyRows for SqliteDao<'_> {
         let rows = stmt.query_map(rusqlite::params![organization_id, agent_id], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
         })?;
-        let mut found = (None, None);
-        for row in rows {
-            let (agent, policy) = row?;
-            if agent.is_empty() {
-                found.0 = Some(policy);
-            } else {
-                found.1 = Some(policy);
-            }
-        }
-        Ok(found)
+        Ok(by_scope(rows.collect::<rusqlite::Result<Vec<_>>>()?))
     }
 
     fn put_policy(
@@ -155,6 +146,20 @@ impl PolicyRows for SqliteDao<'_> {
             .query_row([previous_callback_id], |row| Stored::from_row(row))
             .optional()?)
     }
+}
+
+/// The (agent key, policy) rows of `PolicyRows::policies`, as (the
+/// organization's, the agent's).
+pub(crate) fn by_scope(rows: Vec<(String, String)>) -> (Option<String>, Option<String>) {
+    let mut found = (None, None);
+    for (agent, policy) in rows {
+        if agent.is_empty() {
+            found.0 = Some(policy);
+        } else {
+            found.1 = Some(policy);
+        }
+    }
+    found
 }
 
 /// Which scheduled callbacks a policy governs, as SQL over the parameters

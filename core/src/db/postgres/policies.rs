@@ -6,7 +6,7 @@
 //! created or rescheduled with a policy that a concurrent change replaced.
 
 use super::PgDao;
-use crate::db::policies::{scope_filter, PolicyRows, PolicyScope};
+use crate::db::policies::{by_scope, scope_filter, PolicyRows, PolicyScope};
 use crate::db::{Candidate, Stored, CALLBACK_COLUMNS, CANDIDATE_COLUMNS};
 use crate::error::Result;
 use crate::policy::Eligibility;
@@ -30,21 +30,13 @@ impl PolicyRows for PgDao<'_> {
             &[&organization_id],
         )?;
         let agent = agent_id.unwrap_or("");
-        let rows = self.query(
+        let rows = self.query_map(
             "SELECT agent_id, policy FROM calling_policies
              WHERE organization_id = $1 AND agent_id IN ('', $2)",
             &[&organization_id, &agent],
+            |row| Ok((row.try_get(0)?, row.try_get(1)?)),
         )?;
-        let mut found = (None, None);
-        for row in rows {
-            let (agent, policy): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            if agent.is_empty() {
-                found.0 = Some(policy);
-            } else {
-                found.1 = Some(policy);
-            }
-        }
-        Ok(found)
+        Ok(by_scope(rows))
     }
 
     fn put_policy(
