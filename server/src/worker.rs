@@ -105,7 +105,8 @@ pub async fn run_workers(
 }
 
 /// Claims due callbacks and places them through the webhook until
-/// `shutdown`; calls already placed are recorded before it returns.
+/// `shutdown`; calls already placed are recorded before it returns. Each
+/// round first expires the overdue callbacks.
 pub async fn run_dispatcher(
     store: Store,
     webhook: Webhook,
@@ -161,8 +162,9 @@ pub async fn run_dispatcher(
     }
 }
 
-/// Every `interval`, fails the callbacks `dispatching` for longer than
-/// `stale_after` (cause `dispatch_interrupted`), until `shutdown`.
+/// Every `interval`, expires the overdue callbacks and fails those
+/// `dispatching` for longer than `stale_after` (cause
+/// `dispatch_interrupted`), until `shutdown`.
 pub async fn run_recovery(
     store: Store,
     stale_after: Duration,
