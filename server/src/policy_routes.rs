@@ -77,10 +77,8 @@ pub(crate) async fn get_agent(
 ) -> Response {
     let parsed = no_query(&query).and_then(|()| agent_id(path));
     let result = run(&app, &headers, parsed, |org, agent_id| {
-        org.agent_calling_policy(&agent_id)?.ok_or(Error::NotFound {
-            kind: "calling policy of agent",
-            id: agent_id,
-        })
+        org.agent_calling_policy(&agent_id)?
+            .ok_or_else(|| Error::agent_policy_not_found(&agent_id))
     })
     .await;
     policy_response(result)

@@ -14,19 +14,9 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use callback_store::{parse_timestamp, ManualClock, EXTENSION_KEYS};
+use callback_store::{parse_timestamp, ManualClock};
 use common::*;
 use serde_json::{json, Value};
-
-/// The record's keys: the reference's 21, then the 4 extension keys.
-fn assert_record_shape(callback: &Value) {
-    let expected: Vec<&str> = CALLBACK_KEYS
-        .iter()
-        .chain(EXTENSION_KEYS.iter())
-        .copied()
-        .collect();
-    assert_eq!(keys_of(callback), expected, "{callback}");
-}
 
 fn put(api: &Api, path: &str, body: &Value) -> Resp {
     api.call("PUT", path, Some(body))
@@ -185,7 +175,7 @@ fn create_keeps_timezone_and_expires_at_in_the_record_and_refuses_bad_ones() {
         "timezone": "America/Chicago",
         "expires_at": "2030-03-06T10:00:00+01:00",
     }));
-    assert_record_shape(&cb);
+    assert_callback_shape(&cb);
     assert_eq!(cb["timezone"], "America/Chicago");
     assert_eq!(cb["expires_at"], "2030-03-06T09:00:00Z");
     assert_eq!(cb["attempt"], 1);
@@ -194,7 +184,7 @@ fn create_keeps_timezone_and_expires_at_in_the_record_and_refuses_bad_ones() {
     assert_eq!(api.get(&format!("/v1/callbacks/{id}")).json(), cb);
     // Absent, they are null (the callback follows its policy's zone).
     let plain = api.create(json!({}));
-    assert_record_shape(&plain);
+    assert_callback_shape(&plain);
     assert_eq!(
         (&plain["timezone"], &plain["expires_at"]),
         (&Value::Null, &Value::Null)
@@ -243,7 +233,7 @@ fn dispatch_outside_the_calling_window_is_409_naming_the_next_opening() {
     );
     // Inside the window, the same dispatch goes through.
     clock.set(parse_timestamp("now", "2030-03-11T08:30:00Z").unwrap());
-    let (dispatching, _) = api.dispatch_record(id);
+    let (dispatching, _) = api.dispatch(id);
     assert_eq!(dispatching["status"], "dispatching");
 }
 
@@ -265,7 +255,7 @@ fn retry_creates_the_next_attempt_once_and_refuses_beyond_max_attempts() {
     let resp = retry(first_id, "no_answer");
     assert_eq!(resp.status, 200, "{}", resp.text);
     let follow_up = resp.json();
-    assert_record_shape(&follow_up);
+    assert_callback_shape(&follow_up);
     assert_ne!(follow_up["id"], first["id"]);
     assert_eq!(follow_up["status"], "scheduled");
     assert_eq!(follow_up["attempt"], 2);
@@ -372,7 +362,7 @@ fn a_webhook_answer_no_answer_fails_the_callback_and_creates_its_follow_up() {
     let resp = api.post(&format!("/v1/callbacks/{id}/dispatch"), None);
     assert_eq!(resp.status, 200, "{}", resp.text);
     let done = resp.json();
-    assert_record_shape(&done);
+    assert_callback_shape(&done);
     assert_eq!(done["status"], "failed");
     assert_eq!(done["failure_cause"], "no_answer");
     let follow_ups: Vec<Value> = api
@@ -430,7 +420,7 @@ fn healthz_names_the_tz_database_version() {
 /// Dispatches `id` (no webhook: it is left dispatching) and fails it with
 /// its claim: the callback, `failed`.
 fn fail_call(api: &Api, id: &str) -> Value {
-    let (_, token) = api.dispatch_record(id);
+    let (_, token) = api.dispatch(id);
     let resp = api.post(
         &format!("/v1/callbacks/{id}/fail"),
         Some(&json!({"failure_cause": "nobody picked up", "claim_token": token})),
@@ -439,24 +429,6 @@ fn fail_call(api: &Api, id: &str) -> Value {
     let failed = resp.json();
     assert_eq!(failed["status"], "failed");
     failed
-}
-
-trait DispatchRecord {
-    /// `POST …/dispatch`, which must answer 200 with the record (25 keys)
-    /// and a claim token: both.
-    fn dispatch_record(&self, id: &str) -> (Value, String);
-}
-
-impl DispatchRecord for Api {
-    fn dispatch_record(&self, id: &str) -> (Value, String) {
-        let resp = self.post(&format!("/v1/callbacks/{id}/dispatch"), None);
-        assert_eq!(resp.status, 200, "{}", resp.text);
-        let callback = resp.json();
-        assert_record_shape(&callback);
-        let token = resp.header("claim-token").unwrap_or_default().to_owned();
-        assert!(is_claim_token(&Value::from(token.as_str())), "{resp:?}");
-        (callback, token)
-    }
 }
 
 /// A dialer on loopback answering every call `200` with `answer` (testkit's
