@@ -2,7 +2,8 @@
 # The benchmarks (issue 5), self-contained on a fresh machine of this kind:
 #   rust    cargo bench -p callback-store --features postgres --bench store:
 #           P1-P7, the store against raw rusqlite doing the same SQL work
-#           (core/benches/store); P8-P9 on PostgreSQL, against the same SQL
+#           (core/benches/store); P10, claim_due among 1M scheduled callbacks
+#           99% outside their calling window against none outside; P8-P9 on PostgreSQL, against the same SQL
 #           through the raw postgres crate, on a cluster of the bench's own
 #           (scripts/pg.sh on port BENCH_PG_PORT, default 55434, data in
 #           target/pg-bench; started here and stopped at the end)
@@ -19,6 +20,7 @@
 # Sizes (environment):
 #   BENCH_ROWS (P1, P4; 100000), BENCH_BIG (P3, P6, P7; 1000000),
 #   BENCH_P5 (20000), BENCH_REPS (latency samples; 500), BENCH_ONLY (e.g. P1,P3)
+#   BENCH_P10 (scheduled callbacks of P10; 1000000), BENCH_P10_ROUNDS (5)
 #   BENCH_PY_N (callbacks per Python run at Normal; 10000),
 #   BENCH_PY_N_FULL (at Full; 2000), BENCH_PY_REPS (runs per contender; 5)
 #   BENCH_P8 (due callbacks per P8 run; 5000), BENCH_P8_ROUNDS (5),
@@ -53,7 +55,7 @@ wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 if [ "$quick" -eq 1 ]; then
     export BENCH_ROWS=${BENCH_ROWS:-2000} BENCH_BIG=${BENCH_BIG:-20000}
-    export BENCH_P5=${BENCH_P5:-2000} BENCH_REPS=${BENCH_REPS:-100}
+    export BENCH_P5=${BENCH_P5:-2000} BENCH_REPS=${BENCH_REPS:-100} BENCH_P10=${BENCH_P10:-20000}
     export BENCH_P8=${BENCH_P8:-2000} BENCH_P8_ROUNDS=${BENCH_P8_ROUNDS:-1} BENCH_P9_ROUNDS=${BENCH_P9_ROUNDS:-2}
     BENCH_PY_N=${BENCH_PY_N:-1000} BENCH_PY_N_FULL=${BENCH_PY_N_FULL:-200} BENCH_PY_REPS=${BENCH_PY_REPS:-1}
 fi

@@ -3,7 +3,7 @@
 //! target/bench/results.json. Sizes: BENCH_ROWS (P1, P4; default 100000),
 //! BENCH_BIG (P3, P6, P7; default 1000000), BENCH_P5 (default 20000),
 //! BENCH_REPS (latency samples; default 500), BENCH_P10 (scheduled
-//! callbacks of P10; default 1000000), BENCH_P10_ROUNDS (default 3),
+//! callbacks of P10; default 1000000), BENCH_P10_ROUNDS (default 5),
 //! BENCH_ONLY (e.g. `P1,P3`;
 //! `GET10K` is the 10k-table row of P6 alone, without the 1M data set: the
 //! Rust figure bench/python/bench_peers.py pairs its `org.get(id)` with).
@@ -144,7 +144,7 @@ fn main() {
     let p10_n = env_usize("BENCH_P10", 1_000_000);
     if runs("P10") {
         step("P10 (building its two data sets once, cached in target/bench/data)");
-        let rounds = env_usize("BENCH_P10_ROUNDS", 3).max(1);
+        let rounds = env_usize("BENCH_P10_ROUNDS", 5).max(1);
         rows.push(windows::p10_claim_outside_windows(&data_dir, p10_n, rounds));
     }
 
