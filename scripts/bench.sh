@@ -46,7 +46,7 @@ for arg in "$@"; do
     case $arg in
     --quick) quick=1 ;;
     rust | python) parts+=("$arg") ;;
-    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
     *) die "unknown argument $arg (--quick, rust, python)" ;;
     esac
 done
