@@ -166,17 +166,40 @@ impl Op {
 // --- The table itself ---------------------------------------------------------
 
 /// DESIGN.md's table, written out again: columns cancel, dispatch/claim_due,
-/// complete_dispatch, fail_dispatch, reschedule, recover_stale, and
+/// complete_dispatch, fail_dispatch, reschedule, recover_stale,
 /// place_call (DESIGN's "Claims": only a dispatching callback's claim is
-/// spent, and it stays dispatching; its cells are proven in claims.rs).
+/// spent, and it stays dispatching; its cells are proven in claims.rs),
+/// expire (a store-wide move of scheduled callbacks past their deadline)
+/// and retry (DESIGN's "Calling policy": a dispatched or failed callback
+/// stays as it is and gets a follow-up; proven in follow_ups.rs).
 fn design_cell(from: Status, column: usize) -> Outcome {
-    use Outcome::{Invalid as I, Move as M, NotSelected as N, Unchanged as U};
-    let row: [Outcome; 7] = match from {
-        Scheduled => [M(Cancelled), M(Dispatching), I, I, M(Scheduled), N, I],
-        Dispatching => [I, I, M(Dispatched), M(Failed), I, M(Failed), M(Dispatching)],
-        Dispatched => [I, I, I, I, I, N, I],
-        Cancelled => [U, I, I, I, I, N, I],
-        Failed => [I, I, I, I, I, N, I],
+    use Outcome::{FollowUp as F, Invalid as I, Move as M, NotSelected as N, Unchanged as U};
+    let row: [Outcome; 9] = match from {
+        Scheduled => [
+            M(Cancelled),
+            M(Dispatching),
+            I,
+            I,
+            M(Scheduled),
+            N,
+            I,
+            M(Failed),
+            I,
+        ],
+        Dispatching => [
+            I,
+            I,
+            M(Dispatched),
+            M(Failed),
+            I,
+            M(Failed),
+            M(Dispatching),
+            N,
+            I,
+        ],
+        Dispatched => [I, I, I, I, I, N, I, N, F],
+        Cancelled => [U, I, I, I, I, N, I, N, I],
+        Failed => [I, I, I, I, I, N, I, N, F],
     };
     row[column]
 }
@@ -192,6 +215,8 @@ fn the_code_transition_table_is_exactly_the_design_table() {
         (Action::Reschedule, 4),
         (Action::RecoverStale, 5),
         (Action::PlaceCall, 6),
+        (Action::Expire, 7),
+        (Action::Retry, 8),
     ];
     assert_eq!(
         columns.len(),
