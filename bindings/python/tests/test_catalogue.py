@@ -88,7 +88,33 @@ def enum(kind: Any, text: Any) -> Any:
 def new_callback(body: Dict[str, Any]) -> cs.NewCallback:
     kwargs = dict(body)
     kwargs["scheduled_at"] = when(kwargs.get("scheduled_at"))
+    if "expires_at" in kwargs:
+        kwargs["expires_at"] = when(kwargs["expires_at"])
     return cs.NewCallback(**kwargs)
+
+
+def calling_policy(body: Dict[str, Any]) -> cs.CallingPolicy:
+    """A policy as a Python caller builds one: the default's fields, each
+    one the case gives replaced (days and outcomes as enum members when the
+    text names one)."""
+    default = cs.default_calling_policy()
+    kwargs: Dict[str, Any] = {
+        "timezone": default.timezone,
+        "windows": default.windows,
+        "max_attempts": default.max_attempts,
+        "retry_intervals": default.retry_intervals,
+        "retry_on": default.retry_on,
+    }
+    for key, value in body.items():
+        if key == "windows":
+            value = [
+                cs.CallingWindow(days=[enum(cs.Weekday, d) for d in w["days"]], start=w["start"], end=w["end"])
+                for w in value
+            ]
+        elif key == "retry_on":
+            value = [enum(cs.CallOutcome, o) for o in value]
+        kwargs[key] = value
+    return cs.CallingPolicy(**kwargs)
 
 
 def list_query(q: Dict[str, Any]) -> cs.ListQuery:
@@ -215,6 +241,14 @@ def execute(store: cs.Store, fx: Fixture, op: str, a: Dict[str, Any]) -> Any:
         return store.recover_stale(when(a["now"]), older)
     if op == "prune":
         return store.prune(when(a["before"]))
+    if op == "set_calling_policy":
+        return org().set_calling_policy(calling_policy(a))
+    if op == "set_agent_calling_policy":
+        return org().set_agent_calling_policy(a["agent_id"], calling_policy(a["policy"]))
+    if op == "clear_agent_calling_policy":
+        return org().clear_agent_calling_policy(a["agent_id"])
+    if op == "retry":
+        return org().retry(a["id"], enum(cs.CallOutcome, a["outcome"]))
     if op == "authenticate":
         return store.authenticate(a["authorization"])
     if op == "create_api_key":
@@ -229,12 +263,13 @@ def readable(org_id: Any) -> bool:
     return isinstance(org_id, str) and 0 < len(org_id.encode()) <= 255 and not any(ord(ch) < 32 or ord(ch) == 127 for ch in org_id)
 
 
-Snapshot = Dict[str, Tuple[List[Tuple[str, int]], Dict[str, int], int]]
+Snapshot = Dict[str, Tuple[List[Tuple[str, int]], Dict[str, int], int, Any]]
 
 
 def snapshot(store: cs.Store, orgs: List[str]) -> Snapshot:
     """Per organization: its counts by status, the length of each callback's
-    history, and its API keys (revoked or not): all through the binding."""
+    history, its API keys (revoked or not), and its calling policies (its
+    own and the catalogue's agent's): all through the binding."""
     seen: Snapshot = {}
     for org_id in orgs:
         org = store.organization(org_id)
@@ -249,7 +284,8 @@ def snapshot(store: cs.Store, orgs: List[str]) -> Snapshot:
             if cursor is None:
                 break
         keys = len(store.list_api_keys(org_id))
-        seen[org_id] = (counts, histories, keys)
+        policies = (cs.to_api_dict(org.calling_policy()), org.agent_calling_policy("agent_1"))
+        seen[org_id] = (counts, histories, keys, policies)
     return seen
 
 
