@@ -6,6 +6,10 @@
 //! dispatched exactly once. This crate is the rules and the storage; the
 //! bindings, the command and the HTTP server are thin layers over it.
 //!
+//! A calling policy (`Organization::set_calling_policy`, module `policy`)
+//! keeps calls inside windows in the callee's local time, drops callbacks
+//! past their deadline, and makes follow-up attempts (`Organization::retry`).
+//!
 //! ```
 //! use callback_store::{ListQuery, NewCallback, Status, Store};
 //! use chrono::{TimeZone, Utc};
