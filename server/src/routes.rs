@@ -244,12 +244,27 @@ fn id_and_body<T>(
     (fields, optional_body): (&[&str], bool),
     read: impl FnOnce(&mut Fields) -> Result<T, Error>,
 ) -> Result<(String, T), ApiError> {
+    id_and_json(query, path, headers, body, optional_body, |map| {
+        read(&mut Fields::new(map, fields, "body")?)
+    })
+}
+
+/// A callback route's id and its JSON body, read by `read` (a reader of
+/// the core's `input`): no query string, the id from the path, the body's
+/// object (absent is `{}` when `optional_body`).
+fn id_and_json<T>(
+    query: &Option<String>,
+    path: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    optional_body: bool,
+    read: impl FnOnce(Map<String, Value>) -> Result<T, Error>,
+) -> Result<(String, T), ApiError> {
     no_query(query)?;
     let id = path_id(path)?;
     let bytes = body_bytes(body)?;
     let map: Map<String, Value> = request::json_body(headers, &bytes, optional_body)?;
-    let value = read(&mut Fields::new(map, fields, "body")?)?;
-    Ok((id, value))
+    Ok((id, read(map)?))
 }
 
 /// The optional body field carrying the token of the caller's claim: the
@@ -496,13 +511,7 @@ async fn retry(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = (|| -> Result<_, ApiError> {
-        no_query(&query)?;
-        let id = path_id(path)?;
-        let bytes = body_bytes(body)?;
-        let map = request::json_body(&headers, &bytes, false)?;
-        Ok((id, input::call_outcome(map)?))
-    })();
+    let parsed = id_and_json(&query, path, &headers, body, false, input::call_outcome);
     let result = run(&app, &headers, parsed, |org, (id, outcome)| {
         org.retry(&id, outcome)
     })
