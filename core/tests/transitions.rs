@@ -166,12 +166,8 @@ impl Op {
 // --- The table itself ---------------------------------------------------------
 
 /// DESIGN.md's table, written out again: columns cancel, dispatch/claim_due,
-/// complete_dispatch, fail_dispatch, reschedule, recover_stale,
-/// place_call (DESIGN's "Claims": only a dispatching callback's claim is
-/// spent, and it stays dispatching; its cells are proven in claims.rs),
-/// expire (a store-wide move of scheduled callbacks past their deadline)
-/// and retry (DESIGN's "Calling policy": a dispatched or failed callback
-/// stays as it is and gets a follow-up; proven in follow_ups.rs).
+/// complete_dispatch, fail_dispatch, reschedule, recover_stale, place_call
+/// (proven in claims.rs), expire and retry (proven in follow_ups.rs).
 fn design_cell(from: Status, column: usize) -> Outcome {
     use Outcome::{FollowUp as F, Invalid as I, Move as M, NotSelected as N, Unchanged as U};
     let row: [Outcome; 9] = match from {
