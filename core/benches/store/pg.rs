@@ -106,7 +106,7 @@ pub fn load(base: &str, schema: &str, n: usize, status: impl Fn(usize) -> &'stat
         .copy_in(
             "COPY callbacks (id, organization_id, source_session_id, agent_id, phone_number_id,
                  to_number, from_number, scheduled_at, status, reason, instructions, summary,
-                 pipeline_config, metadata, created_at, updated_at) FROM STDIN",
+                 pipeline_config, metadata, created_at, updated_at, eligible_at) FROM STDIN",
         )
         .unwrap();
     let mut rng = StdRng::seed_from_u64(data::SEED);
@@ -118,7 +118,9 @@ pub fn load(base: &str, schema: &str, n: usize, status: impl Fn(usize) -> &'stat
         let scheduled = c.scheduled_at.timestamp_micros().to_string();
         let pipeline = serde_json::to_string(&c.pipeline_config).unwrap();
         let metadata = serde_json::to_string(&c.metadata).unwrap();
-        let fields: [Option<&str>; 16] = [
+        // eligible_at: when a callback with no calling policy may ring, its
+        // scheduled time (what the store writes on create).
+        let fields: [Option<&str>; 17] = [
             Some(&id),
             Some(&org),
             c.source_session_id.as_deref(),
@@ -135,6 +137,7 @@ pub fn load(base: &str, schema: &str, n: usize, status: impl Fn(usize) -> &'stat
             Some(&metadata),
             Some(&created),
             Some(&created),
+            Some(&scheduled),
         ];
         for (k, value) in fields.iter().enumerate() {
             if k > 0 {

@@ -33,8 +33,8 @@ pub fn insert(conn: &Connection, org: &str, id: &str, c: &NewCallback, now: Time
         .prepare_cached(
             "INSERT INTO callbacks (id, organization_id, source_session_id, agent_id, phone_number_id,
                  to_number, from_number, scheduled_at, status, reason, instructions, summary,
-                 pipeline_config, metadata, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'scheduled', ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+                 pipeline_config, metadata, created_at, updated_at, eligible_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'scheduled', ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?8)",
         )
         .unwrap();
     stmt.execute(params![
@@ -96,7 +96,7 @@ pub fn claim(conn: &mut Connection, now: Timestamp, limit: u32) -> Vec<(String, 
             .prepare_cached(
                 "UPDATE callbacks SET status = 'dispatching', attempted_at = ?1, updated_at = ?1
                  WHERE seq IN (SELECT seq FROM callbacks WHERE status = 'scheduled'
-                               AND scheduled_at <= ?1 ORDER BY scheduled_at, seq LIMIT ?2)
+                               AND eligible_at <= ?1 ORDER BY eligible_at, seq LIMIT ?2)
                  RETURNING id, organization_id",
             )
             .unwrap();

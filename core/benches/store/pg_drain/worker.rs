@@ -46,15 +46,18 @@ fn store_now() -> i64 {
 
 const SESSION: &str = "sess_x";
 
-/// The SQL text the store sends (core/src/db/postgres/moves.rs: bulk_move
-/// with claim_due's pick, and set_list's claim token).
+/// The claim as one statement: claim_due's pick by next eligible instant
+/// and the bulk move with set_list's claim token (core/src/db/postgres/
+/// moves.rs). The store sends the pick and the move as two statements
+/// (calling policy: it decides between the two in Rust), one round trip
+/// more per claim of a batch than this lean replay.
 fn claim_sql() -> String {
     let token = "substr(encode(sha256(convert_to(\
         gen_random_uuid()::text || gen_random_uuid()::text, 'UTF8')), 'hex'), 1, 32)";
     format!(
         "WITH picked AS MATERIALIZED (SELECT seq AS pick FROM callbacks
-                 WHERE status = 'scheduled' AND scheduled_at <= $4
-                 ORDER BY scheduled_at, seq LIMIT $5 FOR UPDATE SKIP LOCKED)
+                 WHERE status = 'scheduled' AND eligible_at <= $4
+                 ORDER BY eligible_at, seq LIMIT $5 FOR UPDATE SKIP LOCKED)
              UPDATE callbacks SET status = $1, updated_at = $2, attempted_at = $3, claim_token = {token}
              FROM picked WHERE callbacks.seq = picked.pick AND status = 'scheduled'
              RETURNING {}, claim_token",
