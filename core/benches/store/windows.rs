@@ -76,7 +76,8 @@ fn claim(store: &callback_store::Store, count: usize) -> f64 {
     let (took, claimed) = time(|| {
         let mut claimed = 0;
         while claimed < count {
-            let batch = store.claim_due(now(), 100).unwrap();
+            let limit = (count - claimed).min(100) as u32;
+            let batch = store.claim_due(now(), limit).unwrap();
             assert!(!batch.is_empty(), "fewer than {count} eligible callbacks");
             claimed += batch.len();
         }
