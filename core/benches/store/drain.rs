@@ -122,7 +122,7 @@ pub fn p4_claim_and_complete(dir: &Path, n: usize) -> Vec<Row> {
 }
 
 /// A file of `n` callbacks all due by t0 + 30 days, built once.
-fn due_file(dir: &Path, n: usize) -> PathBuf {
+pub fn due_file(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join(format!("due-{n}.db"));
     if !path.exists() {
         let tmp = fresh(dir, "due-building.db");

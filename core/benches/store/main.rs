@@ -13,6 +13,7 @@
 //! callbacks per run; default 5000), BENCH_P8_ROUNDS (default 5),
 //! BENCH_P9_ROUNDS (default 5; BENCH_BIG is P9's big table too).
 
+mod ceiling;
 mod data;
 mod drain;
 #[cfg(feature = "postgres")]
@@ -121,8 +122,15 @@ fn main() {
         rows.extend(workloads::p3_list(&big, &small, reps));
     }
     if runs("P4") {
-        step("P4");
-        rows.extend(drain::p4_claim_and_complete(&data_dir, rows_n));
+        step("P4, with the machine's ceiling (C1-C3) and the WAL frames per operation (W1-W3)");
+        let ceiling = ceiling::ceiling(&data_dir, rows_n);
+        let p4 = drain::p4_claim_and_complete(&data_dir, rows_n);
+        let p4_rate = p4[0].ours;
+        rows.extend(ceiling.rows.iter().cloned());
+        rows.extend(p4);
+        rows.push(ceiling::p4_of_ceiling(p4_rate, &ceiling));
+        let due = drain::due_file(&data_dir, rows_n);
+        rows.extend(ceiling::wal_frames(&data_dir, &due, &ceiling));
     }
     if runs("P5") {
         step("P5");
