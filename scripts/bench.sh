@@ -4,7 +4,8 @@
 #           P1-P7, the store against raw rusqlite doing the same SQL work
 #           (core/benches/store); with P4, the machine's ceiling (C1-C3)
 #           and WAL frames per operation (W1-W3); P10, claim_due among 1M
-#           scheduled callbacks 99% outside their window against none outside; P8-P9 on PostgreSQL, against the same SQL
+#           scheduled callbacks 99% outside their window against none
+#           outside; P8-P9 on PostgreSQL, against the same SQL
 #           through the raw postgres crate, on a cluster of the bench's own
 #           (scripts/pg.sh on port BENCH_PG_PORT, default 55434, data in
 #           target/pg-bench; started here and stopped at the end)
@@ -47,7 +48,7 @@ for arg in "$@"; do
     case $arg in
     --quick) quick=1 ;;
     rust | python) parts+=("$arg") ;;
-    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
     *) die "unknown argument $arg (--quick, rust, python)" ;;
     esac
 done
