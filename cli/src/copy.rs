@@ -1,4 +1,4 @@
-//! `copy`: every callback, event and API key of one store into another,
+//! `copy`: every callback, event, API key and calling policy of one store into another,
 //! empty one (an SQLite file to PostgreSQL, or back), verified.
 
 use std::path::Path;

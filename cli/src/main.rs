@@ -219,14 +219,14 @@ pub enum Command {
     /// being placed finish and be recorded, and exits 0.
     #[command(mut_arg("dispatch_webhook", worker::required_webhook_url))]
     Worker(worker::DispatchArgs),
-    /// Copy every callback, event and API key into another, empty store.
+    /// Copy every callback, event, API key and calling policy into another, empty store.
     ///
     /// Moves a whole store between backends: an SQLite file to PostgreSQL
     /// (to grow from the embedded file to a server) or back, with every
-    /// callback's history, idempotency keys, claims and API keys (revoked
-    /// ones stay revoked), and the cursor secret, so list cursors keep
+    /// callback's history, idempotency keys, claims, API keys (revoked
+    /// ones stay revoked) and calling policies, and the cursor secret, so list cursors keep
     /// working. --db is not used. The target must be empty (no callback,
-    /// event or API key; a store just created is): otherwise
+    /// event, API key or calling policy; a store just created is): otherwise
     /// VALIDATION_ERROR, naming what it holds, and nothing is written. The
     /// source is read from one snapshot; the target is written in one
     /// transaction, so a failure leaves it empty. The copy is verified: the

@@ -1,4 +1,4 @@
-//! `Store::copy_into`: every callback, event and API key of one store into
+//! `Store::copy_into`: every callback, event, API key and calling policy of one store into
 //! another, empty one, on either backend (an SQLite file to PostgreSQL and
 //! back), verified by counts and a checksum.
 
@@ -38,9 +38,9 @@ pub struct CopyReport {
 }
 
 impl Store {
-    /// Copies every callback, event and API key of this store, and its
-    /// cursor secret, into `target`, which must hold no callback, event or
-    /// API key (a store just opened): otherwise VALIDATION_ERROR naming
+    /// Copies every callback, event, API key and calling policy of this
+    /// store, and its cursor secret, into `target`, which must hold none of
+    /// them (a store just opened): otherwise VALIDATION_ERROR naming
     /// what it holds, and nothing is written. Either backend to either
     /// backend.
     ///
