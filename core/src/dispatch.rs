@@ -2,11 +2,12 @@
 //! runs claim → place_call → complete or fail.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::claim::Claim;
-use crate::error::{ErrorCode, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::model::{Callback, DispatchReport, Status};
-use crate::organization::{transition, Request};
+use crate::organization::{transition, transition_in, Request};
 use crate::policy::CallOutcome;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -52,6 +53,32 @@ where
     }
 }
 
+/// How `Store::dispatch_due_with` places the calls it claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchOptions {
+    /// How many calls are placed at once (1 to `MAX_CONCURRENCY`), each on
+    /// a thread of its own. Their spends and completions share commits
+    /// (group commit, on SQLite).
+    pub concurrency: u32,
+}
+
+impl Default for DispatchOptions {
+    fn default() -> Self {
+        DispatchOptions { concurrency: 1 }
+    }
+}
+
+/// The most calls `dispatch_due_with` places at once.
+pub const MAX_CONCURRENCY: u32 = 256;
+
+/// One claimed call that went through, for `Store::complete_many`.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion<'a> {
+    pub claim: &'a Claim,
+    /// The session id of the call that was placed.
+    pub created_session_id: &'a str,
+}
+
 impl Store {
     /// Claims up to `limit` callbacks due at `now` and places each through
     /// `dispatcher`, completing or failing it. A callback is placed at most
@@ -63,25 +90,125 @@ impl Store {
         now: Timestamp,
         limit: u32,
     ) -> Result<DispatchReport> {
-        let mut report = DispatchReport::default();
-        for claim in self.claim_due(now, limit)? {
-            let done = match self.place_call(dispatcher, &claim) {
-                Ok(done) => done,
-                // recover_stale failed this callback while its call was being
-                // placed (a call longer than the stale horizon): it stays as
-                // recovery left it, and the other claims still get placed.
-                Err(e) if e.code() == ErrorCode::InvalidTransition => self
-                    .read(|dao| dao.get(None, claim.id()))?
-                    .map(|stored| stored.callback)
-                    .ok_or(e)?,
-                Err(e) => return Err(e),
-            };
-            match done.status {
-                Status::Dispatched => report.dispatched.push(done),
-                _ => report.failed.push(done),
-            }
+        let claims = self.claim_due(now, limit)?;
+        let mut done = Vec::with_capacity(claims.len());
+        for claim in &claims {
+            done.push(self.place_claimed(dispatcher, claim)?);
         }
-        Ok(report)
+        Ok(report(done))
+    }
+
+    /// `dispatch_due`, placing up to `options.concurrency` calls at once
+    /// (a dialer whose calls take seconds keeps that many lines busy). The
+    /// report lists callbacks in claim order. After an error (a storage
+    /// error: nothing is placed twice), no further call is started, the
+    /// calls under way finish, and the error is returned; the claims not
+    /// placed stay `dispatching` for `recover_stale`.
+    pub fn dispatch_due_with(
+        &self,
+        dispatcher: &(dyn Dispatcher + Sync),
+        now: Timestamp,
+        limit: u32,
+        options: &DispatchOptions,
+    ) -> Result<DispatchReport> {
+        if !(1..=MAX_CONCURRENCY).contains(&options.concurrency) {
+            return Err(Error::validation(
+                "concurrency",
+                format!(
+                    "must be between 1 and {MAX_CONCURRENCY}, got {}",
+                    options.concurrency
+                ),
+            ));
+        }
+        let claims = self.claim_due(now, limit)?;
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let workers = (options.concurrency as usize).min(claims.len());
+        let placed: Vec<Vec<(usize, Result<Callback>)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = Vec::new();
+                        while !stop.load(Ordering::SeqCst) {
+                            let i = next.fetch_add(1, Ordering::SeqCst);
+                            let Some(claim) = claims.get(i) else { break };
+                            let done = self.place_claimed(dispatcher, claim);
+                            if done.is_err() {
+                                stop.store(true, Ordering::SeqCst);
+                            }
+                            mine.push((i, done));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            // place_claimed catches the dialer's panics: a worker's own
+            // panic is a bug of the store, passed on to the caller.
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut placed: Vec<_> = placed.into_iter().flatten().collect();
+        placed.sort_by_key(|(i, _)| *i);
+        let done = placed
+            .into_iter()
+            .map(|(_, done)| done)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(report(done))
+    }
+
+    /// Places one claimed call for `dispatch_due`: a claim that recovery
+    /// failed meanwhile is reported as recovery left it.
+    fn place_claimed(&self, dispatcher: &dyn Dispatcher, claim: &Claim) -> Result<Callback> {
+        match self.place_call(dispatcher, claim) {
+            // recover_stale failed this callback while its call was being
+            // placed (a call longer than the stale horizon): it stays as
+            // recovery left it, and the other claims still get placed.
+            Err(e) if e.code() == ErrorCode::InvalidTransition => self
+                .read(|dao| dao.get(None, claim.id()))?
+                .map(|stored| stored.callback)
+                .ok_or(e),
+            other => other,
+        }
+    }
+
+    /// Completes several claimed calls in one write transaction, for a
+    /// dialer that places calls itself and reports them in batches: one
+    /// commit instead of one per call. Each item is checked and refused on
+    /// its own, as `complete_dispatch` with the claim's token would (a stale
+    /// claim, an unusable session id): its answer is its error, and the
+    /// others still complete. A storage error fails the whole batch, which
+    /// leaves every callback `dispatching`.
+    pub fn complete_many(&self, completions: &[Completion<'_>]) -> Result<Vec<Result<Callback>>> {
+        let checked: Vec<Result<()>> = completions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                validate::identifier("created_session_id", c.created_session_id)
+                    .map_err(|e| e.within_item("completions", i))
+            })
+            .collect();
+        self.write(|dao| {
+            let mut answers = Vec::with_capacity(completions.len());
+            for (completion, checked) in completions.iter().zip(&checked) {
+                if let Err(e) = checked {
+                    answers.push(Err(e.clone()));
+                    continue;
+                }
+                let claim = completion.claim;
+                let request = Request::Complete {
+                    created_session_id: completion.created_session_id,
+                    claim: Some(claim.token()),
+                };
+                match transition_in(self, dao, None, claim.id(), request) {
+                    Ok(applied) => answers.push(Ok(applied.callback)),
+                    Err(e @ Error::Storage { .. }) => return Err(e),
+                    Err(refused) => answers.push(Err(refused)),
+                }
+            }
+            Ok(answers)
+        })
     }
 
     /// Places the call of a claim (from `claim_due`, `Organization::dispatch`
@@ -135,6 +262,17 @@ impl Store {
         };
         Ok(transition(self, None, &callback.id, request)?.callback)
     }
+}
+
+fn report(done: Vec<Callback>) -> DispatchReport {
+    let mut report = DispatchReport::default();
+    for callback in done {
+        match callback.status {
+            Status::Dispatched => report.dispatched.push(callback),
+            _ => report.failed.push(callback),
+        }
+    }
+    report
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

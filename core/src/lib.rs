@@ -66,7 +66,7 @@ pub mod validate;
 pub use calling::EXPIRED;
 pub use claim::Claim;
 pub use copy::CopyReport;
-pub use dispatch::{CallResult, Dispatcher};
+pub use dispatch::{CallResult, Completion, DispatchOptions, Dispatcher, MAX_CONCURRENCY};
 pub use error::{Error, ErrorBody, ErrorCode, FieldPath, PathSegment, Result};
 pub use model::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, EventAction, JsonObject,

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use crate::calling;
 use crate::claim::{self, Claim};
 use crate::cursor;
-use crate::db::{Changes, ClaimGuard, NewEvent, Placement};
+use crate::db::{Changes, ClaimGuard, Dao, NewEvent, Placement};
 use crate::error::{Error, Result};
 use crate::model::{Callback, CallbackEvent, ListQuery, NewCallback, Page, Status};
 use crate::policy::CallOutcome;
@@ -184,90 +184,113 @@ pub(crate) fn transition(
     request: Request<'_>,
 ) -> Result<Applied> {
     validate::identifier("id", id)?;
-    let action = request.action();
-    let guard = request.guard();
-    if let Some(token) = guard.token {
+    if let Some(token) = request.guard().token {
         validate::identifier("claim_token", token)?;
     }
-    store.write(|dao| {
-        let now = dao.now();
-        let current = dao
-            .get_for_update(organization_id, id)?
-            .ok_or_else(|| Error::callback_not_found(id))?
-            .callback;
-        let mut changes = request.changes(now);
-        // A caller holding a claim learns why the claim is stale.
-        let refused = |from: Status| -> Result<Error> {
-            let Some(token) = guard.token else {
-                return Ok(Error::InvalidTransition {
-                    id: id.to_owned(),
-                    action,
-                    from,
-                });
-            };
-            let columns = dao.claim_columns(id)?;
-            let reason = claim::stale_reason(from, columns.as_ref(), token, guard.unspent)
-                .ok_or_else(|| {
-                    Error::storage(
-                        format!("the guarded {action} of callback {id} lost to nothing"),
-                        false,
-                    )
-                })?;
-            Ok(claim::stale(id, action, reason))
+    store.write(|dao| transition_in(store, dao, organization_id, id, request))
+}
+
+/// The body of `transition`, inside a write transaction opened by the
+/// caller (batches run several in one). A transition it refuses, with any
+/// error but a storage error, has written nothing: every refusal is decided
+/// before the guarded UPDATE, or by that UPDATE matching no row, and what
+/// follows the UPDATE (the event, a follow-up) fails only with storage
+/// errors. So a batch may keep going after a refused item.
+pub(crate) fn transition_in(
+    store: &Store,
+    dao: &dyn Dao,
+    organization_id: Option<&str>,
+    id: &str,
+    request: Request<'_>,
+) -> Result<Applied> {
+    let action = request.action();
+    let guard = request.guard();
+    let now = dao.now();
+    let current = dao
+        .get_for_update(organization_id, id)?
+        .ok_or_else(|| Error::callback_not_found(id))?
+        .callback;
+    let mut changes = request.changes(now);
+    // A caller holding a claim learns why the claim is stale.
+    let refused = |from: Status| -> Result<Error> {
+        let Some(token) = guard.token else {
+            return Ok(Error::InvalidTransition {
+                id: id.to_owned(),
+                action,
+                from,
+            });
         };
-        match transitions::outcome(current.status, action) {
-            Outcome::Move(to) => {
-                // The calling policy's say, for the actions it governs.
-                match request {
-                    Request::Dispatch => calling::check_dispatch(dao, &current, now)?,
-                    Request::Reschedule { scheduled_at } => {
-                        changes.eligibility =
-                            Some(calling::rescheduled(dao, &current, scheduled_at)?);
-                    }
-                    _ => {}
+        let columns = dao.claim_columns(id)?;
+        let reason =
+            claim::stale_reason(from, columns.as_ref(), token, guard.unspent).ok_or_else(|| {
+                Error::storage(
+                    format!("the guarded {action} of callback {id} lost to nothing"),
+                    false,
+                )
+            })?;
+        Ok(claim::stale(id, action, reason))
+    };
+    match transitions::outcome(current.status, action) {
+        Outcome::Move(to) => {
+            // The calling policy's say, for the actions it governs.
+            match request {
+                Request::Dispatch => calling::check_dispatch(dao, &current, now)?,
+                Request::Reschedule { scheduled_at } => {
+                    changes.eligibility = Some(calling::rescheduled(dao, &current, scheduled_at)?);
                 }
-                let moved = dao.apply_transition(
-                    organization_id,
-                    id,
-                    (current.status, to),
-                    &changes,
-                    guard,
-                    now,
-                )?;
-                let Some((stored, claim_token)) = moved else {
-                    return Err(refused(current.status)?);
-                };
-                let seq = stored.seq;
-                let detail = request.detail(&current);
-                dao.insert_event(
-                    seq,
-                    &NewEvent {
-                        action: action.into(),
-                        from: Some(current.status),
-                        to,
-                        at: now,
-                        detail: detail.as_deref(),
-                    },
-                )?;
-                if let Request::Fail { outcome, .. } = request {
-                    // A failed call may earn a follow-up; a refusal of the
-                    // policy leaves the failure as it is.
-                    let _follow_up = calling::follow_up(store, dao, &stored, outcome)?;
-                }
-                Ok(Applied {
-                    callback: stored.callback,
-                    claim_token,
-                })
+                _ => {}
             }
-            Outcome::Unchanged => Ok(Applied {
-                callback: current,
-                claim_token: None,
-            }),
-            Outcome::Invalid | Outcome::NotSelected | Outcome::FollowUp => {
-                Err(refused(current.status)?)
+            let moved = dao.apply_transition(
+                organization_id,
+                id,
+                (current.status, to),
+                &changes,
+                guard,
+                now,
+            )?;
+            let Some((stored, claim_token)) = moved else {
+                return Err(refused(current.status)?);
+            };
+            let seq = stored.seq;
+            let detail = request.detail(&current);
+            dao.insert_event(
+                seq,
+                &NewEvent {
+                    action: action.into(),
+                    from: Some(current.status),
+                    to,
+                    at: now,
+                    detail: detail.as_deref(),
+                },
+            )?;
+            if let Request::Fail { outcome, .. } = request {
+                // A failed call may earn a follow-up; a refusal of the
+                // policy leaves the failure as it is.
+                // Past the UPDATE, only a storage error may fail the transition
+                // (see above): a stored callback whose fields no longer validate
+                // for its follow-up is damaged data, not a refusal.
+                let _follow_up =
+                    calling::follow_up(store, dao, &stored, outcome).map_err(|e| match e {
+                        Error::Storage { .. } => e,
+                        other => Error::storage(
+                            format!("the follow-up of callback {id} cannot be made: {other}"),
+                            false,
+                        ),
+                    })?;
             }
+            Ok(Applied {
+                callback: stored.callback,
+                claim_token,
+            })
         }
-    })
+        Outcome::Unchanged => Ok(Applied {
+            callback: current,
+            claim_token: None,
+        }),
+        Outcome::Invalid | Outcome::NotSelected | Outcome::FollowUp => {
+            Err(refused(current.status)?)
+        }
+    }
 }
 
 impl Organization {

@@ -2,13 +2,13 @@
 //! transaction closures every operation runs in.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::claim::{self, Claim};
-use crate::db::{Dao, SqliteDao};
+use crate::db::Dao;
 use crate::error::{Error, Result};
 use crate::model::{ApiKey, Callback, CreatedApiKey};
 use crate::organization::{Organization, Request};
@@ -18,40 +18,9 @@ use crate::{auth, schema, validate};
 
 #[cfg(feature = "postgres")]
 mod postgres;
+mod sqlite;
 
-/// Waiting for another writer. SQLite's own busy timeout sleeps up to
-/// 100 ms between tries and is not fair: under contention a sleeping writer
-/// keeps missing the lock while awake ones take turns, until it gives up.
-/// This handler tries again every millisecond or so, with jitter, until the
-/// operation's deadline. The handler is a plain function, so the deadline
-/// lives in a thread-local set when an operation takes the connection (a
-/// connection is used by one thread at a time, behind the store's mutex).
-mod busy {
-    use std::cell::Cell;
-    use std::hash::{BuildHasher, RandomState};
-    use std::time::{Duration, Instant};
-
-    thread_local! {
-        static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-    }
-
-    pub(super) fn wait_until(timeout: Duration) {
-        DEADLINE.with(|d| d.set(Instant::now().checked_add(timeout)));
-    }
-
-    pub(super) fn retry_until_deadline(attempt: i32) -> bool {
-        let Some(deadline) = DEADLINE.with(Cell::get) else {
-            return false;
-        };
-        if Instant::now() >= deadline {
-            return false;
-        }
-        // 0.5 to 2 ms, different for each waiter and each attempt.
-        let jitter = RandomState::new().hash_one(attempt) % 1500;
-        std::thread::sleep(Duration::from_micros(500 + jitter));
-        true
-    }
-}
+use sqlite::busy;
 
 /// Whether `location` names a PostgreSQL database rather than a file.
 fn is_postgres_url(location: &str) -> bool {
@@ -132,6 +101,13 @@ pub struct StoreOptions {
     /// that up to this many of its threads work at once. SQLite's store
     /// has one connection, which its threads take in turn.
     pub max_connections: u32,
+    /// SQLite only: writers of this store's threads that arrive while
+    /// another one writes share its transaction and its one COMMIT, each
+    /// answered only once that COMMIT is durable (see `store/sqlite.rs`).
+    /// On by default; off, every write commits by itself. PostgreSQL's
+    /// writers work in parallel on the pool, and the server groups their
+    /// WAL flushes itself (`commit_delay`).
+    pub group_commit: bool,
 }
 
 impl Default for StoreOptions {
@@ -141,6 +117,7 @@ impl Default for StoreOptions {
             durability: Durability::Full,
             clock: Arc::new(SystemClock),
             max_connections: 10,
+            group_commit: true,
         }
     }
 }
@@ -150,8 +127,8 @@ impl Default for StoreOptions {
 #[derive(Debug)]
 enum Backend {
     /// One connection: SQLite lets one writer at a time anyway, and the
-    /// store's threads take turns on it.
-    Sqlite(Mutex<Connection>),
+    /// store's threads take turns on it, writers sharing commits.
+    Sqlite(sqlite::Sqlite),
     /// A pool: the threads of one process work in parallel.
     #[cfg(feature = "postgres")]
     Postgres(postgres::Postgres),
@@ -168,7 +145,6 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     backend: Backend,
-    busy_timeout: Duration,
     clock: Arc<dyn Clock>,
     /// Replaced only by `copy_into`, with the source's.
     cursor_secret: RwLock<Arc<[u8]>>,
@@ -217,7 +193,6 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 backend: Backend::Postgres(backend),
-                busy_timeout: options.busy_timeout,
                 clock: options.clock,
                 cursor_secret: RwLock::new(cursor_secret.into()),
                 created,
@@ -255,8 +230,11 @@ impl Store {
         let cursor_secret = schema::cursor_secret(&conn)?;
         Ok(Store {
             inner: Arc::new(Inner {
-                backend: Backend::Sqlite(Mutex::new(conn)),
-                busy_timeout: options.busy_timeout,
+                backend: Backend::Sqlite(sqlite::Sqlite::new(
+                    conn,
+                    options.group_commit,
+                    options.busy_timeout,
+                )),
                 clock: options.clock,
                 cursor_secret: RwLock::new(cursor_secret.into()),
                 created,
@@ -280,10 +258,7 @@ impl Store {
     /// consistent snapshot by itself, so no transaction is opened around it.
     pub(crate) fn read<T>(&self, f: impl Fn(&dyn Dao) -> Result<T>) -> Result<T> {
         match &self.inner.backend {
-            Backend::Sqlite(conn) => {
-                let conn = self.lock(conn);
-                f(&SqliteDao::new(&conn, self.now()))
-            }
+            Backend::Sqlite(sqlite) => sqlite.read(self.now(), f),
             #[cfg(feature = "postgres")]
             Backend::Postgres(pg) => pg.read(&|| self.now(), f),
         }
@@ -291,32 +266,19 @@ impl Store {
 
     /// Runs `f` in a write transaction, so that what `f` reads cannot change
     /// before it writes: SQLite takes the file's write lock at once (BEGIN
-    /// IMMEDIATE); PostgreSQL locks the rows `f` reads to change (READ
+    /// IMMEDIATE), and threads writing at once share one transaction, each
+    /// in its savepoint, answered after its one COMMIT (group commit, see
+    /// `store/sqlite.rs`); PostgreSQL locks the rows `f` reads to change (READ
     /// COMMITTED, `get_for_update`, guarded UPDATEs) and runs `f` again
     /// from the start after a serialization failure, a deadlock or a lost
     /// connection, until the busy timeout. So `f` must only touch the
     /// database. An error rolls back everything `f` did.
     pub(crate) fn write<T>(&self, f: impl Fn(&dyn Dao) -> Result<T>) -> Result<T> {
         match &self.inner.backend {
-            Backend::Sqlite(conn) => {
-                let mut conn = self.lock(conn);
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let out = f(&SqliteDao::new(&tx, self.now()))?;
-                tx.commit()?;
-                Ok(out)
-            }
+            Backend::Sqlite(sqlite) => sqlite.write(|| self.now(), f),
             #[cfg(feature = "postgres")]
             Backend::Postgres(pg) => pg.write(&|| self.now(), f),
         }
-    }
-
-    fn lock<'c>(&self, conn: &'c Mutex<Connection>) -> MutexGuard<'c, Connection> {
-        // A panic inside a closure unwound through the transaction guard,
-        // which rolled back: the connection itself is sound.
-        let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-        // The busy timeout counts from here, for the whole operation.
-        busy::wait_until(self.inner.busy_timeout);
-        conn
     }
 
     pub(crate) fn cursor_secret(&self) -> Arc<[u8]> {
@@ -345,8 +307,8 @@ impl Store {
     /// first query, retried from the start on busy errors as `write` is.
     pub(crate) fn snapshot<T>(&self, f: impl Fn(&dyn Dao) -> Result<T>) -> Result<T> {
         match &self.inner.backend {
-            Backend::Sqlite(conn) => {
-                crate::db::copy::sqlite_snapshot(&mut self.lock(conn), self.now(), f)
+            Backend::Sqlite(sqlite) => {
+                crate::db::copy::sqlite_snapshot(&mut sqlite.connection(), self.now(), f)
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres(pg) => pg.write(&|| self.now(), |dao| {
@@ -372,7 +334,7 @@ impl Store {
     #[doc(hidden)]
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
         match &self.inner.backend {
-            Backend::Sqlite(conn) => f(&self.lock(conn)),
+            Backend::Sqlite(sqlite) => f(&sqlite.connection()),
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => panic!("with_connection: this store is on PostgreSQL"),
         }
@@ -389,6 +351,17 @@ impl Store {
         match &self.inner.backend {
             Backend::Sqlite(_) => None,
             Backend::Postgres(pg) => Some(pg.with_client(f)),
+        }
+    }
+
+    /// How many transactions this SQLite store has committed (None on
+    /// PostgreSQL): with the writes made, how many share a commit.
+    #[doc(hidden)]
+    pub fn commit_count(&self) -> Option<u64> {
+        match &self.inner.backend {
+            Backend::Sqlite(sqlite) => Some(sqlite.commits()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => None,
         }
     }
 

@@ -1,0 +1,349 @@
+//! The SQLite backend: one connection, taken in turn by the store's
+//! threads, and group commit.
+//!
+//! Why group commit: SQLite lets one writer at a time, and what a small
+//! transition costs is mostly its COMMIT — the pages it touched appended to
+//! the WAL (an index leaf shared by the next transition is written again by
+//! it), and at `Durability::Full` an fsync. When several threads of one
+//! process write at once (the server's requests, a dialer placing calls in
+//! parallel, Python threads), they queue for the connection anyway. So the
+//! thread holding the connection does not commit while others wait for it:
+//! it leaves its transaction open and the next thread runs its own work in
+//! the same transaction, inside a savepoint, and so on; the last of the
+//! group (nobody waiting, or the group full) commits once, and only then is
+//! every member answered. Nothing is answered before it is durable.
+//!
+//! Each member still gets exactly its own answer:
+//! - A member whose work fails (a refused transition, bad input found in
+//!   the transaction) is rolled back to its savepoint, so its writes vanish
+//!   and the other members' stay. Its error is returned once the group has
+//!   committed, because what it saw included earlier members' writes.
+//! - A storage error (in a member's work, or in the COMMIT) rolls the whole
+//!   transaction back and fails every member with it: a claim a completion
+//!   was meant to finish stays `dispatching`, for `recover_stale`, and is
+//!   never dialed again.
+//! - Reads (`read`, `snapshot`, `with_connection`) never see a group's
+//!   uncommitted writes: a reader that finds a group open commits it first.
+//!
+//! Members run one after the other, in the order they took the connection,
+//! each seeing what the ones before wrote: the committed outcome is that of
+//! those transactions run one by one, so every rule proven for one writer
+//! (guards, fencing, one follow-up per attempt) holds for a group.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::db::{Dao, SqliteDao};
+use crate::error::{Error, Result};
+use crate::time::Timestamp;
+
+/// The most members one group commit takes, so that the first member's
+/// wait for its answer stays bounded when writers never stop coming.
+const MAX_GROUP: usize = 64;
+
+/// How many group outcomes are remembered for members still to read
+/// theirs: a member reads its outcome as soon as it is woken, long before
+/// this many more groups can finish.
+const OUTCOMES_KEPT: usize = 1024;
+
+/// Waiting for another writer. SQLite's own busy timeout sleeps up to
+/// 100 ms between tries and is not fair: under contention a sleeping writer
+/// keeps missing the lock while awake ones take turns, until it gives up.
+/// This handler tries again every millisecond or so, with jitter, until the
+/// operation's deadline. The handler is a plain function, so the deadline
+/// lives in a thread-local set when an operation takes the connection (a
+/// connection is used by one thread at a time, behind the store's mutex).
+pub(super) mod busy {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, RandomState};
+    use std::time::{Duration, Instant};
+
+    thread_local! {
+        static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+
+    pub(in crate::store) fn wait_until(timeout: Duration) {
+        DEADLINE.with(|d| d.set(Instant::now().checked_add(timeout)));
+    }
+
+    pub(in crate::store) fn retry_until_deadline(attempt: i32) -> bool {
+        let Some(deadline) = DEADLINE.with(Cell::get) else {
+            return false;
+        };
+        if Instant::now() >= deadline {
+            return false;
+        }
+        // 0.5 to 2 ms, different for each waiter and each attempt.
+        let jitter = RandomState::new().hash_one(attempt) % 1500;
+        std::thread::sleep(Duration::from_micros(500 + jitter));
+        true
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Sqlite {
+    conn: Mutex<Shared>,
+    /// Threads about to take the connection: while there are some, a
+    /// member leaves the transaction open for them instead of committing.
+    waiting: AtomicUsize,
+    outcomes: Mutex<Outcomes>,
+    finished: Condvar,
+    group_commit: bool,
+    busy_timeout: Duration,
+    /// COMMITs that succeeded: with the members they answered, how well
+    /// writers share commits (tests, benchmarks).
+    commits: AtomicU64,
+}
+
+/// The connection and the group whose transaction is open on it, if any.
+#[derive(Debug)]
+struct Shared {
+    connection: Connection,
+    open: Option<Group>,
+    /// Numbers the groups, so that a member can find its outcome.
+    next_group: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    number: u64,
+    members: usize,
+}
+
+/// What became of the groups that finished: groups finish in the order of
+/// their numbers (one transaction at a time), so one number says which
+/// finished; the few that failed keep their error.
+#[derive(Debug, Default)]
+struct Outcomes {
+    last_finished: u64,
+    failed: VecDeque<(u64, Error)>,
+}
+
+/// How a member's work ended, before the group's outcome is known.
+enum Work<T> {
+    Done(T),
+    Refused(Error),
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+impl Sqlite {
+    pub(super) fn new(connection: Connection, group_commit: bool, busy_timeout: Duration) -> Self {
+        Sqlite {
+            conn: Mutex::new(Shared {
+                connection,
+                open: None,
+                next_group: 1,
+            }),
+            waiting: AtomicUsize::new(0),
+            outcomes: Mutex::new(Outcomes::default()),
+            finished: Condvar::new(),
+            group_commit,
+            busy_timeout,
+            commits: AtomicU64::new(0),
+        }
+    }
+
+    /// How many COMMITs this store's connection has made.
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// The connection, taken for one operation, with no group open on it.
+    pub(super) fn connection(&self) -> ConnectionGuard<'_> {
+        let mut shared = self.take();
+        self.settle(&mut shared);
+        ConnectionGuard(shared)
+    }
+
+    /// Runs `f` with the connection, outside any transaction: one statement
+    /// is one consistent snapshot by itself.
+    pub(super) fn read<T>(&self, now: Timestamp, f: impl Fn(&dyn Dao) -> Result<T>) -> Result<T> {
+        let conn = self.connection();
+        f(&SqliteDao::new(&conn, now))
+    }
+
+    /// Runs `f` in a write transaction, alone or as one member of a group
+    /// (see the module's comment).
+    pub(super) fn write<T>(
+        &self,
+        now: impl Fn() -> Timestamp,
+        f: impl Fn(&dyn Dao) -> Result<T>,
+    ) -> Result<T> {
+        let mut shared = self.take();
+        let (group, first) = match shared.open {
+            Some(group) => (group, false),
+            None => {
+                shared.connection.execute_batch("BEGIN IMMEDIATE")?;
+                let group = Group {
+                    number: shared.next_group,
+                    members: 0,
+                };
+                shared.next_group += 1;
+                shared.open = Some(group);
+                (group, true)
+            }
+        };
+        // The first member needs no savepoint: if it fails, nobody else is
+        // in the transaction, which is rolled back whole.
+        if !first {
+            if let Err(e) = shared.connection.execute_batch("SAVEPOINT member") {
+                return Err(self.fail_group(&mut shared, group, e.into()));
+            }
+        }
+        let work = catch_unwind(AssertUnwindSafe(|| {
+            f(&SqliteDao::new(&shared.connection, now()))
+        }));
+        let work = match work {
+            Ok(Ok(value)) => {
+                if !first {
+                    if let Err(e) = shared.connection.execute_batch("RELEASE member") {
+                        return Err(self.fail_group(&mut shared, group, e.into()));
+                    }
+                }
+                Work::Done(value)
+            }
+            Ok(Err(e)) if is_storage(&e) => return Err(self.fail_group(&mut shared, group, e)),
+            Ok(Err(e)) => Work::Refused(e),
+            Err(panic) => Work::Panicked(panic),
+        };
+        if !matches!(work, Work::Done(_)) {
+            if first {
+                // Alone in the transaction: nothing to keep, no group to
+                // answer. A rollback that fails leaves SQLite to roll back.
+                let _ = shared.connection.execute_batch("ROLLBACK");
+                shared.open = None;
+                return match work {
+                    Work::Refused(e) => Err(e),
+                    Work::Panicked(panic) => resume_unwind(panic),
+                    Work::Done(_) => unreachable!("matched above"),
+                };
+            }
+            let undone = shared
+                .connection
+                .execute_batch("ROLLBACK TO member; RELEASE member");
+            if let Err(e) = undone {
+                return Err(self.fail_group(&mut shared, group, e.into()));
+            }
+        }
+        let members = group.members + 1;
+        shared.open = Some(Group { members, ..group });
+        let outcome = if self.group_commit
+            && members < MAX_GROUP
+            && self.waiting.load(Ordering::SeqCst) > 0
+        {
+            // Someone is about to take the connection: it joins the group,
+            // or (a reader) commits it.
+            drop(shared);
+            self.outcome_of(group.number)
+        } else {
+            self.commit(&mut shared, group);
+            drop(shared);
+            self.outcome_of(group.number)
+        };
+        match (work, outcome) {
+            (Work::Panicked(panic), _) => resume_unwind(panic),
+            (_, Err(e)) => Err(e),
+            (Work::Done(value), Ok(())) => Ok(value),
+            (Work::Refused(e), Ok(())) => Err(e),
+        }
+    }
+
+    /// Takes the connection, counted as waiting meanwhile.
+    fn take(&self) -> MutexGuard<'_, Shared> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        // A panic inside a closure was caught, and its writes rolled back:
+        // the connection itself is sound.
+        let shared = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        // The busy timeout counts from here, for the whole operation.
+        busy::wait_until(self.busy_timeout);
+        shared
+    }
+
+    /// Commits the group open on the connection, if any.
+    fn settle(&self, shared: &mut Shared) {
+        if let Some(group) = shared.open {
+            self.commit(shared, group);
+        }
+    }
+
+    fn commit(&self, shared: &mut Shared, group: Group) {
+        match shared.connection.execute_batch("COMMIT") {
+            Ok(()) => {
+                shared.open = None;
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                self.finish(group.number, None);
+            }
+            Err(e) => {
+                self.fail_group(shared, group, e.into());
+            }
+        }
+    }
+
+    /// Rolls the whole group back and fails each member with `error`.
+    fn fail_group(&self, shared: &mut Shared, group: Group, error: Error) -> Error {
+        // SQLite may have rolled back already (an I/O error, a full disk):
+        // then ROLLBACK fails, harmlessly.
+        let _ = shared.connection.execute_batch("ROLLBACK");
+        shared.open = None;
+        self.finish(group.number, Some(error.clone()));
+        error
+    }
+
+    fn finish(&self, number: u64, failure: Option<Error>) {
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        outcomes.last_finished = number;
+        if let Some(error) = failure {
+            outcomes.failed.push_back((number, error));
+            if outcomes.failed.len() > OUTCOMES_KEPT {
+                outcomes.failed.pop_front();
+            }
+        }
+        self.finished.notify_all();
+    }
+
+    /// Waits until group `number` has committed or failed.
+    fn outcome_of(&self, number: u64) -> Result<()> {
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        while outcomes.last_finished < number {
+            outcomes = self
+                .finished
+                .wait(outcomes)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        match outcomes.failed.iter().find(|(n, _)| *n == number) {
+            Some((_, error)) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Errors that mean the transaction itself is in doubt, as opposed to a
+/// rule refusing one member's work.
+fn is_storage(error: &Error) -> bool {
+    matches!(error, Error::Storage { .. })
+}
+
+/// The connection, held for one operation with no group open on it.
+pub(super) struct ConnectionGuard<'a>(MutexGuard<'a, Shared>);
+
+impl std::ops::Deref for ConnectionGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0.connection
+    }
+}
+
+impl std::ops::DerefMut for ConnectionGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0.connection
+    }
+}
+
+#[cfg(test)]
+mod tests;
