@@ -87,6 +87,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 pub fn open(global: &Global) -> Result<Store, Failure> {
     let options = StoreOptions {
         busy_timeout: when::duration("busy_timeout", &global.busy_timeout)?,
+        group_commit: !global.no_group_commit,
         ..StoreOptions::default()
     };
     Ok(Store::open_with(&global.db, options)?)

@@ -36,6 +36,7 @@ pub fn run(global: &Global, args: CopyArgs) -> Result<(), Failure> {
     let options = || -> Result<StoreOptions, Failure> {
         Ok(StoreOptions {
             busy_timeout: when::duration("busy_timeout", &global.busy_timeout)?,
+            group_commit: !global.no_group_commit,
             ..StoreOptions::default()
         })
     };

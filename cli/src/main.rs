@@ -92,6 +92,12 @@ pub struct Global {
         value_name = "DURATION"
     )]
     pub busy_timeout: String,
+    /// SQLite: commit every write by itself. By default, writes that arrive
+    /// while another one runs (the server's requests, a worker's calls)
+    /// share its transaction and one commit, each answered once that commit
+    /// is durable (group commit); switching it off is for comparing the two.
+    #[arg(long, global = true)]
+    pub no_group_commit: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use callback_store::{Durability, Store};
+use callback_store::{Completion, Durability, Store};
 use chrono::Duration;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -167,16 +167,9 @@ pub fn p4_of_ceiling(p4_rate: f64, ceiling: &Ceiling) -> Row {
 /// W1–W3: WAL frames per create, per claim of 100, per drained callback,
 /// on a store of `n` due callbacks, against one C1 transaction's frames.
 pub fn wal_frames(dir: &Path, template: &Path, ceiling: &Ceiling) -> Vec<Row> {
-    let path = fresh(dir, "wal-frames.db");
-    std::fs::copy(template, &path).unwrap();
-    let store = data::open(&path, Durability::Normal);
-    let (wal, page_size) = (wal_of(&path), page_size(&store));
-    let restart = |store: &Store| {
-        store.with_connection(|c| {
-            c.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA wal_checkpoint(TRUNCATE);")
-                .unwrap()
-        })
-    };
+    let (store, counter) = counted_store(dir, template, "wal-frames.db");
+    let (wal, page_size) = (&counter.wal, counter.page_size);
+    let restart = restart_count;
     let now = t0() + Duration::days(30);
     restart(&store);
     let org = store.organization("org_frames").unwrap();
@@ -185,10 +178,10 @@ pub fn wal_frames(dir: &Path, template: &Path, ceiling: &Ceiling) -> Vec<Row> {
     for i in 0..creates {
         org.create(data::callback(&mut rng, i)).unwrap();
     }
-    let per_create = frames(&wal, page_size) / creates as f64;
+    let per_create = frames(wal, page_size) / creates as f64;
     restart(&store);
     let claims = store.claim_due(now, 100).unwrap();
-    let per_claim = frames(&wal, page_size);
+    let per_claim = frames(wal, page_size);
     restart(&store);
     for claim in &claims {
         store
@@ -197,7 +190,7 @@ pub fn wal_frames(dir: &Path, template: &Path, ceiling: &Ceiling) -> Vec<Row> {
             .complete_dispatch(claim.id(), "sess_x", Some(claim.token()))
             .unwrap();
     }
-    let per_completion = frames(&wal, page_size) / claims.len() as f64;
+    let per_completion = frames(wal, page_size) / claims.len() as f64;
     let per_drained = per_claim / claims.len() as f64 + per_completion;
     let c1 = ceiling.frames_per_transaction;
     let row = |id: &str, workload: &str, ours: f64| {
@@ -215,6 +208,64 @@ pub fn wal_frames(dir: &Path, template: &Path, ceiling: &Ceiling) -> Vec<Row> {
             "completion alone {per_completion:.1}; baseline: one C1 transaction; issue 14's target: <= 6"
         )),
     ]
+}
+
+/// Where a store's WAL frames are counted.
+struct FrameCounter {
+    wal: PathBuf,
+    page_size: i64,
+}
+
+/// A copy of `template` opened as a store whose WAL frames can be counted.
+fn counted_store(dir: &Path, template: &Path, name: &str) -> (Store, FrameCounter) {
+    let path = fresh(dir, name);
+    std::fs::copy(template, &path).unwrap();
+    let store = data::open(&path, Durability::Normal);
+    let counter = FrameCounter {
+        wal: wal_of(&path),
+        page_size: page_size(&store),
+    };
+    (store, counter)
+}
+
+/// Empties the WAL and stops checkpoints, so that its size counts the
+/// frames written from now on.
+fn restart_count(store: &Store) {
+    store.with_connection(|c| {
+        c.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap()
+    })
+}
+
+/// W4: WAL frames per drained callback when a claim of 100 is completed
+/// with one `complete_many` (issue 14's target: <= 3).
+pub fn frames_of_batched_drain(dir: &Path, template: &Path, ceiling: &Ceiling) -> Row {
+    let (store, counter) = counted_store(dir, template, "wal-frames-many.db");
+    let now = t0() + Duration::days(30);
+    restart_count(&store);
+    let claims = store.claim_due(now, 100).unwrap();
+    let completions: Vec<Completion<'_>> = claims
+        .iter()
+        .map(|claim| Completion {
+            claim,
+            created_session_id: "sess_x",
+        })
+        .collect();
+    for answer in store.complete_many(&completions).unwrap() {
+        answer.unwrap();
+    }
+    let per_drained = frames(&counter.wal, counter.page_size) / claims.len() as f64;
+    Row::new(
+        "W4",
+        "WAL frames per drained callback, a claim of 100 completed by one complete_many",
+        per_drained,
+        ceiling.frames_per_transaction,
+        "frames",
+        Goal::AtMost,
+        0.0,
+    )
+    .no_target()
+    .note("baseline: one C1 transaction; issue 14's target: <= 3")
 }
 
 fn page_size(store: &Store) -> i64 {

@@ -137,7 +137,7 @@ pub fn due_file(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
-fn copy_of(template: &Path, dir: &Path, name: &str) -> PathBuf {
+pub fn copy_of(template: &Path, dir: &Path, name: &str) -> PathBuf {
     let path = fresh(dir, name);
     std::fs::copy(template, &path).unwrap();
     path

@@ -16,6 +16,7 @@
 mod ceiling;
 mod data;
 mod drain;
+mod groups;
 #[cfg(feature = "postgres")]
 mod pg;
 #[cfg(feature = "postgres")]
@@ -131,6 +132,7 @@ fn main() {
         rows.push(ceiling::p4_of_ceiling(p4_rate, &ceiling));
         let due = drain::due_file(&data_dir, rows_n);
         rows.extend(ceiling::wal_frames(&data_dir, &due, &ceiling));
+        rows.extend(groups::p4_shared_commits(&data_dir, rows_n, &ceiling));
     }
     if runs("P5") {
         step("P5");

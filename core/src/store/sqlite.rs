@@ -46,6 +46,10 @@ use crate::time::Timestamp;
 /// wait for its answer stays bounded when writers never stop coming.
 const MAX_GROUP: usize = 64;
 
+/// How many times the last member of a group yields its core to writers
+/// that are on their way before it commits without them.
+const LINGER_YIELDS: usize = 4;
+
 /// How many group outcomes are remembered for members still to read
 /// theirs: a member reads its outcome as soon as it is woken, long before
 /// this many more groups can finish.
@@ -91,6 +95,8 @@ pub(super) struct Sqlite {
     /// Threads about to take the connection: while there are some, a
     /// member leaves the transaction open for them instead of committing.
     waiting: AtomicUsize,
+    /// Threads inside `write`, wherever they are in it.
+    active: AtomicUsize,
     outcomes: Mutex<Outcomes>,
     finished: Condvar,
     group_commit: bool,
@@ -140,6 +146,7 @@ impl Sqlite {
                 next_group: 1,
             }),
             waiting: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
             outcomes: Mutex::new(Outcomes::default()),
             finished: Condvar::new(),
             group_commit,
@@ -174,6 +181,8 @@ impl Sqlite {
         now: impl Fn() -> Timestamp,
         f: impl Fn(&dyn Dao) -> Result<T>,
     ) -> Result<T> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        let _active = Leaving(&self.active);
         let mut shared = self.take();
         let (group, first) = match shared.open {
             Some(group) => (group, false),
@@ -232,10 +241,7 @@ impl Sqlite {
         }
         let members = group.members + 1;
         shared.open = Some(Group { members, ..group });
-        let outcome = if self.group_commit
-            && members < MAX_GROUP
-            && self.waiting.load(Ordering::SeqCst) > 0
-        {
+        let outcome = if self.group_commit && members < MAX_GROUP && self.someone_comes(members) {
             // Someone is about to take the connection: it joins the group,
             // or (a reader) commits it.
             drop(shared);
@@ -251,6 +257,30 @@ impl Sqlite {
             (Work::Done(value), Ok(())) => Ok(value),
             (Work::Refused(e), Ok(())) => Err(e),
         }
+    }
+
+    /// Whether another writer is about to take the connection, so that a
+    /// group of `members` should stay open for it. A thread already queued
+    /// for the connection comes for sure. Writers inside `write` but not
+    /// yet queued (woken by the last commit, between two of their writes)
+    /// most likely come within microseconds; on a busy machine they wait
+    /// for a core, and committing without them would leave every group
+    /// with one member. So while there are such writers the last member
+    /// yields its core a few times before it gives up on them, as
+    /// PostgreSQL's `commit_delay` waits when `commit_siblings` others are
+    /// active.
+    fn someone_comes(&self, members: usize) -> bool {
+        for _ in 0..LINGER_YIELDS {
+            if self.waiting.load(Ordering::SeqCst) > 0 {
+                return true;
+            }
+            // Members of this group wait for its outcome: they do not come.
+            if self.active.load(Ordering::SeqCst) <= members {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        self.waiting.load(Ordering::SeqCst) > 0
     }
 
     /// Takes the connection, counted as waiting meanwhile.
@@ -320,6 +350,15 @@ impl Sqlite {
             Some((_, error)) => Err(error.clone()),
             None => Ok(()),
         }
+    }
+}
+
+/// Counts a writer out of `active` however `write` ends (a panic too).
+struct Leaving<'a>(&'a AtomicUsize);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
