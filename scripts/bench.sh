@@ -12,12 +12,15 @@
 #   python  bench/python/bench_peers.py: the Python binding (a release wheel)
 #           against APScheduler 3, huey and hand-written sqlite3 on one
 #           workload, and one binding call against the same call in Rust
+#   http    bench/http/bench_http.py: POST /v1/callbacks from 16 wrk
+#           connections (wrk from Debian), the release server with group
+#           commit against --no-group-commit, round by round (H1)
 # Every row goes to target/bench/results.json (the Python rows as PY1..PY4,
 # with the Rust rows' fields) and is printed in one table with its baseline
 # from the same run and the ratio. Timings are never asserted: a missed
 # target prints NO and the script still exits 0.
 #
-# Usage: scripts/bench.sh [--quick] [rust|python ...]     (default: both)
+# Usage: scripts/bench.sh [--quick] [rust|python|http ...]     (default: all)
 #   --quick  small sizes, a smoke run of a minute or two once built
 # Sizes (environment):
 #   BENCH_ROWS (P1, P4; 100000), BENCH_BIG (P3, P6, P7; 1000000),
@@ -28,6 +31,7 @@
 #   BENCH_P8 (due callbacks per P8 run; 5000), BENCH_P8_ROUNDS (5),
 #   BENCH_P9_ROUNDS (5), BENCH_PG_URL (use that cluster instead of starting
 #   one: its database gets schemas bench_*)
+#   BENCH_HTTP_SECONDS (wrk's run per round; 10), BENCH_HTTP_ROUNDS (3)
 # The 1M-row list data sets are built once and kept: SQLite's in
 # target/bench/data (about 1.4 GB), PostgreSQL's in the bench cluster's
 # schema bench_list_1000000_v1 (target/pg-bench, about 1.5 GB).
@@ -47,12 +51,12 @@ parts=()
 for arg in "$@"; do
     case $arg in
     --quick) quick=1 ;;
-    rust | python) parts+=("$arg") ;;
-    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
-    *) die "unknown argument $arg (--quick, rust, python)" ;;
+    rust | python | http) parts+=("$arg") ;;
+    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
+    *) die "unknown argument $arg (--quick, rust, python, http)" ;;
     esac
 done
-[ ${#parts[@]} -gt 0 ] || parts=(rust python)
+[ ${#parts[@]} -gt 0 ] || parts=(rust python http)
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 if [ "$quick" -eq 1 ]; then
@@ -60,6 +64,7 @@ if [ "$quick" -eq 1 ]; then
     export BENCH_P5=${BENCH_P5:-2000} BENCH_REPS=${BENCH_REPS:-100} BENCH_P10=${BENCH_P10:-20000}
     export BENCH_P8=${BENCH_P8:-2000} BENCH_P8_ROUNDS=${BENCH_P8_ROUNDS:-1} BENCH_P9_ROUNDS=${BENCH_P9_ROUNDS:-2}
     BENCH_PY_N=${BENCH_PY_N:-1000} BENCH_PY_N_FULL=${BENCH_PY_N_FULL:-200} BENCH_PY_REPS=${BENCH_PY_REPS:-1}
+    BENCH_HTTP_SECONDS=${BENCH_HTTP_SECONDS:-2} BENCH_HTTP_ROUNDS=${BENCH_HTTP_ROUNDS:-1}
 fi
 py_args=(--n "${BENCH_PY_N:-10000}" --n-full "${BENCH_PY_N_FULL:-2000}" --reps "${BENCH_PY_REPS:-5}")
 [ "$quick" -eq 0 ] || py_args+=(--get-reps 200)
@@ -139,6 +144,19 @@ if wants python; then
     step "bench/python/bench_peers.py ${py_args[*]}"
     "$CACHE/venv/bin/python" bench/python/bench_peers.py "${py_args[@]}" \
         --get-db target/bench/data/list-10000-v2.db --rust-results "$RESULTS" --merge-into "$RESULTS"
+fi
+
+# ---------------------------------------------------------------- http
+if wants http; then
+    step "set-up: wrk (Debian)"
+    if ! command -v wrk >/dev/null; then
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq wrk >/dev/null
+    fi
+    step "the release server, then bench/http/bench_http.py"
+    cargo build --locked --release -p callback-store-cli
+    python3 bench/http/bench_http.py --bin target/release/callback-store \
+        --seconds "${BENCH_HTTP_SECONDS:-10}" --rounds "${BENCH_HTTP_ROUNDS:-3}" --merge-into "$RESULTS"
 fi
 
 printf '\nbench: done in %ss on %s cores, load average now %s; every row is in %s\n' \

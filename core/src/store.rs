@@ -170,7 +170,9 @@ impl Store {
     }
 
     pub fn open_in_memory_with(options: StoreOptions) -> Result<Store> {
-        Store::from_connection(Connection::open_in_memory()?, options)
+        // A private database in memory has one connection: reads take
+        // the writer's.
+        Store::from_connection(Connection::open_in_memory()?, None, options)
     }
 
     /// Opens the store at `path`: an SQLite file, or with the cargo feature
@@ -187,7 +189,11 @@ impl Store {
         let conn = Connection::open_with_flags(path.as_ref(), flags).map_err(|e| {
             Error::storage_from(format!("cannot open {}: {e}", path.as_ref().display()), e)
         })?;
-        Store::from_connection(conn, options)
+        // The readers open the file the writer opened, even if the process
+        // changes its working directory later.
+        let absolute = std::fs::canonicalize(path.as_ref()).unwrap_or(path.as_ref().to_owned());
+        let readers = sqlite::Readers::new(&absolute, flags, options.busy_timeout);
+        Store::from_connection(conn, Some(readers), options)
     }
 
     #[cfg(feature = "postgres")]
@@ -214,7 +220,11 @@ impl Store {
         ))
     }
 
-    fn from_connection(mut conn: Connection, options: StoreOptions) -> Result<Store> {
+    fn from_connection(
+        mut conn: Connection,
+        readers: Option<sqlite::Readers>,
+        options: StoreOptions,
+    ) -> Result<Store> {
         // SQLite takes the timeout in milliseconds as a C int.
         if options.busy_timeout.as_millis() > i32::MAX as u128 {
             return Err(Error::validation(
@@ -236,6 +246,7 @@ impl Store {
             inner: Arc::new(Inner {
                 backend: Backend::Sqlite(sqlite::Sqlite::new(
                     conn,
+                    readers,
                     options.group_commit,
                     options.busy_timeout,
                 )),

@@ -22,8 +22,12 @@
 //!   transaction back and fails every member with it: a claim a completion
 //!   was meant to finish stays `dispatching`, for `recover_stale`, and is
 //!   never dialed again.
-//! - Reads (`read`, `snapshot`, `with_connection`) never see a group's
-//!   uncommitted writes: a reader that finds a group open commits it first.
+//! - Reads never see a group's uncommitted writes. A store on a file reads
+//!   through connections of its own (`Readers`): in WAL mode they see the
+//!   last commit and run beside the writer, so the server's reads (every
+//!   request authenticates) neither wait for writes nor cut a group short.
+//!   A store in memory has one connection: a read (and `snapshot`,
+//!   `with_connection`) that finds a group open commits it first.
 //!
 //! Members run one after the other, in the order they took the connection,
 //! each seeing what the ones before wrote: the committed outcome is that of
@@ -36,7 +40,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
 
 use crate::db::{Dao, SqliteDao};
 use crate::error::{Error, Result};
@@ -89,9 +95,62 @@ pub(super) mod busy {
     }
 }
 
+/// The most idle read connections a store keeps: more threads than this
+/// reading at once open more, closed once they are done.
+const IDLE_READERS: usize = 8;
+
+/// The read connections of a store on a file, opened when first needed.
+#[derive(Debug)]
+pub(super) struct Readers {
+    path: PathBuf,
+    flags: OpenFlags,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub(super) fn new(path: &Path, flags: OpenFlags, busy_timeout: Duration) -> Readers {
+        Readers {
+            path: path.to_owned(),
+            flags,
+            busy_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self) -> Result<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        busy::wait_until(self.busy_timeout);
+        Ok(conn)
+    }
+
+    fn open(&self) -> Result<Connection> {
+        let mut conn = Connection::open_with_flags(&self.path, self.flags).map_err(|e| {
+            Error::storage_from(format!("cannot open {}: {e}", self.path.display()), e)
+        })?;
+        conn.busy_handler(Some(busy::retry_until_deadline))?;
+        // A reader never writes, whatever a bug might ask of it.
+        conn.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Sqlite {
     conn: Mutex<Shared>,
+    readers: Option<Readers>,
     /// Threads about to take the connection: while there are some, a
     /// member leaves the transaction open for them instead of committing.
     waiting: AtomicUsize,
@@ -138,8 +197,14 @@ enum Work<T> {
 }
 
 impl Sqlite {
-    pub(super) fn new(connection: Connection, group_commit: bool, busy_timeout: Duration) -> Self {
+    pub(super) fn new(
+        connection: Connection,
+        readers: Option<Readers>,
+        group_commit: bool,
+        busy_timeout: Duration,
+    ) -> Self {
         Sqlite {
+            readers,
             conn: Mutex::new(Shared {
                 connection,
                 open: None,
@@ -170,8 +235,15 @@ impl Sqlite {
     /// Runs `f` with the connection, outside any transaction: one statement
     /// is one consistent snapshot by itself.
     pub(super) fn read<T>(&self, now: Timestamp, f: impl Fn(&dyn Dao) -> Result<T>) -> Result<T> {
-        let conn = self.connection();
-        f(&SqliteDao::new(&conn, now))
+        let Some(readers) = &self.readers else {
+            let conn = self.connection();
+            return f(&SqliteDao::new(&conn, now));
+        };
+        let conn = readers.take()?;
+        let out = f(&SqliteDao::new(&conn, now));
+        // A panic in `f` drops the connection, which closes it.
+        readers.give_back(conn);
+        out
     }
 
     /// Runs `f` in a write transaction, alone or as one member of a group

@@ -26,7 +26,7 @@ fn open(path: &Path, group_commit: bool) -> Sqlite {
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
         .unwrap();
     schema::migrate(&mut conn).unwrap();
-    Sqlite::new(conn, group_commit, Duration::from_secs(5))
+    Sqlite::new(conn, None, group_commit, Duration::from_secs(5))
 }
 
 /// A write of one row (an API key named `id`): the smallest thing a
@@ -285,4 +285,44 @@ fn a_group_stops_growing_at_its_limit() {
         super::MAX_GROUP
     );
     assert_eq!(committed(&path).len(), super::MAX_GROUP + 2);
+}
+
+#[test]
+fn a_store_on_a_file_reads_beside_an_open_group_and_sees_only_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("readers.db");
+    let mut conn = Connection::open(&path).unwrap();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .unwrap();
+    schema::migrate(&mut conn).unwrap();
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let readers = super::Readers::new(&path, flags, Duration::from_secs(5));
+    let store = Sqlite::new(conn, Some(readers), true, Duration::from_secs(5));
+    let keys = |store: &Sqlite| -> Vec<String> {
+        let keys = store
+            .read(now(), |dao| dao.list_api_keys("org_test"))
+            .unwrap();
+        keys.into_iter().map(|k| k.id).collect()
+    };
+    thread::scope(|s| {
+        let (written, wait_for_written) = mpsc::channel();
+        let (read_done, wait_for_read) = mpsc::channel::<()>();
+        let store = &store;
+        let writer = s.spawn(move || {
+            store.write(now, |dao| {
+                insert(dao, "key_a")?;
+                written.send(()).unwrap();
+                // The transaction stays open until the reader has read.
+                wait_for_read.recv().unwrap();
+                Ok(())
+            })
+        });
+        wait_for_written.recv().unwrap();
+        assert!(keys(store).is_empty(), "an open transaction is not read");
+        read_done.send(()).unwrap();
+        writer.join().unwrap().unwrap();
+    });
+    assert_eq!(keys(&store), ["key_a"]);
+    assert_eq!(store.commits(), 1);
 }
