@@ -52,7 +52,7 @@ for arg in "$@"; do
     case $arg in
     --quick) quick=1 ;;
     rust | python | http) parts+=("$arg") ;;
-    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 0 ;;
     *) die "unknown argument $arg (--quick, rust, python, http)" ;;
     esac
 done
