@@ -2,7 +2,8 @@
 //!
 //! - `crash-worker churn --db F --log L --seed S --run R [--ring-us U]`: works
 //!   on the store forever (batches of creations, claims, calls placed
-//!   through `Store::place_call`, cancels, reschedules) until it is killed.
+//!   through `Store::place_call` and, 4 at a time, `dispatch_due_with`,
+//!   cancels, reschedules) until it is killed.
 //!   Its dialer (`LoggedDialer`, the one `place_call` invokes once the claim
 //!   is spent) appends `dialed <id> r<R>` to the log and fsyncs it, then
 //!   rings for up to U microseconds (default 5000) before answering or not,
@@ -10,7 +11,8 @@
 //!   a batch commits it appends `committed <batch> <size>`. Prints `ready`
 //!   once the store is open.
 //! - `crash-worker race --db F --log L --ids I --threads T --seed S --process P`:
-//!   T threads, each with its own `Store` on the file, claim, dispatch,
+//!   T threads, two by two sharing a `Store` on the file (so that writes
+//!   race both across stores and inside one store's group commits), claim, dispatch,
 //!   cancel, reschedule, complete and fail the callbacks listed in I
 //!   (`<organization> <id>` per line) at random until none is left to claim;
 //!   a claim is mostly placed through `place_call` (its dialer logs
@@ -29,7 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use callback_store::{
-    Claim, Error, ErrorCode, ListQuery, NewCallback, Order, Organization, Status, Store,
+    Claim, DispatchOptions, Error, ErrorCode, ListQuery, NewCallback, Order, Organization, Status,
+    Store,
 };
 use callback_store_reliability::{LoggedDialer, Rng, WorkLog};
 use chrono::{Duration, Utc};
@@ -124,7 +127,20 @@ fn churn(options: &HashMap<String, String>) -> Result<(), String> {
                 log.line(&format!("committed {batch} {size}"))
                     .map_err(|e| e.to_string())?;
             }
-            35..=59 => {
+            35..=46 => {
+                // Calls placed 4 at a time: their spends and completions
+                // share commits (group commit), and kills land inside groups.
+                let limit = rng.between(1, 8) as u32;
+                let options = DispatchOptions { concurrency: 4 };
+                let done = store
+                    .dispatch_due_with(&dialer, now, limit, &options)
+                    .map_err(|e| fail("dispatch_due_with", e));
+                if let Some(e) = dialer.take_error() {
+                    return Err(e);
+                }
+                done?;
+            }
+            47..=59 => {
                 let limit = rng.between(1, 4) as u32;
                 for claim in store
                     .claim_due(now, limit)
@@ -302,12 +318,16 @@ fn race(options: &HashMap<String, String>) -> Result<(), String> {
         80,
     ));
     let started = Instant::now();
+    let stores = (0..threads.div_ceil(2))
+        .map(|_| Store::open(&db).map_err(|e| fail("open", e)))
+        .collect::<Result<Vec<_>, _>>()?;
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (db, ids, log) = (db.clone(), Arc::clone(&ids), Arc::clone(&log));
+            let (ids, log) = (Arc::clone(&ids), Arc::clone(&log));
+            let store = stores[(t / 2) as usize].clone();
             let dialer = Arc::clone(&dialer);
             let rng = Rng::new(seed ^ (process << 16) ^ t);
-            std::thread::spawn(move || race_thread(&db, &ids, &log, &dialer, rng))
+            std::thread::spawn(move || race_thread(&store, &ids, &log, &dialer, rng))
         })
         .collect();
     let mut total = Tally::new();
@@ -348,13 +368,12 @@ fn race(options: &HashMap<String, String>) -> Result<(), String> {
 }
 
 fn race_thread(
-    db: &Path,
+    store: &Store,
     ids: &[(String, String)],
     log: &Mutex<WorkLog>,
     dialer: &LoggedDialer,
     mut rng: Rng,
 ) -> Result<Tally, String> {
-    let store = Store::open(db).map_err(|e| fail("open", e))?;
     let mut tally = Tally::new();
     let claimed = |tally: &mut Tally, claim: &Claim| -> Result<(), String> {
         tally.claimed += 1;
