@@ -2,10 +2,11 @@
 # The benchmarks (issue 5), self-contained on a fresh machine of this kind:
 #   rust    cargo bench -p callback-store --features postgres --bench store:
 #           P1-P7, the store against raw rusqlite doing the same SQL work
-#           (core/benches/store); with P4, the machine's ceiling (C1-C3)
-#           and WAL frames per operation (W1-W3); P10, claim_due among 1M
-#           scheduled callbacks 99% outside their window against none
-#           outside; P8-P9 on PostgreSQL, against the same SQL
+#           (core/benches/store); with P4, the machine's ceiling (C1-C5),
+#           WAL frames per operation (W1-W4) and 8 threads sharing commits;
+#           I1, instructions per drained callback under callgrind;
+#           P10, claim_due among 1M scheduled callbacks 99% outside their
+#           window against none outside; P8-P9 on PostgreSQL, against the same SQL
 #           through the raw postgres crate, on a cluster of the bench's own
 #           (scripts/pg.sh on port BENCH_PG_PORT, default 55434, data in
 #           target/pg-bench; started here and stopped at the end)
@@ -128,7 +129,12 @@ fi
 
 # ---------------------------------------------------------------- rust
 # One build for every part: the core with its PostgreSQL backend, as the
-# CLI and server ship it.
+# CLI and server ship it. I1 counts instructions under valgrind (Debian's).
+if wants rust && ! command -v valgrind >/dev/null; then
+    step "set-up: valgrind (Debian), for I1's instruction counts"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq valgrind >/dev/null
+fi
 if wants rust; then
     step "cargo bench -p callback-store --features postgres --bench store (rows ${BENCH_ROWS:-100000}, big ${BENCH_BIG:-1000000}, p5 ${BENCH_P5:-20000}, p8 ${BENCH_P8:-5000} x${BENCH_P8_ROUNDS:-5} rounds, reps ${BENCH_REPS:-500}${BENCH_ONLY:+, only $BENCH_ONLY})"
     cargo bench --locked -p callback-store --features postgres --bench store

@@ -6,7 +6,8 @@
 //! callbacks of P10; default 1000000), BENCH_P10_ROUNDS (default 5),
 //! BENCH_ONLY (e.g. `P1,P3`;
 //! `GET10K` is the 10k-table row of P6 alone, without the 1M data set: the
-//! Rust figure bench/python/bench_peers.py pairs its `org.get(id)` with).
+//! Rust figure bench/python/bench_peers.py pairs its `org.get(id)` with;
+//! `I1` counts instructions per drained callback under valgrind's callgrind).
 //!
 //! With the core feature `postgres` (scripts/bench.sh builds it so), also
 //! P8 and P9 on the PostgreSQL cluster of BENCH_PG_URL: BENCH_P8 (due
@@ -17,6 +18,7 @@ mod ceiling;
 mod data;
 mod drain;
 mod groups;
+mod instructions;
 #[cfg(feature = "postgres")]
 mod pg;
 #[cfg(feature = "postgres")]
@@ -50,6 +52,7 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("--worker") => return drain::worker(Path::new(&args[2]), Path::new(&args[3])),
         Some("--p7") => return workloads::p7_child(Path::new(&args[2])),
+        Some("--drain-for-callgrind") => return instructions::child(&args[2], Path::new(&args[3])),
         #[cfg(feature = "postgres")]
         Some("--pg-worker") => return pg_drain::worker(&args[2], &args[3], Path::new(&args[4])),
         _ => {}
@@ -74,7 +77,7 @@ fn main() {
     let runs = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == id));
     if let Some(o) = &only {
         let known = [
-            "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "GET10K",
+            "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "GET10K", "I1",
         ];
         if let Some(bad) = o.iter().find(|x| !known.contains(&x.as_str())) {
             eprintln!(
@@ -133,6 +136,12 @@ fn main() {
         let due = drain::due_file(&data_dir, rows_n);
         rows.extend(ceiling::wal_frames(&data_dir, &due, &ceiling));
         rows.extend(groups::p4_shared_commits(&data_dir, rows_n, &ceiling));
+    }
+    if runs("I1") {
+        step("I1: instructions per drained callback under valgrind --tool=callgrind");
+        rows.push(instructions::i1_instructions_per_drained_callback(
+            &data_dir,
+        ));
     }
     if runs("P5") {
         step("P5");

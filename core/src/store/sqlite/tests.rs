@@ -17,6 +17,9 @@ use crate::model::ApiKey;
 use crate::schema;
 use crate::time::Timestamp;
 
+/// What one member of a group does.
+type Work<'a> = dyn Fn(&dyn Dao) -> Result<()> + Sync + 'a;
+
 fn now() -> Timestamp {
     chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()
 }
@@ -57,8 +60,8 @@ fn committed(path: &Path) -> Vec<String> {
 fn group_of(
     store: &Sqlite,
     path: &Path,
-    first: &(dyn Fn(&dyn Dao) -> Result<()> + Sync),
-    others: &[&(dyn Fn(&dyn Dao) -> Result<()> + Sync)],
+    first: &Work,
+    others: &[&Work],
 ) -> Vec<(Result<()>, Vec<String>)> {
     thread::scope(|s| {
         let (entered, wait_for_entered) = mpsc::channel();
@@ -270,11 +273,11 @@ fn a_group_stops_growing_at_its_limit() {
     let work: Vec<String> = (0..super::MAX_GROUP + 1)
         .map(|i| format!("key_{i:03}"))
         .collect();
-    let closures: Vec<Box<dyn Fn(&dyn Dao) -> Result<()> + Sync>> = work
+    let closures: Vec<Box<Work<'_>>> = work
         .iter()
         .map(|id| Box::new(move |dao: &dyn Dao| insert(dao, id)) as Box<_>)
         .collect();
-    let refs: Vec<&(dyn Fn(&dyn Dao) -> Result<()> + Sync)> =
+    let refs: Vec<&Work> =
         closures.iter().map(|c| c.as_ref()).collect();
     let answers = group_of(&store, &path, &|dao| insert(dao, "key_first"), &refs);
     assert!(answers.iter().all(|(a, _)| a.is_ok()));
