@@ -132,7 +132,7 @@ impl Default for StoreOptions {
 enum Backend {
     /// One connection: SQLite lets one writer at a time anyway, and the
     /// store's threads take turns on it, writers sharing commits.
-    Sqlite(sqlite::Sqlite),
+    Sqlite(Box<sqlite::Sqlite>),
     /// A pool: the threads of one process work in parallel.
     #[cfg(feature = "postgres")]
     Postgres(postgres::Postgres),
@@ -244,12 +244,12 @@ impl Store {
         let cursor_secret = schema::cursor_secret(&conn)?;
         Ok(Store {
             inner: Arc::new(Inner {
-                backend: Backend::Sqlite(sqlite::Sqlite::new(
+                backend: Backend::Sqlite(Box::new(sqlite::Sqlite::new(
                     conn,
                     readers,
                     options.group_commit,
                     options.busy_timeout,
-                )),
+                ))),
                 clock: options.clock,
                 cursor_secret: RwLock::new(cursor_secret.into()),
                 created,

@@ -277,8 +277,7 @@ fn a_group_stops_growing_at_its_limit() {
         .iter()
         .map(|id| Box::new(move |dao: &dyn Dao| insert(dao, id)) as Box<_>)
         .collect();
-    let refs: Vec<&Work> =
-        closures.iter().map(|c| c.as_ref()).collect();
+    let refs: Vec<&Work> = closures.iter().map(|c| c.as_ref()).collect();
     let answers = group_of(&store, &path, &|dao| insert(dao, "key_first"), &refs);
     assert!(answers.iter().all(|(a, _)| a.is_ok()));
     assert!(
