@@ -250,7 +250,7 @@ fn import_of_10k_json_lines_creates_them_all_in_one_transaction() {
     // Line order is kept: the 1234th line is the 1234th id.
     let cb = org.get(ids[1233].as_str().unwrap()).unwrap();
     assert_eq!(cb.source_session_id.as_deref(), Some("sess_1233"));
-    assert_eq!(cb.metadata["row"], 1233);
+    assert_eq!(cb.metadata.to_map().unwrap()["row"], 1233);
 }
 
 #[test]
