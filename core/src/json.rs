@@ -33,13 +33,22 @@ pub struct JsonObjectText(Box<RawValue>);
 impl JsonObjectText {
     /// `{}`, the value of a field not given.
     pub fn empty() -> Self {
-        JsonObjectText::compact("{}".to_owned())
+        // `from_string` accepts any valid JSON, so "{}" always; its error
+        // branch (a null) is never taken.
+        JsonObjectText(RawValue::from_string("{}".to_owned()).unwrap_or_default())
     }
 
     /// The object, checked against the store's rules; `field` names it in
     /// the VALIDATION_ERROR.
     pub fn from_map(field: &str, map: &JsonObject) -> Result<Self> {
-        validate::json_object(field, map).map(JsonObjectText::compact)
+        let text = validate::json_object(field, map)?;
+        // Text serde_json wrote from a map is valid JSON; `RawValue` has no
+        // public constructor that skips its syntax check, which costs far
+        // less than the rules that produced the text. Its error is reported
+        // like validate's own serialization error, never hidden.
+        RawValue::from_string(text)
+            .map(JsonObjectText)
+            .map_err(|e| Error::validation(field, format!("must be serializable JSON ({e})")))
     }
 
     /// JSON text that must be an object (arrays, scalars and null are
@@ -70,19 +79,6 @@ impl JsonObjectText {
                 false,
             )
         })
-    }
-
-    /// Text serde_json wrote from a map (the rules' output), or `{}`: valid
-    /// JSON by construction. `RawValue` has no public constructor that
-    /// skips its syntax check; the check costs far less than the rules
-    /// that produced the text.
-    fn compact(text: String) -> Self {
-        match RawValue::from_string(text) {
-            Ok(raw) => JsonObjectText(raw),
-            // serde_json cannot refuse its own output; were it to, an empty
-            // object is still a valid record rather than a panic.
-            Err(_) => JsonObjectText(RawValue::from_string("{}".to_owned()).unwrap_or_default()),
-        }
     }
 
     /// A column the store wrote. It was checked on the way in, so it is not
