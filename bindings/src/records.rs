@@ -145,8 +145,8 @@ pub struct Callback {
 impl From<core::Callback> for Callback {
     fn from(c: core::Callback) -> Self {
         Callback {
-            pipeline_config: JsonObject::from(&c.pipeline_config),
-            metadata: JsonObject::from(&c.metadata),
+            pipeline_config: c.pipeline_config.into(),
+            metadata: c.metadata.into(),
             id: c.id,
             organization_id: c.organization_id,
             source_session_id: c.source_session_id,

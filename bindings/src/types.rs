@@ -42,10 +42,11 @@ impl From<core::Timestamp> for Timestamp {
     }
 }
 
-impl From<&core::JsonObject> for JsonObject {
-    fn from(map: &core::JsonObject) -> Self {
-        // A map of JSON values always serializes; "{}" is never reached.
-        JsonObject(serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned()))
+/// The stored text, handed over as it is: neither parsed nor written again
+/// on the Rust side (each language's converter parses it once).
+impl From<core::JsonObjectText> for JsonObject {
+    fn from(text: core::JsonObjectText) -> Self {
+        JsonObject(text.into_string())
     }
 }
 
@@ -117,9 +118,10 @@ mod tests {
             assert_eq!(code(err.clone()), "VALIDATION_ERROR", "{bad:?}");
             assert!(err.to_string().starts_with("metadata:"), "{err}");
         }
-        let map = JsonObject(r#"{"b":1,"a":[true]}"#.into())
+        let map = JsonObject(r#"{"b": 1, "a": [true]}"#.into())
             .parse("metadata")
             .unwrap();
-        assert_eq!(JsonObject::from(&map).0, r#"{"b":1,"a":[true]}"#);
+        let stored = core::JsonObjectText::from_map("metadata", &map).unwrap();
+        assert_eq!(JsonObject::from(stored).0, r#"{"b":1,"a":[true]}"#);
     }
 }

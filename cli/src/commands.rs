@@ -22,47 +22,47 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     let value = match command {
         Command::Init => json!({"database": crate::database::shown(&global.db)}),
         Command::Create(args) => {
-            to_value(&organization(&store, &global)?.create(new_callback(&store, args)?)?)
+            to_value(&organization(&store, &global)?.create(new_callback(&store, args)?)?)?
         }
         Command::Import { file } => {
             crate::import::run(&organization(&store, &global)?, file.as_deref())?
         }
-        Command::List(args) => to_value(&list(&organization(&store, &global)?, args)?),
-        Command::Get { id } => to_value(&organization(&store, &global)?.get(&id)?),
+        Command::List(args) => to_value(&list(&organization(&store, &global)?, args)?)?,
+        Command::Get { id } => to_value(&organization(&store, &global)?.get(&id)?)?,
         Command::Cancel { id, reason } => {
-            to_value(&organization(&store, &global)?.cancel(&id, reason.as_deref())?)
+            to_value(&organization(&store, &global)?.cancel(&id, reason.as_deref())?)?
         }
-        Command::Dispatch { id } => to_value(&organization(&store, &global)?.dispatch(&id)?),
+        Command::Dispatch { id } => to_value(&organization(&store, &global)?.dispatch(&id)?)?,
         Command::Complete { id, session, claim } => to_value(
             &organization(&store, &global)?.complete_dispatch(&id, &session, claim.as_deref())?,
-        ),
+        )?,
         Command::Fail { id, cause, claim } => to_value(
             &organization(&store, &global)?.fail_dispatch(&id, &cause, claim.as_deref())?,
-        ),
+        )?,
         Command::Reschedule { id, at } => {
             let org = organization(&store, &global)?;
             let at = when::time("at", &at, store.now())?;
-            to_value(&org.reschedule(&id, at)?)
+            to_value(&org.reschedule(&id, at)?)?
         }
         Command::Retry { id, outcome } => {
-            to_value(&organization(&store, &global)?.retry(&id, outcome.parse()?)?)
+            to_value(&organization(&store, &global)?.retry(&id, outcome.parse()?)?)?
         }
         Command::Policy { command } => {
             crate::policy::run(&organization(&store, &global)?, command)?
         }
         Command::History { id } => {
-            json!({"events": to_value(&organization(&store, &global)?.history(&id)?)})
+            json!({"events": to_value(&organization(&store, &global)?.history(&id)?)?})
         }
         Command::ClaimDue { limit, now } => {
             let now = match now {
                 Some(text) => when::time("now", &text, store.now())?,
                 None => store.now(),
             };
-            json!({"claims": to_value(&store.claim_due(now, limit)?)})
+            json!({"claims": to_value(&store.claim_due(now, limit)?)?})
         }
         Command::RecoverStale { older_than } => {
             let older_than = when::duration("older_than", &older_than)?;
-            callbacks(store.recover_stale(store.now(), older_than)?)
+            callbacks(store.recover_stale(store.now(), older_than)?)?
         }
         Command::Prune { older_than } => {
             let age = when::duration("older_than", &older_than)?;
@@ -105,12 +105,20 @@ pub fn organization(store: &Store, global: &Global) -> Result<Organization, Erro
     }
 }
 
-fn to_value<T: Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).expect("records serialize")
+/// A record as the API's JSON. A callback's metadata and pipeline_config
+/// are the stored text, parsed here: only a column changed by hand outside
+/// the store fails to parse, a STORAGE_ERROR.
+fn to_value<T: Serialize>(value: &T) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(|e| {
+        Error::storage(
+            format!("a stored record cannot be shown as JSON ({e})"),
+            false,
+        )
+    })
 }
 
-fn callbacks(list: Vec<Callback>) -> Value {
-    json!({"callbacks": to_value(&list)})
+fn callbacks(list: Vec<Callback>) -> Result<Value, Error> {
+    Ok(json!({"callbacks": to_value(&list)?}))
 }
 
 fn new_callback(store: &Store, args: CreateArgs) -> Result<NewCallback, Error> {
@@ -179,12 +187,12 @@ fn keys(store: &Store, global: &Global, command: KeysCommand) -> Result<Value, E
     Ok(match command {
         KeysCommand::Create { label } => {
             let org = organization(store, global)?;
-            to_value(&store.create_api_key(org.id(), &label)?)
+            to_value(&store.create_api_key(org.id(), &label)?)?
         }
         KeysCommand::List => {
             let org = organization(store, global)?;
-            json!({"keys": to_value(&store.list_api_keys(org.id())?)})
+            json!({"keys": to_value(&store.list_api_keys(org.id())?)?})
         }
-        KeysCommand::Revoke { key_id } => to_value(&store.revoke_api_key(&key_id)?),
+        KeysCommand::Revoke { key_id } => to_value(&store.revoke_api_key(&key_id)?)?,
     })
 }

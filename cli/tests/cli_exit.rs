@@ -139,6 +139,27 @@ fn a_path_sqlite_cannot_open_exits_8() {
     assert_eq!(run.error()["code"], "STORAGE_ERROR");
 }
 
+/// The command parses the stored metadata to print it: a column changed by
+/// hand into JSON no map can hold (a number beyond f64) is a storage error,
+/// exit 8, not a panic; one that is not JSON at all fails when read.
+#[test]
+fn a_metadata_column_damaged_by_hand_exits_8() {
+    let db = TestDb::new();
+    let id = create(&db);
+    for damage in [r#"{"n":1e400}"#, r#"{"n":"#] {
+        let update = |table: &str| format!("UPDATE {table} SET metadata = '{damage}'");
+        match (&db, schema_of(&db)) {
+            (TestDb::Sqlite { .. }, _) => Store::open(db.location())
+                .unwrap()
+                .with_connection(|c| c.execute_batch(&update("callbacks")).unwrap()),
+            (_, Some(schema)) => execute_beside(&db, &update(&format!("{schema}.callbacks"))),
+            (_, None) => panic!("no schema in {}", db.location()),
+        }
+        let error = fails(&db, &["--org", "org_a", "get", &id], 8, "STORAGE_ERROR");
+        assert!(!error["error"].as_str().unwrap().is_empty(), "{error}");
+    }
+}
+
 /// No server at all is needed to prove it: nothing listens on port 1.
 #[test]
 fn a_postgres_server_that_cannot_be_reached_exits_8_within_the_busy_timeout() {
@@ -250,7 +271,7 @@ fn import_of_10k_json_lines_creates_them_all_in_one_transaction() {
     // Line order is kept: the 1234th line is the 1234th id.
     let cb = org.get(ids[1233].as_str().unwrap()).unwrap();
     assert_eq!(cb.source_session_id.as_deref(), Some("sess_1233"));
-    assert_eq!(cb.metadata["row"], 1233);
+    assert_eq!(cb.metadata.to_map().unwrap()["row"], 1233);
 }
 
 #[test]

@@ -359,8 +359,10 @@ pub(crate) fn follow_up(
         reason: previous.reason.clone(),
         instructions: previous.instructions.clone(),
         summary: previous.summary.clone(),
-        pipeline_config: previous.pipeline_config.clone(),
-        metadata: previous.metadata.clone(),
+        // A follow-up takes its maps through the rules again, as any new
+        // callback does: a retry is rare, one parse costs nothing here.
+        pipeline_config: previous.pipeline_config.to_map()?,
+        metadata: previous.metadata.to_map()?,
         timezone: previous.timezone.clone(),
         expires_at: previous.expires_at,
         idempotency_key: None,

@@ -76,8 +76,8 @@ mod col {
 }
 
 /// The record of a callback just inserted, built from the input rather
-/// than read back: it is exactly what was bound, and reading back would
-/// parse the JSON again.
+/// than read back: it is exactly what was bound (the JSON texts too), and
+/// reading it back would cost a query.
 pub(crate) fn created_record(
     organization_id: &str,
     id: &str,
@@ -100,8 +100,8 @@ pub(crate) fn created_record(
         reason: input.reason.clone(),
         instructions: input.instructions.clone(),
         summary: input.summary.clone(),
-        pipeline_config: input.pipeline_config.clone(),
-        metadata: input.metadata.clone(),
+        pipeline_config: new.pipeline_config.clone(),
+        metadata: new.metadata.clone(),
         failure_cause: None,
         attempted_at: None,
         dispatched_at: None,
@@ -250,7 +250,7 @@ impl Dao for SqliteDao<'_> {
 pub(crate) trait CallbackRows {
     /// Inserts a new `scheduled` callback and its creation event. The record
     /// returned is built from the input rather than read back: it is exactly
-    /// what was bound, and reading back would parse the JSON again.
+    /// what was bound, and reading it back would cost a query.
     fn insert_callback(
         &self,
         organization_id: &str,
@@ -294,7 +294,7 @@ pub(crate) trait CallbackRows {
 impl CallbackRows for SqliteDao<'_> {
     /// Inserts a new `scheduled` callback and its creation event. The record
     /// returned is built from the input rather than read back: it is exactly
-    /// what was bound, and reading back would parse the JSON again.
+    /// what was bound, and reading it back would cost a query.
     fn insert_callback(
         &self,
         organization_id: &str,
@@ -329,8 +329,8 @@ impl CallbackRows for SqliteDao<'_> {
             ":reason": input.reason,
             ":instructions": input.instructions,
             ":summary": input.summary,
-            ":pipeline_config": new.pipeline_config,
-            ":metadata": new.metadata,
+            ":pipeline_config": new.pipeline_config.as_str(),
+            ":metadata": new.metadata.as_str(),
             ":now": to_micros(now),
             ":idempotency_key": input.idempotency_key,
             ":request_hash": request_hash,

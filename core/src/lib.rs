@@ -53,6 +53,7 @@ mod db;
 mod dispatch;
 mod error;
 pub mod input;
+mod json;
 mod model;
 mod organization;
 pub mod policy;
@@ -70,7 +71,8 @@ pub use dispatch::{CallResult, Completion, DispatchOptions, Dispatcher, MAX_CONC
 pub use error::{Error, ErrorBody, ErrorCode, FieldPath, PathSegment, Result};
 pub use model::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, EventAction, JsonObject,
-    ListQuery, NewCallback, Order, Page, Status, DEFAULT_LIMIT, EXTENSION_KEYS, MAX_LIMIT,
+    JsonObjectText, ListQuery, NewCallback, Order, Page, Status, DEFAULT_LIMIT, EXTENSION_KEYS,
+    MAX_LIMIT,
 };
 pub use organization::Organization;
 pub use policy::{tzdb_version, CallOutcome, CallingPolicy, CallingWindow, Weekday};

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+pub use crate::json::JsonObjectText;
 use crate::time::{rfc3339, Timestamp};
 use crate::transitions::Action;
 
@@ -45,8 +46,9 @@ pub struct Callback {
     pub reason: Option<String>,
     pub instructions: Option<String>,
     pub summary: Option<String>,
-    pub pipeline_config: JsonObject,
-    pub metadata: JsonObject,
+    /// Kept as the stored JSON text; `to_map()` parses it.
+    pub pipeline_config: JsonObjectText,
+    pub metadata: JsonObjectText,
     pub failure_cause: Option<String>,
     #[serde(with = "rfc3339::option")]
     pub attempted_at: Option<Timestamp>,

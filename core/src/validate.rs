@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::model::{JsonObject, ListQuery, NewCallback, MAX_LIMIT};
+use crate::model::{JsonObject, JsonObjectText, ListQuery, NewCallback, MAX_LIMIT};
 use crate::time::{self, Timestamp};
 
 pub const MAX_IDENTIFIER_BYTES: usize = 255;
@@ -157,15 +157,16 @@ pub fn limit(value: u32) -> Result<()> {
     }
 }
 
-/// A NewCallback that passed every rule, with its JSON already serialized.
+/// A NewCallback that passed every rule, with its JSON already serialized
+/// (the text stored, and returned in the created record).
 pub(crate) struct ValidNewCallback<'a> {
     pub input: &'a NewCallback,
     pub scheduled_at: Timestamp,
     /// The callback's own zone, when it names one.
     pub zone: Option<chrono_tz::Tz>,
     pub expires_at: Option<Timestamp>,
-    pub pipeline_config: String,
-    pub metadata: String,
+    pub pipeline_config: JsonObjectText,
+    pub metadata: JsonObjectText,
 }
 
 pub(crate) fn new_callback(input: &NewCallback) -> Result<ValidNewCallback<'_>> {
@@ -178,8 +179,8 @@ pub(crate) fn new_callback(input: &NewCallback) -> Result<ValidNewCallback<'_>> 
     free_text("reason", input.reason.as_deref())?;
     free_text("instructions", input.instructions.as_deref())?;
     free_text("summary", input.summary.as_deref())?;
-    let pipeline_config = json_object("pipeline_config", &input.pipeline_config)?;
-    let metadata = json_object("metadata", &input.metadata)?;
+    let pipeline_config = JsonObjectText::from_map("pipeline_config", &input.pipeline_config)?;
+    let metadata = JsonObjectText::from_map("metadata", &input.metadata)?;
     let zone = input
         .timezone
         .as_deref()

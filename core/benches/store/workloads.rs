@@ -192,7 +192,8 @@ pub fn p3_list(big: &Path, small: &Path, reps: usize) -> Vec<Row> {
             std::hint::black_box(raw::select_rows(&conn, &sql, &args));
         });
         // The same rows with metadata and pipeline_config parsed into maps,
-        // as the store returns them: how much of the gap is that parsing.
+        // as the store returned them before records kept the text (issue
+        // 14): what that parsing cost.
         let raw_parsed = latency(reps, |_| {
             for row in raw::select_rows(&conn, &sql, &args) {
                 std::hint::black_box(raw::parse_json_columns(&row));
@@ -219,7 +220,10 @@ pub fn p3_list(big: &Path, small: &Path, reps: usize) -> Vec<Row> {
                 raw_first.p50_us,
                 "us",
                 Goal::AtMost,
-                1.5,
+                // Issue 14: records keep the JSON columns as their text, as
+                // the raw query returns them (it was 1.5 while they were
+                // parsed into maps).
+                1.2,
             )
             .note(format!(
                 "ours {}; raw {}; raw with the JSON columns parsed {}",

@@ -6,7 +6,7 @@ use std::fmt::Display;
 
 use super::{col, Stored};
 use crate::error::Error;
-use crate::model::{ApiKey, Callback, CallbackEvent, EventAction, JsonObject, Status};
+use crate::model::{ApiKey, Callback, CallbackEvent, EventAction, JsonObjectText, Status};
 use crate::time::Timestamp;
 
 /// A row of either backend, read by column position. Timestamps are
@@ -42,8 +42,10 @@ pub(crate) trait RowColumns {
             .map_err(|e: Error| Self::invalid(i, e))
     }
 
-    fn json(&self, i: usize) -> Result<JsonObject, Self::Error> {
-        serde_json::from_str(&self.text(i)?).map_err(|e| Self::invalid(i, e))
+    /// The stored text as it is, not parsed into a map (JsonObjectText's
+    /// `from_stored` says what it still checks, and why).
+    fn json(&self, i: usize) -> Result<JsonObjectText, Self::Error> {
+        JsonObjectText::from_stored(self.text(i)?).map_err(|e| Self::invalid(i, e))
     }
 }
 

@@ -2,7 +2,9 @@
 //! with: every callback as the contract says it must be, written from the
 //! contract (it does not use `callback_store::transitions`).
 
-use callback_store::{Callback, CallbackEvent, EventAction, JsonObject, Order, Status, Timestamp};
+use callback_store::{
+    Callback, CallbackEvent, EventAction, JsonObjectText, Order, Status, Timestamp,
+};
 
 use super::{common, Act, Failure, Payload, Target, Token, FORGED_TOKEN, NOT_FOUND, NUMBERS, ORGS};
 use super::{ErrorCode, UNKNOWN_IDS};
@@ -162,8 +164,8 @@ impl Model {
             reason: p.reason.map(str::to_owned),
             instructions: None,
             summary: None,
-            pipeline_config: JsonObject::new(),
-            metadata: p.metadata(),
+            pipeline_config: JsonObjectText::empty(),
+            metadata: JsonObjectText::from_map("metadata", &p.metadata()).unwrap(),
             failure_cause: None,
             attempted_at: None,
             dispatched_at: None,
