@@ -1,6 +1,8 @@
 """Batched calls (issue 14): `Store.complete_many` completes many claims in
 one call and one transaction, each item refused on its own;
-`Store.dispatch_due_with` places calls on several threads, each once."""
+`Organization.create_many_returning_ids` creates as `create_many` does and
+answers ids; `Store.dispatch_due_with` places calls on several threads, each
+once."""
 
 from __future__ import annotations
 
@@ -89,6 +91,26 @@ def test_an_item_that_is_not_a_completion_of_a_claim_is_a_validation_error_namin
         store.complete_many(build(claim))
     assert str(info.value).startswith(f"{field}: must be "), info.value
     assert org.get(claim.id()).status is cs.Status.DISPATCHING
+
+
+def test_create_many_returning_ids_stores_what_create_many_stores_and_answers_their_ids(
+    store: cs.Store, org: cs.Organization
+) -> None:
+    batch = [new(hours=i, to_number=f"+1201555010{i}", metadata={"i": i}) for i in range(3)]
+    ids = org.create_many_returning_ids(batch)
+    assert [org.get(id).to_number for id in ids] == [cb.to_number for cb in batch]
+    twins = org.create_many(batch)
+    for id, twin in zip(ids, twins):  # the same record but for its id
+        stored = cs.to_api_dict(org.get(id))
+        assert stored.pop("id") == id != twin.id
+        assert {k: v for k, v in cs.to_api_dict(twin).items() if k != "id"} == stored
+
+
+def test_create_many_returning_ids_with_a_bad_item_names_it_and_creates_nothing(org: cs.Organization) -> None:
+    with pytest.raises(E.ValidationError) as info:
+        org.create_many_returning_ids([new(), new(to_number="12")])
+    assert str(info.value).startswith("callbacks[1].to_number:"), info.value
+    assert org.list().callbacks == []
 
 
 class ThreadedDialer(cs.Dispatcher):
