@@ -351,7 +351,8 @@ def _complete_many_args(completions: object = _MISSING) -> None:
         return
     if not isinstance(completions, (list, tuple)):
         _refuse("completions", f"must be a list of callback_store.Completion, got {_kind(completions)}")
-    for i, item in enumerate(completions):  # type: ignore[arg-type]
+        return
+    for i, item in enumerate(completions):
         if not isinstance(item, Completion):
             _refuse(f"completions[{i}]", f"must be a callback_store.Completion(claim, created_session_id), got {_kind(item)}")
         claim = item.claim
