@@ -11,8 +11,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
 use callback_store::{
-    Callback, Completion, DispatchOptions, ErrorCode, Status, Store, StoreOptions,
-    MAX_CONCURRENCY,
+    Callback, Completion, DispatchOptions, ErrorCode, Status, Store, StoreOptions, MAX_CONCURRENCY,
 };
 use common::{at_minutes, file_store, new_callback, shared_db, store};
 
@@ -102,7 +101,11 @@ fn threads_sharing_one_store_each_win_their_own_transitions_and_share_commits() 
     assert!(counts.contains(&(Status::Dispatched, 200)), "{counts:?}");
     if let (Some(before), Some(after)) = (commits_before, store.commit_count()) {
         // 1 claim + 200 completions + 200 refused cancels, fewer commits.
-        assert!(after - before < 401, "{} commits: none shared", after - before);
+        assert!(
+            after - before < 401,
+            "{} commits: none shared",
+            after - before
+        );
     }
 }
 
@@ -129,7 +132,10 @@ fn complete_many_completes_each_claim_in_one_commit_and_refuses_stale_ones_alone
         })
         .collect();
     let answers = store.complete_many(&completions).unwrap();
-    let codes: Vec<_> = answers.iter().map(|a| a.as_ref().err().map(|e| e.code())).collect();
+    let codes: Vec<_> = answers
+        .iter()
+        .map(|a| a.as_ref().err().map(|e| e.code()))
+        .collect();
     assert_eq!(
         codes,
         [
@@ -141,7 +147,10 @@ fn complete_many_completes_each_claim_in_one_commit_and_refuses_stale_ones_alone
         ]
     );
     let empty = answers[2].as_ref().unwrap_err().to_string();
-    assert!(empty.contains("completions[2].created_session_id"), "{empty}");
+    assert!(
+        empty.contains("completions[2].created_session_id"),
+        "{empty}"
+    );
     if let (Some(before), Some(after)) = (commits_before, store.commit_count()) {
         assert_eq!(after - before, 1, "one commit for the batch");
     }
@@ -179,8 +188,15 @@ fn dispatch_due_with_concurrency_places_each_call_once_and_reports_in_claim_orde
         .unwrap();
     let called = dialer.called.lock().unwrap().clone();
     assert_eq!(called.len(), 40);
-    assert_eq!(called.iter().collect::<HashSet<_>>().len(), 40, "nobody twice");
-    assert!(dialer.most_at_once.load(Ordering::SeqCst) > 1, "calls overlapped");
+    assert_eq!(
+        called.iter().collect::<HashSet<_>>().len(),
+        40,
+        "nobody twice"
+    );
+    assert!(
+        dialer.most_at_once.load(Ordering::SeqCst) > 1,
+        "calls overlapped"
+    );
     // Numbers ending in 9 fail (1009, 1019, 1029, 1039).
     assert_eq!(report.failed.len(), 4);
     assert_eq!(report.dispatched.len(), 36);
@@ -206,7 +222,9 @@ fn dispatch_due_with_refuses_a_concurrency_out_of_range_and_claims_nothing() {
             .dispatch_due_with(&dialer, store.now(), 10, &DispatchOptions { concurrency })
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::ValidationError);
-        assert!(e.to_string().starts_with("concurrency: must be between 1 and 256"));
+        assert!(e
+            .to_string()
+            .starts_with("concurrency: must be between 1 and 256"));
     }
     assert_eq!(org.count_by_status().unwrap()[0], (Status::Scheduled, 1));
 }
