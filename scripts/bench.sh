@@ -12,11 +12,12 @@
 #           target/pg-bench; started here and stopped at the end)
 #   python  bench/python/bench_peers.py: the Python binding (a release wheel)
 #           against APScheduler 3, huey and hand-written sqlite3 on one
-#           workload, and one binding call against the same call in Rust
+#           workload, one binding call against the same call in Rust, and
+#           the calls of a drain one by one (PY5)
 #   http    bench/http/bench_http.py: POST /v1/callbacks from 16 wrk
 #           connections (wrk from Debian), the release server with group
 #           commit against --no-group-commit, round by round (H1)
-# Every row goes to target/bench/results.json (the Python rows as PY1..PY4,
+# Every row goes to target/bench/results.json (the Python rows as PY1..PY5,
 # with the Rust rows' fields) and is printed in one table with its baseline
 # from the same run and the ratio. Timings are never asserted: a missed
 # target prints NO and the script still exits 0.

@@ -194,7 +194,7 @@ kotlin_suite() {
     java -Djna.library.path="$LIB_DIR" -Dcallbackstore.vectors="$ROOT/tests/vectors" \
         -cp "$run_cp" org.junit.runner.JUnitCore \
         dev.callbackstore.ScenarioTest dev.callbackstore.ClaimsTest dev.callbackstore.MobileBuildTest \
-        dev.callbackstore.CallingPolicyTest \
+        dev.callbackstore.CallingPolicyTest dev.callbackstore.BatchesTest \
         dev.callbackstore.VectorsCountTest dev.callbackstore.VectorsTest \
         >"$OUT/kotlin-junit.log" 2>&1 || { cat "$OUT/kotlin-junit.log"; return 1; }
     # The claim races' rounds and times (after JUnit's progress dots), then

@@ -9,13 +9,22 @@ same ids as the Rust GET10K row (same sampling query), paired with that row's
 Rust figure read from target/bench/results.json; plus the p50 of
 `org.id()` (a call that does nothing: the floor of a binding call).
 
-Rows: ids PY1 (vs APScheduler), PY2 (vs huey), PY3 (vs hand-written sqlite3),
-PY4 (get by id, Python vs Rust), with the fields of the Rust rows. Ratios of
-PY1-PY3 are callbacks/s of the binding over callbacks/s of the peer (how many
-times faster). PY4's ratio is Python us over Rust us; the issue sets no target
-for it, so its target and met are null. The PY3 Normal row's note also splits
-the binding's time into time inside FFI calls (Rust) and the rest (Python),
-from one extra run with a clock around every FFI call.
+Also measured (PY5): the calls of a drain one by one, from Python:
+completing one claim with complete_dispatch against complete_many of one,
+alternating on one file, with claim_due, complete_many of 100 and
+Claim.callback() per claim in its note.
+
+Rows: ids PY1 (vs APScheduler), PY2 (vs huey), PY3 (vs hand-written sqlite3,
+and vs the same code batching its completions), PY4 (get by id, Python vs
+Rust), PY5 (the calls of a drain), with the fields of the Rust rows. Ratios
+of PY1-PY3 are callbacks/s of the binding over callbacks/s of the peer (how
+many times faster); the binding's other drains (complete_dispatch each,
+dispatch_due, dispatch_due_with) get a PY3 row each. PY4's and PY5's ratios
+are us over us; the issue sets no target for them, so their target and met
+are null. The PY3 Normal rows of the binding's complete_many and
+complete_dispatch drains also split its time into time inside FFI calls
+(Rust) and the rest (Python), from one extra run each with a clock around
+every FFI call.
 
 Usage: see --help; scripts/bench.sh runs it and merges its rows into
 target/bench/results.json.
@@ -37,18 +46,32 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from peers import CONTENDERS, UTC, Result, ffi_split, generate
+from peers import CLAIM, CONTENDERS, NOW, SESSION, UTC, Result, ffi_split, generate
 
 BIG_ORG = "org_000"
 GET_10K = "get by id vs raw SELECT (10k table)"  # the Rust row (workloads.rs)
 ROOT = Path(__file__).resolve().parents[2]
 
-# (row id, peer, label of the peer, target ratio)
+# (row id, peer, label of the peer, target ratio): issue 14's targets.
+PY3_TARGET = 1.0
 COMPARISONS = [
-    ("PY1", "apscheduler", "APScheduler 3", 50.0),
+    ("PY1", "apscheduler", "APScheduler 3", 10.0),
     ("PY2", "huey", "huey SqliteStorage", 3.0),
-    ("PY3", "sqlite3", "hand-written sqlite3", 0.5),
+    ("PY3", "sqlite3", "hand-written sqlite3", PY3_TARGET),
+    # The hand-written code with its completions batched as complete_many
+    # batches them: the same shape on both sides. No target of the issue.
+    ("PY3", "sqlite3/batched", "sqlite3, batched completions", None),
 ]
+
+# The binding's other drains, each against hand-written sqlite3 only, with
+# what its row calls it.
+OTHER_DRAINS = {
+    "binding/per-call": "schedule + drain by complete_dispatch",
+    "binding/dispatch_due": "schedule + dispatch_due",
+    "binding/dispatch_due_with": "schedule + dispatch_due_with(4)",
+}
+# The binding contenders whose time is split into FFI and Python.
+SPLIT = {"binding": "complete_many", "binding/per-call": "per-call"}
 
 
 def measure_peers(n: int, reps: int, durability: str, contenders: List[str], work: Path) -> Dict[str, List[Result]]:
@@ -70,12 +93,13 @@ def measure_peers(n: int, reps: int, durability: str, contenders: List[str], wor
                 file=sys.stderr,
                 flush=True,
             )
-    if "binding" in contenders and durability == "normal":
-        d = work / f"split-{durability}"
-        d.mkdir(parents=True)
-        run, ffi = ffi_split(d / "bench.db", items, durability)
-        shutil.rmtree(d)
-        results["binding:ffi-split"] = [run, ffi]
+    for name, drain in SPLIT.items():
+        if name in contenders and durability == "normal":
+            d = work / f"split-{durability}-{name.replace('/', '-')}"
+            d.mkdir(parents=True)
+            run, ffi = ffi_split(d / "bench.db", items, durability, drain)
+            shutil.rmtree(d)
+            results[f"{name}:ffi-split"] = [run, ffi]
     return results
 
 
@@ -106,25 +130,27 @@ def peer_rows(n: int, durability: str, results: Dict[str, List[Result]], reps: i
     def fmt(r: Result) -> str:
         return f"{r[0] + r[1]:.2f} s (schedule {r[0]:.2f} + drain {r[1]:.2f})"
 
-    for ours_name in ("binding", "binding/dispatch_due"):
+    for ours_name in ("binding", *OTHER_DRAINS):
         if ours_name not in results:
             continue
         ours = median_result(results[ours_name])
         for id_, peer, label, target in COMPARISONS:
             if peer not in results:
                 continue
-            if ours_name == "binding/dispatch_due" and peer != "sqlite3":
+            if ours_name != "binding" and peer != "sqlite3":
                 continue
             base = median_result(results[peer])
-            what = "schedule + drain" if ours_name == "binding" else "schedule + dispatch_due"
-            note = f"median of {reps}: binding {fmt(ours)}; {peer} {fmt(base)}"
-            split = results.get("binding:ffi-split")
-            if split and ours_name == "binding" and peer == "sqlite3":
+            what = OTHER_DRAINS.get(ours_name, "schedule + drain")
+            note = f"median of {reps}: {ours_name} {fmt(ours)}; {peer} {fmt(base)}"
+            split = results.get(f"{ours_name}:ffi-split")
+            if split and peer == "sqlite3":
                 (run, ffi) = split
                 note += (
                     f"; binding time inside FFI calls (Rust + ctypes), one extra run:"
                     f" schedule {ffi[0]:.2f} of {run[0]:.2f} s, drain {ffi[1]:.2f} of {run[1]:.2f} s"
                 )
+            if ours_name != "binding":
+                target = PY3_TARGET  # the same workload, drained another way
             rows.append(row(
                 id_,
                 f"{what} {n}, vs {label} ({dur})",
@@ -208,6 +234,96 @@ def measure_get(db: Path, reps: int, rust_results: Optional[Path], work: Path) -
     )]
 
 
+def measure_drain_calls(reps: int, work: Path) -> List[Dict[str, Any]]:
+    """The cost of each call of a drain, from Python, at Normal durability:
+    completing one claim with complete_dispatch (a transaction, the whole
+    record answered and lifted) against complete_many of one (a transaction,
+    an id answered), alternating on the same file; plus claim_due of 100 and
+    complete_many of 100 per claim, and Claim.callback() (lifting one
+    record)."""
+    import callback_store as cs
+
+    store = cs.Store.open(str(work / "calls.db"), cs.StoreOptions(
+        durability=cs.Durability.NORMAL, clock=cs.ManualClock(generate(1)[0][1]["scheduled_at"])))
+    org = store.organization(BIG_ORG)
+    payloads = [p for _, p in generate(4 * reps)]
+    clock = time.perf_counter_ns
+    # Scheduling by 100, alternating the two shapes: per callback.
+    records_ns, ids_ns = [], []
+    for k, start_at in enumerate(range(0, len(payloads), CLAIM)):
+        news = [cs.NewCallback(**p) for p in payloads[start_at:start_at + CLAIM]]
+        create = org.create_many if k % 2 == 0 else org.create_many_returning_ids
+        start = clock()
+        create(news)
+        (records_ns if k % 2 == 0 else ids_ns).append((clock() - start) // len(news))
+    claims: List[Any] = []
+    claim_ns: List[int] = []
+    while True:
+        start = clock()
+        got = store.claim_due(NOW, CLAIM)
+        if not got:
+            break
+        claim_ns.append((clock() - start) // len(got))
+        claims.extend(got)
+    lift_ns = []
+    for claim in claims:
+        start = clock()
+        claim.callback()
+        lift_ns.append(clock() - start)
+    one_by_one, batched = claims[: 2 * reps], claims[2 * reps:]
+    dispatch_ns, many_ns = [], []
+    for i in range(0, len(one_by_one) - 1, 2):
+        a, b = one_by_one[i], one_by_one[i + 1]
+        a_id, a_token = a.id(), a.token()
+        completion = cs.Completion(claim=b, created_session_id=SESSION)
+        start = clock()
+        org.complete_dispatch(a_id, SESSION, a_token)
+        middle = clock()
+        outcome = store.complete_many([completion])
+        dispatch_ns.append(middle - start)
+        many_ns.append(clock() - middle)
+        assert outcome[0].error is None, outcome[0].error
+    batch_ns = []
+    for start_at in range(0, len(batched) - CLAIM + 1, CLAIM):
+        completions = [cs.Completion(claim=c, created_session_id=SESSION) for c in batched[start_at:start_at + CLAIM]]
+        start = clock()
+        store.complete_many(completions)
+        batch_ns.append((clock() - start) // CLAIM)
+    del org, store
+    p50 = lambda xs: percentile_us(xs, 0.5)  # noqa: E731
+    note = (
+        f"p50 of {len(dispatch_ns)} each, alternating on one file: complete_many of 1 {p50(many_ns):.1f} us"
+        f" (p99 {percentile_us(many_ns, 0.99):.1f}), complete_dispatch {p50(dispatch_ns):.1f} us"
+        f" (p99 {percentile_us(dispatch_ns, 0.99):.1f}); per claim: complete_many of {CLAIM}"
+        f" {p50(batch_ns):.1f} us ({len(batch_ns)} batches), claim_due of {CLAIM} {p50(claim_ns):.1f} us,"
+        f" Claim.callback() {p50(lift_ns):.1f} us"
+    )
+    create_note = (
+        f"per callback, p50 of {len(ids_ns)} batches of {CLAIM} each, alternating on one file:"
+        f" create_many_returning_ids {p50(ids_ns):.1f} us, create_many {p50(records_ns):.1f} us"
+        " (lowering the NewCallbacks included)"
+    )
+    return [row(
+        "PY5",
+        f"create by {CLAIM}: create_many_returning_ids vs create_many",
+        p50(ids_ns),
+        p50(records_ns),
+        "us",
+        "at_most",
+        None,
+        create_note,
+    ), row(
+        "PY5",
+        "complete one claim: complete_many of 1 vs complete_dispatch",
+        p50(many_ns),
+        p50(dispatch_ns),
+        "us",
+        "at_most",
+        None,  # a measuring rod for issue 14, not a target
+        note,
+    )]
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -250,6 +366,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--durability", default="normal,full", help="normal, full or both (default normal,full)")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help=f"subset of {','.join(CONTENDERS)}")
     ap.add_argument("--get-reps", type=int, default=2000, help="gets for the per-call cost (default 2000, as P6)")
+    ap.add_argument("--call-reps", type=int, default=500,
+                    help="completions timed one by one for PY5, each way (default 500; 0: no PY5)")
     ap.add_argument("--get-db", type=Path, default=ROOT / "target/bench/data/list-10000-v2.db",
                     help="the Rust bench's 10k table (default target/bench/data/list-10000-v2.db)")
     ap.add_argument("--rust-results", type=Path, default=ROOT / "target/bench/results.json",
@@ -261,7 +379,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.n_full = min(args.n, 1000), min(args.n_full, 200)
-        args.reps, args.get_reps = 1, min(args.get_reps, 200)
+        args.reps, args.get_reps, args.call_reps = 1, min(args.get_reps, 200), min(args.call_reps, 100)
     durabilities = [d.strip() for d in args.durability.split(",") if d.strip()]
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
     for d in durabilities:
@@ -278,10 +396,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             n = args.n if durability == "normal" else args.n_full
             # The dispatch_due variant and the FFI split are for Normal only:
             # at Full every contender waits on fsync.
-            these = [c for c in contenders if durability == "normal" or c != "binding/dispatch_due"]
+            these = [c for c in contenders if durability == "normal" or not c.startswith("binding/dispatch_due")]
             print(f"bench-peers: {n} callbacks, {args.reps} runs each, {durability}", file=sys.stderr)
             results = measure_peers(n, args.reps, durability, these, work)
             rows.extend(peer_rows(n, durability, results, args.reps))
+        if args.call_reps > 0:
+            print(f"bench-peers: the calls of a drain, {args.call_reps} each", file=sys.stderr)
+            rows.extend(measure_drain_calls(args.call_reps, work))
         if args.get_reps > 0:
             if args.get_db.exists():
                 print(f"bench-peers: get by id on {args.get_db}", file=sys.stderr)

@@ -7,16 +7,28 @@ from a fixed seed as core/benches/store/data.rs does), then take every due
 one (all N are due) and mark it done.
 
   binding    callback_store (a release build of the wheel):
-             schedule: Organization.create_many, batches of 1000 (one
-               transaction each), NewCallback built from the payload;
-             drain: Store.claim_due(now, 100) until empty (claims), and
-               Organization.complete_dispatch(id, session, claim_token) for
-               each (one transaction each). Validates everything, writes the
-               history.
+             schedule: Organization.create_many_returning_ids, batches of
+               1000 (one transaction each; answers ids, no record),
+               NewCallback built from the payload;
+             drain: Store.claim_due(now, 100) until empty (claims), each
+               claim's record read (Claim.callback(): what a dialer reads
+               to place the call), then Store.complete_many of the 100
+               (one transaction; answers ids, no record). Validates
+               everything, writes the history.
+  binding/per-call
+             the shapes before issue 14, kept for comparison: schedule by
+               Organization.create_many (the same batches, answering every
+               record); the drain completes each claim on its own:
+               Organization.complete_dispatch(id, session, claim_token)
+               (one transaction each, answering the whole record).
   binding/dispatch_due
-             the same schedule, then Store.dispatch_due(dispatcher, now, 100)
+             the schedule of binding/per-call, then Store.dispatch_due(dispatcher, now, 100)
              until it reports nothing: Rust calls a Python Dispatcher for
              each callback and completes it. Normal durability only.
+  binding/dispatch_due_with
+             the same with Store.dispatch_due_with(..., DispatchOptions(
+             concurrency=4)): 4 Rust threads call the Dispatcher, their
+             transactions share commits. Normal durability only.
   apscheduler  APScheduler 3, BackgroundScheduler started paused (so that
              its thread never runs a job on its own) with a SQLAlchemyJobStore
              on the SQLite file:
@@ -43,7 +55,12 @@ one (all N are due) and mark it done.
              drain: BEGIN IMMEDIATE; SELECT the 100 soonest due rows; UPDATE
                them to 'dispatching'; COMMIT; then for each row json.loads of
                its metadata and one UPDATE to 'dispatched' (autocommit, one
-               transaction each) -- the same SQL round trips as the binding.
+               transaction each) -- the binding/per-call round trips.
+  sqlite3/batched
+             the same, completing each claimed batch of 100 in one
+             transaction (BEGIN; 100 UPDATEs; COMMIT): the binding's
+             complete_many round trips, for an honest comparison of that
+             shape.
 
 Timed: from the pre-generated payloads (dicts and aware datetimes, built
 before the clock starts) to every callback marked done; opening the file and
@@ -149,15 +166,28 @@ def place_call(**callback: Any) -> None:
 Result = Tuple[float, float, int]
 
 
+# How the binding contenders drain: see the module's docstring.
+DRAINS = ("complete_many", "per-call", "dispatch_due", "dispatch_due_with")
+CONCURRENCY = 4  # binding/dispatch_due_with
+
+
 def run_binding(path: Path, items: List[Tuple[str, Payload]], durability: str) -> Result:
-    return _binding(path, items, durability, use_dispatch_due=False)
+    return _binding(path, items, durability, drain="complete_many")
+
+
+def run_binding_per_call(path: Path, items: List[Tuple[str, Payload]], durability: str) -> Result:
+    return _binding(path, items, durability, drain="per-call")
 
 
 def run_binding_dispatch_due(path: Path, items: List[Tuple[str, Payload]], durability: str) -> Result:
-    return _binding(path, items, durability, use_dispatch_due=True)
+    return _binding(path, items, durability, drain="dispatch_due")
 
 
-def _binding(path: Path, items: List[Tuple[str, Payload]], durability: str, use_dispatch_due: bool,
+def run_binding_dispatch_due_with(path: Path, items: List[Tuple[str, Payload]], durability: str) -> Result:
+    return _binding(path, items, durability, drain="dispatch_due_with")
+
+
+def _binding(path: Path, items: List[Tuple[str, Payload]], durability: str, drain: str,
              clock: Callable[[], float] = time.perf_counter) -> Result:
     import callback_store as cs
 
@@ -181,26 +211,47 @@ def _binding(path: Path, items: List[Tuple[str, Payload]], durability: str, use_
 
     started = clock()
     for org_id, payloads in grouped:
-        org(org_id).create_many([cs.NewCallback(**p) for p in payloads])
+        if drain == "complete_many":
+            org(org_id).create_many_returning_ids([cs.NewCallback(**p) for p in payloads])
+        else:
+            org(org_id).create_many([cs.NewCallback(**p) for p in payloads])
     scheduled = clock()
     taken = 0
-    if use_dispatch_due:
+    if drain in ("dispatch_due", "dispatch_due_with"):
         dialer = Dialer()
+        options = cs.DispatchOptions(concurrency=CONCURRENCY)
         while True:
-            report = store.dispatch_due(dialer, NOW, CLAIM)
+            if drain == "dispatch_due":
+                report = store.dispatch_due(dialer, NOW, CLAIM)
+            else:
+                report = store.dispatch_due_with(dialer, NOW, CLAIM, options)
             if not report.dispatched and not report.failed:
                 break
             assert not report.failed, report.failed[0].failure_cause
             taken += len(report.dispatched)
-    else:
+    elif drain == "complete_many":
         while True:
             claimed = store.claim_due(NOW, CLAIM)
             if not claimed:
                 break
+            completions = []
             for claim in claimed:  # a Claim: the callback and its fencing token
+                claim.callback()  # what a dialer reads to place the call
+                completions.append(cs.Completion(claim=claim, created_session_id=SESSION))
+            for outcome in store.complete_many(completions):
+                assert outcome.error is None, outcome.error
+                taken += 1
+    elif drain == "per-call":
+        while True:
+            claimed = store.claim_due(NOW, CLAIM)
+            if not claimed:
+                break
+            for claim in claimed:
                 cb = claim.callback()
                 org(cb.organization_id).complete_dispatch(cb.id, SESSION, claim.token())
                 taken += 1
+    else:
+        raise ValueError(f"unknown drain {drain!r}: one of {', '.join(DRAINS)}")
     done = clock()
     del store, orgs
     return scheduled - started, done - scheduled, taken
@@ -321,6 +372,14 @@ def _micros(t: dt.datetime) -> int:
 
 
 def run_sqlite3(path: Path, items: List[Tuple[str, Payload]], durability: str) -> Result:
+    return _sqlite3(path, items, durability, batch_completions=False)
+
+
+def run_sqlite3_batched(path: Path, items: List[Tuple[str, Payload]], durability: str) -> Result:
+    return _sqlite3(path, items, durability, batch_completions=True)
+
+
+def _sqlite3(path: Path, items: List[Tuple[str, Payload]], durability: str, batch_completions: bool) -> Result:
     conn = sqlite3.connect(str(path), isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
@@ -369,6 +428,8 @@ def run_sqlite3(path: Path, items: List[Tuple[str, Payload]], durability: str) -
                 [(now_us, now_us, r[0]) for r in rows],
             )
             conn.execute("COMMIT")
+            if batch_completions:
+                conn.execute("BEGIN IMMEDIATE")
             for r in rows:
                 json.loads(r[13])  # the caller reads the metadata
                 conn.execute(
@@ -377,14 +438,17 @@ def run_sqlite3(path: Path, items: List[Tuple[str, Payload]], durability: str) -
                     (SESSION, now_us, now_us, r[0]),
                 )
                 taken += 1
+            if batch_completions:
+                conn.execute("COMMIT")
         done = time.perf_counter()
     finally:
         conn.close()
     return scheduled - started, done - scheduled, taken
 
 
-def ffi_split(path: Path, items: List[Tuple[str, Payload]], durability: str) -> Tuple[Result, Result]:
-    """One extra, untimed-for-the-table run of the binding contender with a
+def ffi_split(path: Path, items: List[Tuple[str, Payload]], durability: str,
+              drain: str = "complete_many") -> Tuple[Result, Result]:
+    """One extra, untimed-for-the-table run of a binding contender with a
     clock around every FFI call (the ctypes call itself: Rust's work plus
     ctypes' marshalling), to split its time into Rust and Python (uniffi's
     generated lowering and lifting, the converters, the loop). Returns the
@@ -415,7 +479,7 @@ def ffi_split(path: Path, items: List[Tuple[str, Payload]], durability: str) -> 
 
     native._uniffi_rust_call_with_error = timed
     try:
-        run = _binding(path, items, durability, use_dispatch_due=False, clock=mark)
+        run = _binding(path, items, durability, drain=drain, clock=mark)
     finally:
         native._uniffi_rust_call_with_error = original
     ffi = ((marks[1] - marks[0]) / 1e9, (marks[2] - marks[1]) / 1e9, run[2])
@@ -424,8 +488,11 @@ def ffi_split(path: Path, items: List[Tuple[str, Payload]], durability: str) -> 
 
 CONTENDERS: Dict[str, Callable[[Path, List[Tuple[str, Payload]], str], Result]] = {
     "binding": run_binding,
+    "binding/per-call": run_binding_per_call,
     "binding/dispatch_due": run_binding_dispatch_due,
+    "binding/dispatch_due_with": run_binding_dispatch_due_with,
     "apscheduler": run_apscheduler,
     "huey": run_huey,
     "sqlite3": run_sqlite3,
+    "sqlite3/batched": run_sqlite3_batched,
 }

@@ -10,12 +10,14 @@
 
 uniffi::setup_scaffolding!("callback_store");
 
+mod batch;
 mod error;
 mod policy;
 mod records;
 mod store;
 mod types;
 
+pub use batch::{max_concurrency, Completion, CompletionOutcome, DispatchOptions, ItemError};
 pub use error::{CallbackStoreError, DispatchError};
 pub use policy::{
     default_calling_policy, expired, tzdb_version, CallOutcome, CallingPolicy, CallingWindow,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use callback_store as core;
 
+use crate::batch::{Completion, CompletionOutcome, DispatchOptions, ItemError};
 use crate::error::{DispatchError, Result};
 use crate::policy::{CallOutcome, CallingPolicy};
 use crate::records::{
@@ -140,6 +141,57 @@ impl Store {
             .into())
     }
 
+    /// `dispatch_due`, placing up to `options.concurrency` calls at once,
+    /// each on a thread of its own: the dispatcher is called from several
+    /// threads at a time and must be safe to share between them. The report
+    /// lists callbacks in claim order. A concurrency outside 1 to
+    /// `max_concurrency()` is a VALIDATION_ERROR naming `concurrency`. After
+    /// a storage error no further call is started, the calls under way
+    /// finish, and the error is raised; the claims not placed stay
+    /// dispatching, for `recover_stale`.
+    pub fn dispatch_due_with(
+        &self,
+        dispatcher: Arc<dyn Dispatcher>,
+        now: Timestamp,
+        limit: u32,
+        options: DispatchOptions,
+    ) -> Result<DispatchReport> {
+        // `dyn Dispatcher` is Send + Sync (the trait's bounds): the adapter
+        // holding a reference to it may be shared by the core's threads.
+        let adapter = Foreign(dispatcher.as_ref());
+        Ok(self
+            .inner
+            .dispatch_due_with(&adapter, now.parse("now")?, limit, &options.into())?
+            .into())
+    }
+
+    /// Completes several claimed calls in one transaction (one commit
+    /// instead of one per call), for a dialer that places calls itself and
+    /// reports them in batches. Each item is checked on its own, as
+    /// `complete_dispatch` with the claim's token would check it: a stale
+    /// claim or an unusable session id is refused in its outcome, and the
+    /// others still complete. A storage error fails the whole batch and
+    /// leaves every callback dispatching. Answers ids, not records: read the
+    /// callback from its claim (`Claim.callback()`) or `Organization.get`.
+    pub fn complete_many(&self, completions: Vec<Completion>) -> Result<Vec<CompletionOutcome>> {
+        let batch: Vec<core::Completion<'_>> = completions
+            .iter()
+            .map(|c| core::Completion {
+                claim: &c.claim.inner,
+                created_session_id: &c.created_session_id,
+            })
+            .collect();
+        let answers = self.inner.complete_many(&batch)?;
+        Ok(completions
+            .iter()
+            .zip(answers)
+            .map(|(c, answer)| CompletionOutcome {
+                id: c.claim.inner.id().to_owned(),
+                error: answer.err().map(ItemError::from),
+            })
+            .collect())
+    }
+
     /// Places the call of a claim (from `claim_due`, `Organization.dispatch`
     /// or `claim_by_token`) and records the outcome. The claim is spent
     /// before the dispatcher is called: a claim already placed, a stale
@@ -173,12 +225,15 @@ impl Organization {
 
     /// Creates several callbacks in one transaction: all of them or none.
     pub fn create_many(&self, callbacks: Vec<NewCallback>) -> Result<Vec<Callback>> {
-        let batch = callbacks
-            .iter()
-            .enumerate()
-            .map(|(i, new)| new.to_core().map_err(|e| e.within_item("callbacks", i)))
-            .collect::<core::Result<Vec<_>>>()?;
-        Ok(map(self.inner.create_many(batch)?))
+        Ok(map(self.inner.create_many(to_core_batch(&callbacks)?)?))
+    }
+
+    /// `create_many`, answering only the callbacks' ids, in the order
+    /// given: for a scheduler that does not read the records back (each
+    /// record lifted in Python or Kotlin costs more than storing it).
+    pub fn create_many_returning_ids(&self, callbacks: Vec<NewCallback>) -> Result<Vec<String>> {
+        let created = self.inner.create_many(to_core_batch(&callbacks)?)?;
+        Ok(created.into_iter().map(|callback| callback.id).collect())
     }
 
     pub fn get(&self, id: String) -> Result<Callback> {
@@ -392,6 +447,16 @@ impl core::Dispatcher for Foreign<'_> {
             .place_call(callback.clone().into())
             .map_err(|e| e.to_string())
     }
+}
+
+/// The core's batch, a bad item a VALIDATION_ERROR naming it
+/// (`callbacks[3].to_number`).
+fn to_core_batch(callbacks: &[NewCallback]) -> core::Result<Vec<core::NewCallback>> {
+    callbacks
+        .iter()
+        .enumerate()
+        .map(|(i, new)| new.to_core().map_err(|e| e.within_item("callbacks", i)))
+        .collect()
 }
 
 fn map<T, U: From<T>>(items: Vec<T>) -> Vec<U> {

@@ -67,12 +67,16 @@ from ._native.callback_store import (
     CallingPolicy,
     CallingWindow,
     Claim,
+    Completion,
+    CompletionOutcome,
     CreatedApiKey,
     Dispatcher,
+    DispatchOptions,
     DispatchReport,
     Durability,
     EventAction,
     InternalError,
+    ItemError,
     JsonObject,
     ListQuery,
     ManualClock,
@@ -91,6 +95,7 @@ from ._native.callback_store import (
     dispatch_interrupted,
     expired,
     max_claim,
+    max_concurrency,
     max_limit,
     max_timestamp,
     min_timestamp,
@@ -122,13 +127,17 @@ __all__ = [
     "CallingPolicy",
     "CallingWindow",
     "Claim",
+    "Completion",
+    "CompletionOutcome",
     "CreatedApiKey",
     "DispatchError",
+    "DispatchOptions",
     "DispatchReport",
     "Dispatcher",
     "Durability",
     "EventAction",
     "InternalError",
+    "ItemError",
     "JsonObject",
     "ListQuery",
     "ManualClock",
@@ -148,6 +157,7 @@ __all__ = [
     "expired",
     "format_timestamp",
     "max_claim",
+    "max_concurrency",
     "max_limit",
     "max_timestamp",
     "min_timestamp",
@@ -323,6 +333,36 @@ def _dispatch_due_args(dispatcher: object = _MISSING, now: object = _MISSING, li
     _check_dispatcher(dispatcher)
 
 
+def _dispatch_due_with_args(
+    dispatcher: object = _MISSING, now: object = _MISSING, limit: object = _MISSING, options: object = _MISSING
+) -> None:
+    _check_u32("limit", limit, max_claim())
+    _check_dispatcher(dispatcher)
+    if isinstance(options, DispatchOptions):
+        # 0 and 257 reach the store, which names its rule; -1 or 1.5 would
+        # stop in uniffi's check with a bare ValueError or TypeError.
+        _check_u32("concurrency", options.concurrency, max_concurrency())
+
+
+def _complete_many_args(completions: object = _MISSING) -> None:
+    # Each item is checked before anything crosses: a bad one found while
+    # lowering the list would leave uniffi's TypeError, naming no item.
+    if completions is _MISSING:
+        return
+    if not isinstance(completions, (list, tuple)):
+        _refuse("completions", f"must be a list of callback_store.Completion, got {_kind(completions)}")
+        return
+    for i, item in enumerate(completions):
+        if not isinstance(item, Completion):
+            _refuse(f"completions[{i}]", f"must be a callback_store.Completion(claim, created_session_id), got {_kind(item)}")
+        claim = item.claim
+        if not isinstance(claim, Claim) or getattr(claim, "_handle", None) is None:
+            _refuse(f"completions[{i}].claim", f"must be a callback_store.Claim ({_HOW_TO_CLAIM}), got {_kind(claim)}")
+        if not isinstance(item.created_session_id, str):
+            field = f"completions[{i}].created_session_id"
+            _refuse(field, f"must be the str session id of the call placed, got {_kind(item.created_session_id)}")
+
+
 def _place_call_args(dispatcher: object = _MISSING, claim: object = _MISSING) -> None:
     _check_dispatcher(dispatcher)
     _check_claim(claim)
@@ -402,6 +442,8 @@ setattr(Organization, "list", _checked(Organization.list, _list_args))
 setattr(Store, "claim_due", _checked(Store.claim_due, _claim_args))
 setattr(Store, "dispatch_due", _checked(Store.dispatch_due, _dispatch_due_args))
 setattr(Store, "place_call", _checked(Store.place_call, _place_call_args))
+setattr(Store, "dispatch_due_with", _checked(Store.dispatch_due_with, _dispatch_due_with_args))
+setattr(Store, "complete_many", _checked(Store.complete_many, _complete_many_args))
 setattr(Store, "claim_by_token", _checked(Store.claim_by_token, _claim_by_token_args))
 setattr(Organization, "complete_dispatch", _checked(Organization.complete_dispatch, _complete_args))
 setattr(Organization, "fail_dispatch", _checked(Organization.fail_dispatch, _fail_args))
