@@ -188,8 +188,13 @@ impl Moves for PgDao<'_> {
 
     fn insert_event(&self, callback_seq: i64, event: &NewEvent<'_>) -> Result<()> {
         self.execute(
-            "INSERT INTO callback_events (callback_seq, action, from_status, to_status, at, detail)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "WITH e AS (
+                 INSERT INTO callback_events
+                     (callback_seq, action, from_status, to_status, at, detail, previous_event_seq)
+                 SELECT c.seq, $2, $3, $4, $5, $6, c.last_event_seq FROM callbacks c WHERE c.seq = $1
+                 RETURNING seq, callback_seq
+             )
+             UPDATE callbacks c SET last_event_seq = e.seq FROM e WHERE c.seq = e.callback_seq",
             &[
                 &callback_seq,
                 &event.action.as_str(),
@@ -209,9 +214,16 @@ impl Moves for PgDao<'_> {
             return Ok(());
         }
         self.execute(
-            "INSERT INTO callback_events (callback_seq, action, from_status, to_status, at, detail)
-             SELECT u.seq, $2, $3, $4, $5, $6
-             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(seq, n) ORDER BY u.n",
+            "WITH e AS (
+                 INSERT INTO callback_events
+                     (callback_seq, action, from_status, to_status, at, detail, previous_event_seq)
+                 SELECT u.seq, $2, $3, $4, $5, $6, c.last_event_seq
+                 FROM unnest($1::bigint[]) WITH ORDINALITY AS u(seq, n)
+                     JOIN callbacks c ON c.seq = u.seq
+                 ORDER BY u.n
+                 RETURNING seq, callback_seq
+             )
+             UPDATE callbacks c SET last_event_seq = e.seq FROM e WHERE c.seq = e.callback_seq",
             &[
                 &callback_seqs,
                 &event.action.as_str(),
