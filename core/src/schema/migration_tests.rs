@@ -350,6 +350,10 @@ fn a_migration_killed_partway_leaves_v4_unchanged_or_v5_and_migrates_on_reopenin
             5 => {}
             other => panic!("after the kill the file is at version {other}"),
         }
+        eprintln!(
+            "{} callbacks, kill at 1/{fraction} of the file in the WAL: killed {killed}, left V{version}",
+            rows_wanted()
+        );
         let store = Store::open(&work).unwrap();
         assert_migrated(&store, &before, dir.path());
     }
