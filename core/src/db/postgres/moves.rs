@@ -186,6 +186,10 @@ impl Moves for PgDao<'_> {
         .transpose()
     }
 
+    /// Linked after the callback's last event, which it becomes: the same
+    /// chain as SQLite's (migrations V5), so that a copy between the two
+    /// backends moves true links; PostgreSQL's history and prune still read
+    /// by its index of events by callback.
     fn insert_event(&self, callback_seq: i64, event: &NewEvent<'_>) -> Result<()> {
         self.execute(
             "WITH e AS (
@@ -209,6 +213,7 @@ impl Moves for PgDao<'_> {
 
     /// One statement for all of them: a claim of 100 made 100 round trips
     /// for its history (15 % of a drain's time in the P8 benchmark).
+    /// Each event is linked into its callback's chain as in `insert_event`.
     fn insert_events(&self, callback_seqs: &[i64], event: &NewEvent<'_>) -> Result<()> {
         if callback_seqs.is_empty() {
             return Ok(());
