@@ -8,6 +8,10 @@
 #              rounds (1000)
 #   - model:   the core's property test against its reference model,
 #              RELIABILITY_MODEL_CASES cases (10000)
+#   - migration: V4 -> V5 on a file of RELIABILITY_MIGRATION_ROWS callbacks
+#              (1000000) with their events, and the same migration killed
+#              partway (core/src/schema/migration_tests.rs; 20000 in
+#              plain cargo test)
 #   - and the bad-input, bad-file and security suites once more.
 # Then on PostgreSQL (RELIABILITY_BACKENDS, default "sqlite postgres"):
 #   - crash and races again, the same sizes, each in a fresh schema on the
@@ -31,6 +35,7 @@ export RELIABILITY_RACE_PROCESSES=${RELIABILITY_RACE_PROCESSES:-4}
 export RELIABILITY_RACE_THREADS=${RELIABILITY_RACE_THREADS:-2}
 export RELIABILITY_CLAIM_ROUNDS=${RELIABILITY_CLAIM_ROUNDS:-1000}
 MODEL_CASES=${RELIABILITY_MODEL_CASES:-10000}
+MIGRATION_ROWS=${RELIABILITY_MIGRATION_ROWS:-1000000}
 BACKENDS=${RELIABILITY_BACKENDS:-sqlite postgres}
 for backend in $BACKENDS; do
     case $backend in
@@ -97,6 +102,14 @@ else
 fi
 printf '{"cases_tried": %s, "passed": %s, "seconds": %s}\n' \
     "$MODEL_CASES" "$model_passed" $((SECONDS - t)) >"$figures/model.json"
+
+step "migration: V4 -> V5 on $MIGRATION_ROWS callbacks, and killed partway"
+t=$SECONDS
+if ! CALLBACK_STORE_MIGRATION_ROWS=$MIGRATION_ROWS \
+    cargo test --release --locked -q -p callback-store --lib schema::migration_tests -- --nocapture; then
+    failed+=(migration)
+fi
+printf -- '-- migration: %ss\n' $((SECONDS - t))
 
 step "figures"
 target/release/crash-worker figures "$figures" "$figures/figures.json" >/dev/null || failed+=(figures)

@@ -18,9 +18,9 @@ const BATCH: usize = 1_000;
 ///
 /// `checksum` is the SHA-256 (lowercase hex) of a canonical serialization
 /// of every row of every table copied, all columns included: `callbacks`
-/// in `seq` order (with their idempotency key, request hash, claim token
-/// and spent time), then `callback_events` in `seq` order (with
-/// `callback_seq`), then `api_keys` in byte order of `id` (with
+/// in `seq` order (with their idempotency key, request hash, claim token,
+/// spent time and last event), then `callback_events` in `seq` order (with
+/// `callback_seq` and the previous event of the same callback), then `api_keys` in byte order of `id` (with
 /// `token_hash` and `revoked_at`), then the three counts. Each value is
 /// one tag byte, then: NULL `0x00`; integer `0x01` and 8 bytes big-endian;
 /// text `0x02`, its length in 8 bytes big-endian and its UTF-8 bytes;

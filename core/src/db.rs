@@ -11,9 +11,9 @@ use crate::policy::Eligibility;
 use crate::time::{to_micros, Timestamp};
 use crate::transitions;
 use crate::validate::ValidNewCallback;
-use rows::EVENT_COLUMNS;
 
 mod api_keys;
+mod chain;
 pub(crate) mod copy;
 mod moves;
 pub(crate) mod policies;
@@ -286,7 +286,7 @@ pub(crate) trait CallbackRows {
         rows: u32,
     ) -> Result<Vec<Stored>>;
     /// Deletes finished callbacks last updated before `before`, with their
-    /// events (ON DELETE CASCADE). Returns how many callbacks went.
+    /// events. Returns how many callbacks went.
     fn prune(&self, before: Timestamp) -> Result<usize>;
     fn count_by_status(&self, organization_id: &str) -> Result<Vec<(Status, u64)>>;
 }
@@ -390,15 +390,9 @@ impl CallbackRows for SqliteDao<'_> {
             .optional()?)
     }
 
+    /// By the callback's chain of events (db/chain.rs).
     fn history(&self, organization_id: &str, id: &str) -> Result<Vec<CallbackEvent>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS}
-             FROM callbacks c JOIN callback_events e ON e.callback_seq = c.seq
-             WHERE c.id = ?1 AND c.organization_id = ?2
-             ORDER BY e.seq"
-        ))?;
-        let rows = stmt.query_map([id, organization_id], |row| rows::event_from_row(row))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        chain::history(self.conn, organization_id, id)
     }
 
     /// One page (plus one row, to tell whether there is a next page).
@@ -488,18 +482,14 @@ impl CallbackRows for SqliteDao<'_> {
     }
 
     /// Deletes finished callbacks last updated before `before`, with their
-    /// events (ON DELETE CASCADE). Returns how many callbacks went.
+    /// events (by each one's chain: db/chain.rs). Returns how many went.
     fn prune(&self, before: Timestamp) -> Result<usize> {
         let finished: Vec<String> = Status::ALL
             .into_iter()
             .filter(|s| transitions::is_terminal(*s))
             .map(|s| format!("'{s}'"))
             .collect();
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "DELETE FROM callbacks WHERE status IN ({}) AND updated_at < ?1",
-            finished.join(", ")
-        ))?;
-        Ok(stmt.execute([to_micros(before)])?)
+        chain::prune(self.conn, &finished.join(", "), before)
     }
 
     fn count_by_status(&self, organization_id: &str) -> Result<Vec<(Status, u64)>> {

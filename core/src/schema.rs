@@ -152,6 +152,9 @@ pub(crate) fn cursor_secret(conn: &Connection) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
+mod migration_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::{NewCallback, Store};

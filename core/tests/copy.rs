@@ -365,6 +365,38 @@ fn new_callbacks_created_after_a_copy_are_numbered_after_the_copied_ones() {
 }
 
 #[test]
+fn a_copied_callback_goes_on_with_its_history_in_order_on_either_backend() {
+    // The history's links (each callback's last event, each event's
+    // previous one) are copied as stored: a transition on the copy appends
+    // after the copied events, and the history reads them all in order.
+    let (source, _pg_db, pg) = copied_to_postgres();
+    let back = Store::open_in_memory().unwrap();
+    pg.copy_into(&back).unwrap();
+    let org = source.store.organization("org_a").unwrap();
+    let scheduled = ListQuery {
+        status: Some(Status::Scheduled),
+        ..ListQuery::default()
+    };
+    let copied = org.list(&scheduled).unwrap().callbacks[0].id.clone();
+    let before = org.history(&copied).unwrap();
+    assert!(!before.is_empty());
+    for target in [&pg, &back] {
+        let org = target.organization("org_a").unwrap();
+        assert_eq!(org.history(&copied).unwrap(), before);
+        org.cancel(&copied, Some("after the copy")).unwrap();
+        let after = org.history(&copied).unwrap();
+        assert_eq!(
+            after[..before.len()],
+            before[..],
+            "on {}",
+            target.backend_name()
+        );
+        assert_eq!(after.len(), before.len() + 1);
+        assert_eq!(after.last().unwrap().to, Status::Cancelled);
+    }
+}
+
+#[test]
 fn a_cursor_from_the_source_continues_on_the_target() {
     let (source, pg_db, pg) = copied_to_postgres();
     let reopened = Store::open(pg_db.location()).unwrap();

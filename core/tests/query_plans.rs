@@ -4,7 +4,7 @@
 //! without a cursor, and for claim_due, recover_stale, prune, get, the
 //! guarded transition UPDATE, idempotency look-ups and history.
 //!
-//! The SQL is copied from core/src/db.rs and db/moves.rs; the first test fails
+//! The SQL is copied from core/src/db.rs, db/moves.rs and db/chain.rs; the first test fails
 //! when they no longer contain these templates, so that the copies are kept in
 //! step.
 
@@ -18,6 +18,7 @@ const DB_RS: &str = concat!(
     include_str!("../src/db.rs"),
     include_str!("../src/db/moves.rs"),
     include_str!("../src/db/policies.rs"),
+    include_str!("../src/db/chain.rs"),
     include_str!("../src/db/rows.rs")
 );
 
@@ -65,10 +66,24 @@ const APPLY_TRANSITION: &str = "UPDATE callbacks SET {set}
              RETURNING {CALLBACK_COLUMNS}, claim_token";
 const CLAIM_GUARD: [&str; 2] = [" AND claim_token = :token", " AND claim_spent_at IS NULL"];
 
+/// A callback's events, walked back by rowid from the callback's last
+/// event (`{callbacks}` selects the callbacks whose chains are walked).
+const CHAIN: &str = "WITH RECURSIVE chain(seq) AS (
+                 SELECT last_event_seq FROM callbacks WHERE {callbacks}
+                 UNION ALL
+                 SELECT e.previous_event_seq FROM callback_events e JOIN chain ON e.seq = chain.seq
+                 WHERE e.previous_event_seq < e.seq
+             )";
+const HISTORY_CALLBACK: &str = "id = ?1 AND organization_id = ?2";
 const HISTORY: &str = "SELECT {EVENT_COLUMNS}
-             FROM callbacks c JOIN callback_events e ON e.callback_seq = c.seq
-             WHERE c.id = ?1 AND c.organization_id = ?2
+             FROM chain CROSS JOIN callback_events e ON e.seq = chain.seq
+                 CROSS JOIN callbacks c ON c.seq = e.callback_seq
              ORDER BY e.seq";
+/// Appending an event reads the callback's last one by rowid.
+const APPEND_EVENT: &str = "INSERT INTO callback_events
+             (callback_seq, action, from_status, to_status, at, detail, previous_event_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT last_event_seq FROM callbacks WHERE seq = ?1))";
+const LINK_EVENT: &str = "UPDATE callbacks SET last_event_seq = last_insert_rowid() WHERE seq = ?1";
 const EVENT_COLUMNS: &str = "c.id, e.action, e.from_status, e.to_status, e.at, e.detail";
 
 const CANDIDATE_COLUMNS: &str =
@@ -101,7 +116,11 @@ const RECOVER_STALE: &str = "UPDATE callbacks SET {set}
              WHERE status = '{from}' AND attempted_at < :horizon
              RETURNING {CALLBACK_COLUMNS}";
 
-const PRUNE: &str = "DELETE FROM callbacks WHERE status IN ({}) AND updated_at < ?1";
+/// prune: the finished callbacks `{doomed}` selects, their events by chain
+/// first, then the callbacks.
+const PRUNE_DOOMED: &str = "status IN ({finished}) AND updated_at < ?1";
+const PRUNE_EVENTS: &str = "DELETE FROM callback_events WHERE seq IN (SELECT seq FROM chain)";
+const PRUNE: &str = "DELETE FROM callbacks WHERE {doomed}";
 
 const COUNT_BY_STATUS: &str =
     "SELECT status, COUNT(*) FROM callbacks WHERE organization_id = ?1 GROUP BY status";
@@ -170,13 +189,25 @@ fn list_sql(filters: &[usize], order: usize, cursor: bool) -> Vec<String> {
         .collect()
 }
 
-fn prune_sql() -> String {
+/// prune's two statements: the events of the doomed callbacks, by chain,
+/// then the callbacks.
+fn prune_sql() -> [String; 2] {
     let finished: Vec<String> = Status::ALL
         .into_iter()
         .filter(|s| is_terminal(*s))
         .map(|s| format!("'{s}'"))
         .collect();
-    PRUNE.replace("{}", &finished.join(", "))
+    let doomed = PRUNE_DOOMED.replace("{finished}", &finished.join(", "));
+    let chain = CHAIN.replace("{callbacks}", &doomed);
+    [
+        format!("{chain} {PRUNE_EVENTS}"),
+        PRUNE.replace("{doomed}", &doomed),
+    ]
+}
+
+fn history_sql() -> String {
+    let chain = CHAIN.replace("{callbacks}", HISTORY_CALLBACK);
+    format!("{chain} {}", render(HISTORY, None))
 }
 
 /// The plan's lines, as `EXPLAIN QUERY PLAN` details. Parameters stay
@@ -201,11 +232,13 @@ fn plan(store: &Store, sql: &str) -> Vec<String> {
 fn assert_searches(what: &str, sql: &str, lines: &[String], indexes: &[&str]) {
     let shown = || format!("{what}\n  SQL: {}\n  plan: {lines:#?}", normalized(sql));
     for line in lines {
-        // Reading a subquery's own rows back (at most a page), or the list
-        // of seqs a bulk move was given (json_each of its parameter), is no
+        // Reading a subquery's own rows back (at most a page), the list
+        // of seqs a bulk move was given (json_each of its parameter), or
+        // the queue of a chain's walk (one row per event walked), is no
         // table scan.
         let table_scan = line.starts_with("SCAN ")
             && !line.starts_with("SCAN (subquery")
+            && line != "SCAN chain"
             && !line.starts_with("SCAN json_each VIRTUAL TABLE");
         assert!(!table_scan, "full scan: {line}\n{}", shown());
     }
@@ -241,7 +274,13 @@ fn the_sql_checked_here_is_the_sql_in_db_rs() {
         GET.to_owned(),
         FIND_BY_IDEMPOTENCY_KEY.to_owned(),
         APPLY_TRANSITION.to_owned(),
+        CHAIN.to_owned(),
+        format!("\"{HISTORY_CALLBACK}\""),
         HISTORY.to_owned(),
+        APPEND_EVENT.to_owned(),
+        LINK_EVENT.to_owned(),
+        format!("\"{PRUNE_DOOMED}\""),
+        PRUNE_EVENTS.to_owned(),
         format!("\"{EVENT_COLUMNS}\""),
         format!("\"{CANDIDATE_COLUMNS}\""),
         DUE_CANDIDATES.to_owned(),
@@ -382,25 +421,56 @@ fn recover_stale_searches_the_partial_index_of_dispatching_callbacks() {
     assert_searches("recover_stale", &sql, &lines, &["callbacks_stale"]);
 }
 
+/// Fails unless every line of the plan that reads the events reads them by
+/// rowid: with no index of events by callback (migration V5), anything
+/// else would scan the whole log.
+fn assert_events_by_rowid(what: &str, lines: &[String]) {
+    let events: Vec<&String> = lines
+        .iter()
+        .filter(|l| {
+            l.contains("callback_events") || l.starts_with("SEARCH e ") || l.starts_with("SCAN e")
+        })
+        .collect();
+    assert!(!events.is_empty(), "{what} reads no event\n{lines:#?}");
+    for line in events {
+        assert!(
+            line.starts_with("SEARCH ") && line.contains("INTEGER PRIMARY KEY (rowid=?)"),
+            "{what} must read events by rowid: {line}\n{lines:#?}"
+        );
+    }
+}
+
 #[test]
-fn prune_searches_the_partial_index_of_finished_callbacks_and_their_events_by_callback() {
+fn prune_searches_the_partial_index_of_finished_callbacks_and_walks_their_events_by_rowid() {
     let store = plans_store();
-    let sql = prune_sql();
+    let [events, callbacks] = prune_sql();
     assert_eq!(
-        sql,
+        callbacks,
         "DELETE FROM callbacks WHERE status IN ('dispatched', 'cancelled', 'failed') AND updated_at < ?1"
     );
-    let lines = plan(&store, &sql);
-    assert_searches("prune", &sql, &lines, &["callbacks_finished"]);
-    // ON DELETE CASCADE finds each callback's events by callback_seq.
-    let cascade = "DELETE FROM callback_events WHERE callback_seq = ?1";
-    let lines = plan(&store, cascade);
-    assert_searches(
-        "prune's cascade",
-        cascade,
-        &lines,
-        &["callback_events_by_callback"],
-    );
+    let lines = plan(&store, &callbacks);
+    assert_searches("prune", &callbacks, &lines, &["callbacks_finished"]);
+    let lines = plan(&store, &events);
+    assert_searches("prune's events", &events, &lines, &["callbacks_finished"]);
+    assert_events_by_rowid("prune's events", &lines);
+}
+
+#[test]
+fn appending_an_event_reads_the_callbacks_last_event_by_rowid() {
+    let store = plans_store();
+    for (what, sql) in [("append", APPEND_EVENT), ("link", LINK_EVENT)] {
+        let lines = plan(&store, sql);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("SEARCH callbacks USING INTEGER PRIMARY KEY (rowid=?)")),
+            "{what}: {lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.starts_with("SCAN ")),
+            "{what}: {lines:#?}"
+        );
+    }
 }
 
 #[test]
@@ -418,22 +488,18 @@ fn get_by_id_and_the_guarded_transition_search_the_unique_id_index() {
 }
 
 #[test]
-fn history_searches_the_callback_by_id_and_its_events_by_callback() {
+fn history_searches_the_callback_by_id_and_walks_its_events_by_rowid() {
     let store = plans_store();
-    let history = render(HISTORY, None);
+    let history = history_sql();
     let lines = plan(&store, &history);
-    assert_searches(
-        "history",
-        &history,
-        &lines,
-        &["callback_events_by_callback"],
-    );
+    assert_searches("history", &history, &lines, &[]);
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("SEARCH c ") && l.contains("(id=?)")),
+            .any(|l| l.starts_with("SEARCH callbacks ") && l.contains("(id=?)")),
         "history must look the callback up by id\n{lines:#?}"
     );
+    assert_events_by_rowid("history", &lines);
 }
 
 #[test]

@@ -61,7 +61,9 @@ pub(crate) type Row = Vec<Value>;
 use Kind::{Blob, Int, Text};
 
 /// Every column of every table a copy moves, parents before children (an
-/// event refers to its callback's seq). A column a migration adds must be
+/// event refers to its callback's seq). The history's chain (a callback's
+/// `last_event_seq`, an event's `previous_event_seq`) is copied as stored:
+/// the seqs stay, so the links stay true on the other side. A column a migration adds must be
 /// added here: `copy_tables_name_every_column_of_the_schema` (unit test,
 /// SQLite) and core/tests/copy.rs (PostgreSQL) fail until it is.
 pub(crate) const TABLES: [Table; 4] = [
@@ -100,6 +102,7 @@ pub(crate) const TABLES: [Table; 4] = [
             ("previous_callback_id", Text),
             ("eligible_at", Int),
             ("window_ends_at", Int),
+            ("last_event_seq", Int),
         ],
         key: 0,
     },
@@ -113,6 +116,7 @@ pub(crate) const TABLES: [Table; 4] = [
             ("to_status", Text),
             ("at", Int),
             ("detail", Text),
+            ("previous_event_seq", Int),
         ],
         key: 0,
     },

@@ -325,20 +325,9 @@ impl Moves for SqliteDao<'_> {
             .optional()?)
     }
 
+    /// Linked into the callback's chain of events (db/chain.rs).
     fn insert_event(&self, callback_seq: i64, event: &NewEvent<'_>) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO callback_events (callback_seq, action, from_status, to_status, at, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        stmt.execute(rusqlite::params![
-            callback_seq,
-            event.action.as_str(),
-            event.from.map(Status::as_str),
-            event.to.as_str(),
-            to_micros(event.at),
-            event.detail,
-        ])?;
-        Ok(())
+        super::chain::append(self.conn, callback_seq, event)
     }
 
     fn due_candidates(&self, now: Timestamp, limit: u32) -> Result<Vec<Candidate>> {

@@ -186,10 +186,19 @@ impl Moves for PgDao<'_> {
         .transpose()
     }
 
+    /// Linked after the callback's last event, which it becomes: the same
+    /// chain as SQLite's (migrations V5), so that a copy between the two
+    /// backends moves true links; PostgreSQL's history and prune still read
+    /// by its index of events by callback.
     fn insert_event(&self, callback_seq: i64, event: &NewEvent<'_>) -> Result<()> {
         self.execute(
-            "INSERT INTO callback_events (callback_seq, action, from_status, to_status, at, detail)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "WITH e AS (
+                 INSERT INTO callback_events
+                     (callback_seq, action, from_status, to_status, at, detail, previous_event_seq)
+                 SELECT c.seq, $2, $3, $4, $5, $6, c.last_event_seq FROM callbacks c WHERE c.seq = $1
+                 RETURNING seq, callback_seq
+             )
+             UPDATE callbacks c SET last_event_seq = e.seq FROM e WHERE c.seq = e.callback_seq",
             &[
                 &callback_seq,
                 &event.action.as_str(),
@@ -204,14 +213,22 @@ impl Moves for PgDao<'_> {
 
     /// One statement for all of them: a claim of 100 made 100 round trips
     /// for its history (15 % of a drain's time in the P8 benchmark).
+    /// Each event is linked into its callback's chain as in `insert_event`.
     fn insert_events(&self, callback_seqs: &[i64], event: &NewEvent<'_>) -> Result<()> {
         if callback_seqs.is_empty() {
             return Ok(());
         }
         self.execute(
-            "INSERT INTO callback_events (callback_seq, action, from_status, to_status, at, detail)
-             SELECT u.seq, $2, $3, $4, $5, $6
-             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(seq, n) ORDER BY u.n",
+            "WITH e AS (
+                 INSERT INTO callback_events
+                     (callback_seq, action, from_status, to_status, at, detail, previous_event_seq)
+                 SELECT u.seq, $2, $3, $4, $5, $6, c.last_event_seq
+                 FROM unnest($1::bigint[]) WITH ORDINALITY AS u(seq, n)
+                     JOIN callbacks c ON c.seq = u.seq
+                 ORDER BY u.n
+                 RETURNING seq, callback_seq
+             )
+             UPDATE callbacks c SET last_event_seq = e.seq FROM e WHERE c.seq = e.callback_seq",
             &[
                 &callback_seqs,
                 &event.action.as_str(),
