@@ -62,8 +62,9 @@ const FIND_BY_IDEMPOTENCY_KEY: &str = "SELECT {CALLBACK_COLUMNS}, request_hash F
 /// dispatched_at = :dispatched_at`; `{guard}` the claim's conditions, when a
 /// claim is given.
 const APPLY_TRANSITION: &str = "UPDATE callbacks SET {set}
-             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from{guard}
-             RETURNING {CALLBACK_COLUMNS}, claim_token";
+             WHERE id = :id AND (:org IS NULL OR organization_id = :org) AND status = :from{guard}";
+/// The transitioned row, read back (no RETURNING: moves.rs says why).
+const TRANSITIONED: &str = "SELECT {CALLBACK_COLUMNS}, claim_token FROM callbacks WHERE id = ?1";
 const CLAIM_GUARD: [&str; 2] = [" AND claim_token = :token", " AND claim_spent_at IS NULL"];
 
 /// A callback's events, walked back by rowid from the callback's last
@@ -118,7 +119,7 @@ const RECOVER_STALE: &str = "UPDATE callbacks SET {set}
 
 /// prune: the finished callbacks `{doomed}` selects, their events by chain
 /// first, then the callbacks.
-const PRUNE_DOOMED: &str = "status IN ({finished}) AND updated_at < ?1";
+const PRUNE_DOOMED: &str = "{finished} AND updated_at < ?1";
 const PRUNE_EVENTS: &str = "DELETE FROM callback_events WHERE seq IN (SELECT seq FROM chain)";
 const PRUNE: &str = "DELETE FROM callbacks WHERE {doomed}";
 
@@ -195,9 +196,10 @@ fn prune_sql() -> [String; 2] {
     let finished: Vec<String> = Status::ALL
         .into_iter()
         .filter(|s| is_terminal(*s))
-        .map(|s| format!("'{s}'"))
+        .map(|s| format!("status = '{s}'"))
         .collect();
-    let doomed = PRUNE_DOOMED.replace("{finished}", &finished.join(", "));
+    let finished = format!("({})", finished.join(" OR "));
+    let doomed = PRUNE_DOOMED.replace("{finished}", &finished);
     let chain = CHAIN.replace("{callbacks}", &doomed);
     [
         format!("{chain} {PRUNE_EVENTS}"),
@@ -274,6 +276,7 @@ fn the_sql_checked_here_is_the_sql_in_db_rs() {
         GET.to_owned(),
         FIND_BY_IDEMPOTENCY_KEY.to_owned(),
         APPLY_TRANSITION.to_owned(),
+        TRANSITIONED.to_owned(),
         CHAIN.to_owned(),
         format!("\"{HISTORY_CALLBACK}\""),
         HISTORY.to_owned(),
@@ -446,7 +449,8 @@ fn prune_searches_the_partial_index_of_finished_callbacks_and_walks_their_events
     let [events, callbacks] = prune_sql();
     assert_eq!(
         callbacks,
-        "DELETE FROM callbacks WHERE status IN ('dispatched', 'cancelled', 'failed') AND updated_at < ?1"
+        "DELETE FROM callbacks WHERE (status = 'dispatched' OR status = 'cancelled' \
+         OR status = 'failed') AND updated_at < ?1"
     );
     let lines = plan(&store, &callbacks);
     assert_searches("prune", &callbacks, &lines, &["callbacks_finished"]);
@@ -476,7 +480,11 @@ fn appending_an_event_reads_the_callbacks_last_event_by_rowid() {
 #[test]
 fn get_by_id_and_the_guarded_transition_search_the_unique_id_index() {
     let store = plans_store();
-    for (what, template) in [("get", GET), ("apply_transition", APPLY_TRANSITION)] {
+    for (what, template) in [
+        ("get", GET),
+        ("apply_transition", APPLY_TRANSITION),
+        ("the transitioned row", TRANSITIONED),
+    ] {
         let sql = render(template, None);
         let lines = plan(&store, &sql);
         assert_searches(what, &sql, &lines, &[]);
