@@ -23,7 +23,7 @@
 
 use std::path::{Path, PathBuf};
 
-use callback_store::{Completion, Durability, Store};
+use callback_store::{Durability, Store};
 use chrono::Duration;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -253,16 +253,7 @@ pub fn frames_of_batched_drain(dir: &Path, template: &Path, ceiling: &Ceiling) -
     let now = t0() + Duration::days(30);
     restart_count(&store);
     let claims = store.claim_due(now, 100).unwrap();
-    let completions: Vec<Completion<'_>> = claims
-        .iter()
-        .map(|claim| Completion {
-            claim,
-            created_session_id: "sess_x",
-        })
-        .collect();
-    for answer in store.complete_many(&completions).unwrap() {
-        answer.unwrap();
-    }
+    crate::groups::complete_all(&store, &claims);
     let per_drained = frames(&counter.wal, counter.page_size) / claims.len() as f64;
     Row::new(
         "W4",

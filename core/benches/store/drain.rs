@@ -28,7 +28,7 @@ use crate::workloads::fresh;
 
 /// How a drain finishes each claimed callback.
 #[derive(Debug, Clone, Copy)]
-enum Finish {
+pub enum Finish {
     CompleteWithToken,
     PlaceCall,
 }
@@ -50,7 +50,7 @@ fn finish(store: &Store, claim: &Claim, how: Finish) -> Result<(), callback_stor
 }
 
 /// Claims by 100 and finishes each until nothing is due; returns how many.
-fn drain(store: &Store, now: Timestamp, how: Finish) -> usize {
+pub fn drain(store: &Store, now: Timestamp, how: Finish) -> usize {
     let mut count = 0;
     loop {
         let claimed = store.claim_due(now, 100).unwrap();
@@ -79,19 +79,7 @@ pub fn p4_claim_and_complete(dir: &Path, n: usize) -> Vec<Row> {
     let with_token = ours(Finish::CompleteWithToken, "p4-ours.db");
     let placed = ours(Finish::PlaceCall, "p4-ours-place.db");
     let mut conn = raw::open(&copy_of(&template, dir, "p4-raw.db"), Durability::Normal);
-    let (base, raw_done) = time(|| {
-        let mut count = 0;
-        loop {
-            let claimed = raw::claim(&mut conn, now, 100);
-            if claimed.is_empty() {
-                break count;
-            }
-            for (id, org) in claimed {
-                raw::complete(&mut conn, &id, &org, "sess_x", now);
-                count += 1;
-            }
-        }
-    });
+    let (base, raw_done) = time(|| raw::drain(&mut conn, now));
     assert_eq!(raw_done, n);
     let rate = |d: std::time::Duration| n as f64 / d.as_secs_f64();
     vec![

@@ -5,12 +5,12 @@
 
 use std::path::Path;
 
-use callback_store::{Completion, Durability, Store, StoreOptions, Timestamp};
+use callback_store::{Claim, Completion, Durability, Store, StoreOptions, Timestamp};
 use chrono::Duration;
 
 use crate::ceiling::{self, Ceiling};
 use crate::data::{self, t0};
-use crate::drain::{copy_of, due_file};
+use crate::drain::{copy_of, drain, due_file, Finish};
 use crate::stats::{time, Goal, Row};
 
 const THREADS: usize = 8;
@@ -28,28 +28,23 @@ fn open(path: &Path, group_commit: bool) -> Store {
 fn drain_in_threads(store: &Store, now: Timestamp) -> usize {
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..THREADS)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut done = 0;
-                    loop {
-                        let claims = store.claim_due(now, 100).unwrap();
-                        if claims.is_empty() {
-                            return done;
-                        }
-                        for claim in &claims {
-                            store
-                                .organization(&claim.callback().organization_id)
-                                .unwrap()
-                                .complete_dispatch(claim.id(), "sess_x", Some(claim.token()))
-                                .unwrap();
-                            done += 1;
-                        }
-                    }
-                })
-            })
+            .map(|_| s.spawn(|| drain(store, now, Finish::CompleteWithToken)))
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).sum()
     })
+}
+
+/// Completes a claim of up to 100 with one `complete_many`; how many.
+pub fn complete_all(store: &Store, claims: &[Claim]) -> usize {
+    let completions: Vec<Completion<'_>> = claims
+        .iter()
+        .map(|claim| Completion {
+            claim,
+            created_session_id: "sess_x",
+        })
+        .collect();
+    let answers = store.complete_many(&completions).unwrap();
+    answers.into_iter().map(Result::unwrap).count()
 }
 
 /// One worker claiming by 100 and completing each batch with one
@@ -61,17 +56,7 @@ fn drain_in_batches(store: &Store, now: Timestamp) -> usize {
         if claims.is_empty() {
             return done;
         }
-        let completions: Vec<Completion<'_>> = claims
-            .iter()
-            .map(|claim| Completion {
-                claim,
-                created_session_id: "sess_x",
-            })
-            .collect();
-        for answer in store.complete_many(&completions).unwrap() {
-            answer.unwrap();
-            done += 1;
-        }
+        done += complete_all(store, &claims);
     }
 }
 

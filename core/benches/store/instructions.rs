@@ -17,7 +17,7 @@ use callback_store::{Durability, Timestamp};
 use chrono::Duration;
 
 use crate::data::{self, t0};
-use crate::drain::{copy_of, due_file};
+use crate::drain::{copy_of, drain, due_file, Finish};
 use crate::raw;
 use crate::stats::{Goal, Row};
 
@@ -31,38 +31,12 @@ fn now() -> Timestamp {
 /// The child's work: `--drain-for-callgrind ours|raw FILE`.
 pub fn child(side: &str, db: &Path) {
     let drained = match side {
-        "ours" => {
-            let store = data::open(db, Durability::Normal);
-            let mut done = 0;
-            loop {
-                let claims = store.claim_due(now(), 100).unwrap();
-                if claims.is_empty() {
-                    break done;
-                }
-                for claim in &claims {
-                    store
-                        .organization(&claim.callback().organization_id)
-                        .unwrap()
-                        .complete_dispatch(claim.id(), "sess_x", Some(claim.token()))
-                        .unwrap();
-                    done += 1;
-                }
-            }
-        }
-        "raw" => {
-            let mut conn = raw::open(db, Durability::Normal);
-            let mut done = 0;
-            loop {
-                let claimed = raw::claim(&mut conn, now(), 100);
-                if claimed.is_empty() {
-                    break done;
-                }
-                for (id, org) in claimed {
-                    raw::complete(&mut conn, &id, &org, "sess_x", now());
-                    done += 1;
-                }
-            }
-        }
+        "ours" => drain(
+            &data::open(db, Durability::Normal),
+            now(),
+            Finish::CompleteWithToken,
+        ),
+        "raw" => raw::drain(&mut raw::open(db, Durability::Normal), now()),
         other => panic!("--drain-for-callgrind: unknown side {other}"),
     };
     println!("{drained}");

@@ -25,11 +25,19 @@ fn now() -> Timestamp {
 }
 
 fn open(path: &Path, group_commit: bool) -> Sqlite {
+    open_with(path, group_commit, false)
+}
+
+/// A store on a migrated file; `readers`: reads through connections of
+/// their own, as a store opened on a file does.
+fn open_with(path: &Path, group_commit: bool, readers: bool) -> Sqlite {
     let mut conn = Connection::open(path).unwrap();
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
         .unwrap();
     schema::migrate(&mut conn).unwrap();
-    Sqlite::new(conn, None, group_commit, Duration::from_secs(5))
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE;
+    let readers = readers.then(|| super::Readers::new(path, flags, Duration::from_secs(5)));
+    Sqlite::new(conn, readers, group_commit, Duration::from_secs(5))
 }
 
 /// A write of one row (an API key named `id`): the smallest thing a
@@ -293,14 +301,7 @@ fn a_group_stops_growing_at_its_limit() {
 fn a_store_on_a_file_reads_beside_an_open_group_and_sees_only_commits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("readers.db");
-    let mut conn = Connection::open(&path).unwrap();
-    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-        .unwrap();
-    schema::migrate(&mut conn).unwrap();
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let readers = super::Readers::new(&path, flags, Duration::from_secs(5));
-    let store = Sqlite::new(conn, Some(readers), true, Duration::from_secs(5));
+    let store = open_with(&path, true, true);
     let keys = |store: &Sqlite| -> Vec<String> {
         let keys = store
             .read(now(), |dao| dao.list_api_keys("org_test"))
