@@ -15,10 +15,10 @@ use crate::stats::{time, Goal, Row};
 
 const THREADS: usize = 8;
 
-fn open(path: &Path, group_commit: bool) -> Store {
+fn open(path: &Path, group_commit: bool, durability: Durability) -> Store {
     let options = StoreOptions {
         group_commit,
-        ..data::options(Durability::Normal)
+        ..data::options(durability)
     };
     Store::open_with(path, options).expect("open bench store")
 }
@@ -60,22 +60,29 @@ fn drain_in_batches(store: &Store, now: Timestamp) -> usize {
     }
 }
 
-/// P4 with 8 threads (group commit on vs off), C4 (that as a fraction of
-/// C1), P4 with complete_many, C5 (that against C1), and W4.
+/// P4 with 8 threads (group commit on vs off, at Normal and at Full), C4
+/// (Normal's as a fraction of C1), P4 with complete_many, C5 (that against
+/// C1), and W4.
 pub fn p4_shared_commits(dir: &Path, n: usize, ceiling: &Ceiling) -> Vec<Row> {
     let template = due_file(dir, n);
     let now = t0() + Duration::days(30);
-    let threads = |group_commit: bool, name: &str| {
-        let store = open(&copy_of(&template, dir, name), group_commit);
+    let threads = |group_commit: bool, durability: Durability, template: &Path, n: usize| {
+        let name = format!("p4-threads-{group_commit}-{durability:?}.db");
+        let store = open(&copy_of(template, dir, &name), group_commit, durability);
         let commits = store.commit_count().unwrap();
         let (took, done) = time(|| drain_in_threads(&store, now));
         assert_eq!(done, n, "every due callback completed once");
         let commits = store.commit_count().unwrap() - commits;
         (n as f64 / took.as_secs_f64(), commits)
     };
-    let (off, commits_off) = threads(false, "p4-threads-alone.db");
-    let (on, commits_on) = threads(true, "p4-threads-grouped.db");
-    let store = open(&copy_of(&template, dir, "p4-many.db"), true);
+    let (off, commits_off) = threads(false, Durability::Normal, &template, n);
+    let (on, commits_on) = threads(true, Durability::Normal, &template, n);
+    // At Full every commit is synced: a tenth of the callbacks is enough.
+    let n_full = (n / 10).max(100);
+    let template_full = due_file(dir, n_full);
+    let (full_off, _) = threads(false, Durability::Full, &template_full, n_full);
+    let (full_on, _) = threads(true, Durability::Full, &template_full, n_full);
+    let store = open(&copy_of(&template, dir, "p4-many.db"), true, Durability::Normal);
     let (took, done) = time(|| drain_in_batches(&store, now));
     assert_eq!(done, n);
     let many = n as f64 / took.as_secs_f64();
@@ -99,6 +106,18 @@ pub fn p4_shared_commits(dir: &Path, n: usize, ceiling: &Ceiling) -> Vec<Row> {
             writes_per_member(commits_on),
             writes_per_member(commits_off)
         )),
+        Row::new(
+            "P4",
+            &format!(
+                "the same at Full (every commit synced), group commit on vs off, {n_full} due"
+            ),
+            full_on,
+            full_off,
+            "cb/s",
+            Goal::AtLeast,
+            0.0,
+        )
+        .no_target(),
         Row::new(
             "C4",
             &format!("P4 from {THREADS} threads with group commit, against the ceiling C1"),

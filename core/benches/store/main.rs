@@ -126,7 +126,7 @@ fn main() {
         rows.extend(workloads::p3_list(&big, &small, reps));
     }
     if runs("P4") {
-        step("P4, with the machine's ceiling (C1-C3) and the WAL frames per operation (W1-W3)");
+        step("P4, with the machine's ceiling (C1-C5), the WAL frames per operation (W1-W4) and 8 threads sharing commits");
         let ceiling = ceiling::ceiling(&data_dir, rows_n);
         let p4 = drain::p4_claim_and_complete(&data_dir, rows_n);
         let p4_rate = p4[0].ours;
