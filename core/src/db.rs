@@ -15,6 +15,8 @@ use crate::validate::ValidNewCallback;
 mod api_keys;
 mod chain;
 pub(crate) mod copy;
+#[cfg(test)]
+mod explain;
 mod moves;
 pub(crate) mod policies;
 #[cfg(feature = "postgres")]

@@ -82,7 +82,11 @@ pub fn p4_shared_commits(dir: &Path, n: usize, ceiling: &Ceiling) -> Vec<Row> {
     let template_full = due_file(dir, n_full);
     let (full_off, _) = threads(false, Durability::Full, &template_full, n_full);
     let (full_on, _) = threads(true, Durability::Full, &template_full, n_full);
-    let store = open(&copy_of(&template, dir, "p4-many.db"), true, Durability::Normal);
+    let store = open(
+        &copy_of(&template, dir, "p4-many.db"),
+        true,
+        Durability::Normal,
+    );
     let (took, done) = time(|| drain_in_batches(&store, now));
     assert_eq!(done, n);
     let many = n as f64 / took.as_secs_f64();

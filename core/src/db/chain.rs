@@ -91,34 +91,10 @@ pub(super) fn prune(conn: &Connection, finished: &str, before: Timestamp) -> Res
 mod tests {
     use super::*;
 
-    /// The tables and indexes `sql` opens for writing, by name (EXPLAIN's
-    /// OpenWrite opcodes, their root pages looked up in the schema).
+    /// The tables and indexes `sql` opens for writing, by name.
     fn written(conn: &Connection, sql: &str) -> Vec<String> {
-        let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
-        let nulls = vec![rusqlite::types::Value::Null; explain.parameter_count()];
-        let roots: Vec<i64> = explain
-            .query_map(rusqlite::params_from_iter(nulls), |r| {
-                Ok((r.get::<_, String>(1)?, r.get::<_, i64>(3)?))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .filter(|(opcode, _)| opcode == "OpenWrite")
-            .map(|(_, root)| root)
-            .collect();
-        let mut names: Vec<String> = roots
-            .iter()
-            .map(|root| {
-                conn.query_row(
-                    "SELECT name FROM sqlite_schema WHERE rootpage = ?1",
-                    [root],
-                    |r| r.get(0),
-                )
-                .unwrap()
-            })
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+        let written = crate::db::explain::written(conn, sql);
+        written.into_iter().map(|(_, name)| name).collect()
     }
 
     #[test]
