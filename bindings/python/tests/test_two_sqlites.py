@@ -38,7 +38,9 @@ def test_writing_with_sqlite3_in_the_stores_process_loses_the_stores_writes(tmp_
     # store's locks are invisible to it), checkpointed and deleted the
     # write-ahead log the store still writes to.
     seen, kept = run(tmp_path, "same-process-write")
-    assert seen == {"sqlite3": 5, "store": 10}
+    assert seen["sqlite3"] == 5
+    # The store's reads (their own connections) find the log gone.
+    assert "disk I/O error" in seen["store"], seen
     assert kept == 5, "the 5 writes after sqlite3's close were expected lost"
 
 
@@ -54,7 +56,8 @@ def test_after_a_read_only_close_another_process_can_lose_the_stores_writes(tmp_
     # other process then believed it was the file's last user and deleted
     # the write-ahead log.
     seen, kept = run(tmp_path, "read-only-then-other")
-    assert seen["sqlite3"] == 5 and seen["other"] == 5 and seen["store"] == 10
+    assert seen["sqlite3"] == 5 and seen["other"] == 5
+    assert "disk I/O error" in seen["store"], seen
     assert kept == 5, "the 5 writes after the other process were expected lost"
 
 
