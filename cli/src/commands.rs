@@ -185,11 +185,18 @@ fn list(org: &Organization, args: ListArgs) -> Result<Page, Error> {
 
 fn keys(store: &Store, global: &Global, command: KeysCommand) -> Result<Value, Error> {
     Ok(match command {
-        KeysCommand::Create { label } => {
+        KeysCommand::Create {
+            label,
+            operator: true,
+        } => to_value(&store.create_operator_key(&label)?)?,
+        KeysCommand::Create { label, .. } => {
             let org = organization(store, global)?;
             to_value(&store.create_api_key(org.id(), &label)?)?
         }
-        KeysCommand::List => {
+        KeysCommand::List { operator: true } => {
+            json!({"keys": to_value(&store.list_operator_keys()?)?})
+        }
+        KeysCommand::List { .. } => {
             let org = organization(store, global)?;
             json!({"keys": to_value(&store.list_api_keys(org.id())?)?})
         }

@@ -324,9 +324,18 @@ pub enum KeysCommand {
     Create {
         #[arg(long, default_value = "cli")]
         label: String,
+        /// An operator key instead, for no organization: it reads the
+        /// store-wide change feed, every organization's metrics and the
+        /// dashboard across organizations, and no callback route.
+        #[arg(long)]
+        operator: bool,
     },
     /// List the organization's keys (never their tokens).
-    List,
+    List {
+        /// The operator keys instead.
+        #[arg(long)]
+        operator: bool,
+    },
     /// Revoke a key at once.
     Revoke { key_id: String },
 }

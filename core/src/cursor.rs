@@ -71,14 +71,16 @@ pub(crate) fn encode(secret: &[u8], fingerprint: [u8; FINGERPRINT_LEN], pos: Pos
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// `field` is the parameter that carried the cursor, for the error.
 pub(crate) fn decode(
+    field: &str,
     secret: &[u8],
     fingerprint: [u8; FINGERPRINT_LEN],
     text: &str,
 ) -> Result<Position> {
     let malformed = || {
         Error::validation(
-            "cursor",
+            field,
             "is not a cursor this store issued: pass the next_cursor of the previous page unchanged",
         )
     };
@@ -92,7 +94,7 @@ pub(crate) fn decode(
     m.verify_truncated_left(tag).map_err(|_| malformed())?;
     if body[1..1 + FINGERPRINT_LEN] != fingerprint {
         return Err(Error::validation(
-            "cursor",
+            field,
             "was issued for a different query: keep the filters and order of the request that returned it",
         ));
     }
@@ -118,20 +120,20 @@ mod tests {
             seq: 42,
         };
         let text = encode(secret, fp, pos);
-        assert_eq!(decode(secret, fp, &text).unwrap(), pos);
+        assert_eq!(decode("cursor", secret, fp, &text).unwrap(), pos);
 
         let other = ListQuery {
             status: Some(Status::Failed),
             ..q.clone()
         };
-        let err = decode(secret, fingerprint("org", &other), &text).unwrap_err();
+        let err = decode("cursor", secret, fingerprint("org", &other), &text).unwrap_err();
         assert!(err.to_string().contains("different query"), "{err}");
-        let err = decode(secret, fingerprint("org2", &q), &text).unwrap_err();
+        let err = decode("cursor", secret, fingerprint("org2", &q), &text).unwrap_err();
         assert!(err.to_string().contains("different query"), "{err}");
-        assert!(decode(b"another secret", fp, &text).is_err());
+        assert!(decode("cursor", b"another secret", fp, &text).is_err());
         let q_limit = ListQuery { limit: 7, ..q };
         assert_eq!(
-            decode(secret, fingerprint("org", &q_limit), &text).unwrap(),
+            decode("cursor", secret, fingerprint("org", &q_limit), &text).unwrap(),
             pos
         );
     }
@@ -156,12 +158,12 @@ mod tests {
                 }
                 chars[i] = replacement;
                 let tampered: String = chars.into_iter().collect();
-                let err = decode(secret, fp, &tampered).unwrap_err();
+                let err = decode("cursor", secret, fp, &tampered).unwrap_err();
                 assert_eq!(err.code(), crate::ErrorCode::ValidationError);
             }
         }
         for junk in ["", "abc", "!!!!", &"A".repeat(10_000)] {
-            assert!(decode(secret, fp, junk).is_err());
+            assert!(decode("cursor", secret, fp, junk).is_err());
         }
     }
 }

@@ -17,6 +17,7 @@ mod chain;
 pub(crate) mod copy;
 #[cfg(test)]
 mod explain;
+mod feed;
 mod moves;
 pub(crate) mod policies;
 #[cfg(feature = "postgres")]
@@ -25,6 +26,7 @@ mod rows;
 
 pub(crate) use api_keys::ApiKeyRows;
 pub(crate) use copy::CopyRows;
+pub(crate) use feed::FeedRows;
 pub(crate) use moves::{Changes, ClaimGuard, Moves, NewEvent};
 pub(crate) use policies::{PolicyRows, PolicyScope};
 pub(crate) use rows::RowColumns;
@@ -228,7 +230,9 @@ pub(crate) fn every_status(counted: Vec<(Status, u64)>) -> Vec<(Status, u64)> {
 /// transition table, validation, cursors, idempotency) call only these
 /// methods, so each backend implements these traits and nothing above them
 /// changes: SQLite (`SqliteDao`) and PostgreSQL (`postgres::PgDao`).
-pub(crate) trait Dao: CallbackRows + Moves + PolicyRows + ApiKeyRows + CopyRows {
+pub(crate) trait Dao:
+    CallbackRows + Moves + PolicyRows + ApiKeyRows + CopyRows + FeedRows
+{
     /// The store's clock, read when the transaction begins: on SQLite once
     /// it holds the write lock, so that writers in turn get times in the
     /// order of their commits; on PostgreSQL writers overlap, and times

@@ -52,6 +52,7 @@ mod cursor;
 mod db;
 mod dispatch;
 mod error;
+mod feed;
 pub mod input;
 mod json;
 mod model;
@@ -68,6 +69,7 @@ pub use calling::EXPIRED;
 pub use claim::Claim;
 pub use copy::CopyReport;
 pub use dispatch::{CallResult, Completion, DispatchOptions, Dispatcher, MAX_CONCURRENCY};
+pub use feed::{Change, ChangePage, Since, MAX_CHANGES, MAX_WAIT};
 pub use error::{Error, ErrorBody, ErrorCode, FieldPath, PathSegment, Result};
 pub use model::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, EventAction, JsonObject,
@@ -76,7 +78,7 @@ pub use model::{
 };
 pub use organization::Organization;
 pub use policy::{tzdb_version, CallOutcome, CallingPolicy, CallingWindow, Weekday};
-pub use store::{Durability, Store, StoreOptions, DISPATCH_INTERRUPTED, MAX_CLAIM};
+pub use store::{Caller, Durability, Store, StoreOptions, DISPATCH_INTERRUPTED, MAX_CLAIM};
 pub use time::{
     format as format_timestamp, max_timestamp, min_timestamp, parse as parse_timestamp, rfc3339,
     Clock, ManualClock, SystemClock, Timestamp,

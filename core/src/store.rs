@@ -10,15 +10,19 @@ use rusqlite::{Connection, OpenFlags};
 use crate::claim::{self, Claim};
 use crate::db::Dao;
 use crate::error::{Error, Result};
-use crate::model::{ApiKey, Callback, CreatedApiKey};
+use crate::feed::CommitSignal;
+use crate::model::Callback;
 use crate::organization::{Organization, Request};
 use crate::time::{self, Clock, SystemClock, Timestamp};
 use crate::transitions::Action;
-use crate::{auth, schema, validate};
+use crate::{schema, validate};
 
+mod keys;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
+
+pub use keys::Caller;
 
 use sqlite::busy;
 
@@ -156,6 +160,8 @@ struct Inner {
     created: bool,
     /// Keeps ids made in the same millisecond in creation order.
     ids: Mutex<uuid::ContextV7>,
+    /// Wakes the change feed's waiting readers after this process's commits.
+    commits: CommitSignal,
 }
 
 impl Store {
@@ -207,6 +213,7 @@ impl Store {
                 cursor_secret: RwLock::new(cursor_secret.into()),
                 created,
                 ids: Mutex::new(uuid::ContextV7::new()),
+                commits: CommitSignal::default(),
             }),
         })
     }
@@ -254,6 +261,7 @@ impl Store {
                 cursor_secret: RwLock::new(cursor_secret.into()),
                 created,
                 ids: Mutex::new(uuid::ContextV7::new()),
+                commits: CommitSignal::default(),
             }),
         })
     }
@@ -289,11 +297,18 @@ impl Store {
     /// connection, until the busy timeout. So `f` must only touch the
     /// database. An error rolls back everything `f` did.
     pub(crate) fn write<T>(&self, f: impl Fn(&dyn Dao) -> Result<T>) -> Result<T> {
-        match &self.inner.backend {
+        let out = match &self.inner.backend {
             Backend::Sqlite(sqlite) => sqlite.write(|| self.now(), f),
             #[cfg(feature = "postgres")]
             Backend::Postgres(pg) => pg.write(&|| self.now(), f),
-        }
+        }?;
+        self.inner.commits.committed();
+        Ok(out)
+    }
+
+    /// The change feed's wake-up after this process's commits.
+    pub(crate) fn commits(&self) -> &CommitSignal {
+        &self.inner.commits
     }
 
     pub(crate) fn cursor_secret(&self) -> Arc<[u8]> {
@@ -480,51 +495,5 @@ impl Store {
     pub fn prune(&self, before: Timestamp) -> Result<u64> {
         let before = time::checked("before", before)?;
         Ok(self.write(|dao| dao.prune(before))? as u64)
-    }
-
-    /// Creates an API key for an organization. The token is in the answer
-    /// and nowhere else: only its hash is stored.
-    pub fn create_api_key(&self, organization_id: &str, label: &str) -> Result<CreatedApiKey> {
-        validate::identifier("organization_id", organization_id)?;
-        validate::identifier("label", label)?;
-        let token = auth::new_token()?;
-        let key = self.write(|dao| {
-            let key = ApiKey {
-                id: self.new_id("key_", dao.now()),
-                organization_id: organization_id.to_owned(),
-                label: label.to_owned(),
-                created_at: dao.now(),
-                revoked_at: None,
-            };
-            dao.insert_api_key(&key, &auth::token_hash(&token))?;
-            Ok(key)
-        })?;
-        Ok(CreatedApiKey { key, token })
-    }
-
-    pub fn list_api_keys(&self, organization_id: &str) -> Result<Vec<ApiKey>> {
-        validate::identifier("organization_id", organization_id)?;
-        self.read(|dao| dao.list_api_keys(organization_id))
-    }
-
-    /// Revokes a key at once; revoking it again changes nothing.
-    pub fn revoke_api_key(&self, key_id: &str) -> Result<ApiKey> {
-        validate::identifier("key_id", key_id)?;
-        self.write(|dao| dao.revoke_api_key(key_id, dao.now()))?
-            .ok_or_else(|| Error::NotFound {
-                kind: "api key",
-                id: key_id.to_owned(),
-            })
-    }
-
-    /// The organization of a token given as `Bearer <token>` or bare.
-    /// Missing, malformed, unknown and revoked tokens are all UNAUTHORIZED.
-    pub fn authenticate(&self, authorization: &str) -> Result<Organization> {
-        let token = auth::token_of(authorization).ok_or(Error::Unauthorized)?;
-        let hash = auth::token_hash(token);
-        let org = self
-            .read(|dao| dao.organization_of_token(&hash))?
-            .ok_or(Error::Unauthorized)?;
-        Ok(Organization::new(self.clone(), org))
     }
 }

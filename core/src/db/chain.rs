@@ -75,8 +75,16 @@ pub(super) fn history(
 /// events: first the events, by each callback's chain, then the callbacks,
 /// selected the same way in the same transaction. Returns how many
 /// callbacks went.
+///
+/// The callback that wrote the log's newest event stays (until a later
+/// prune): a new rowid is the largest one plus one, so deleting the newest
+/// event would give its seq to the next event, and a change feed reader
+/// already past that seq (feed.rs) would never see the new one.
 pub(super) fn prune(conn: &Connection, finished: &str, before: Timestamp) -> Result<usize> {
-    let doomed = format!("{finished} AND updated_at < ?1");
+    let doomed = format!(
+        "{finished} AND updated_at < ?1 AND seq IS NOT
+             (SELECT callback_seq FROM callback_events ORDER BY seq DESC LIMIT 1)"
+    );
     let chain = CHAIN.replace("{callbacks}", &doomed);
     let mut events = conn.prepare_cached(&format!(
         "{chain}

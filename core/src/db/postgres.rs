@@ -28,6 +28,7 @@ use crate::transitions;
 use crate::validate::ValidNewCallback;
 
 pub(crate) mod copy;
+mod feed;
 mod moves;
 mod policies;
 
