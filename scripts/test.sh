@@ -69,4 +69,7 @@ timed bindings bash scripts/test-bindings.sh
 step "HTTP API against openapi.yaml (schemathesis)"
 timed schemathesis bash scripts/test-http.sh
 
+step "the dashboard in a real browser (Debian's headless chromium, playwright)"
+timed dashboard bash scripts/test-ui.sh
+
 printf '\n== all suites passed in %ss\n' $((SECONDS - started))

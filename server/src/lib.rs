@@ -25,6 +25,7 @@ pub mod openapi;
 mod policy_routes;
 pub mod request;
 mod routes;
+mod ui;
 mod webhook;
 mod worker;
 

@@ -81,6 +81,7 @@ impl Api {
                     .get(policy_routes::get_agent)
                     .delete(policy_routes::delete_agent),
             )
+            .merge(crate::ui::routes())
             .fallback(route_not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
