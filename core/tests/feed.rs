@@ -11,7 +11,10 @@ use callback_store::{Change, ErrorCode, Since, Store};
 use common::{file_store, new_callback, shared_db, store};
 
 /// Every change after `since`, page by page, until a page comes back empty.
-fn drain(read: impl Fn(&Since) -> callback_store::Result<callback_store::ChangePage>, since: Since) -> (Vec<Change>, String) {
+fn drain(
+    read: impl Fn(&Since) -> callback_store::Result<callback_store::ChangePage>,
+    since: Since,
+) -> (Vec<Change>, String) {
     let mut since = since;
     let mut seen = Vec::new();
     loop {
@@ -53,7 +56,11 @@ fn a_reader_from_the_start_sees_every_event_of_the_history_once_in_order() {
     // The same events as each callback's history, field for field.
     for id in [&a.id, &b.id] {
         let history = org.history(id).unwrap();
-        let fed: Vec<_> = seen.iter().filter(|c| &c.event.callback_id == id).map(|c| c.event.clone()).collect();
+        let fed: Vec<_> = seen
+            .iter()
+            .filter(|c| &c.event.callback_id == id)
+            .map(|c| c.event.clone())
+            .collect();
         assert_eq!(fed, history);
     }
     assert!(seen.iter().all(|c| c.organization_id == "org_a"));
@@ -105,7 +112,10 @@ fn a_cursor_is_refused_by_another_organization_the_operator_feed_and_lists() {
     let a = store.organization("org_a").unwrap();
     let b = store.organization("org_b").unwrap();
     a.create(new_callback(1)).unwrap();
-    let cursor = a.changes(&Since::Start, 10, Duration::ZERO).unwrap().next_cursor;
+    let cursor = a
+        .changes(&Since::Start, 10, Duration::ZERO)
+        .unwrap()
+        .next_cursor;
     let replayed = [
         b.changes(&Since::Cursor(cursor.clone()), 10, Duration::ZERO),
         store.changes(&Since::Cursor(cursor.clone()), 10, Duration::ZERO),
@@ -117,10 +127,15 @@ fn a_cursor_is_refused_by_another_organization_the_operator_feed_and_lists() {
         assert!(err.to_string().contains("since"), "{err}");
     }
     let list_cursor = a
-        .list(&callback_store::ListQuery { limit: 1, ..Default::default() })
+        .list(&callback_store::ListQuery {
+            limit: 1,
+            ..Default::default()
+        })
         .unwrap();
     if let Some(next) = list_cursor.next_cursor {
-        let err = a.changes(&Since::Cursor(next), 10, Duration::ZERO).unwrap_err();
+        let err = a
+            .changes(&Since::Cursor(next), 10, Duration::ZERO)
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::ValidationError);
     }
 }
@@ -132,7 +147,11 @@ fn limit_and_wait_outside_their_ranges_are_refused() {
     for (limit, wait, field) in [
         (0, Duration::ZERO, "limit"),
         (callback_store::MAX_CHANGES + 1, Duration::ZERO, "limit"),
-        (10, callback_store::MAX_WAIT + Duration::from_millis(1), "wait"),
+        (
+            10,
+            callback_store::MAX_WAIT + Duration::from_millis(1),
+            "wait",
+        ),
     ] {
         let err = org.changes(&Since::Start, limit, wait).unwrap_err();
         assert_eq!(err.code(), ErrorCode::ValidationError);
@@ -148,7 +167,9 @@ fn since_now_reads_only_what_commits_afterwards() {
     let now = org.changes(&Since::Now, 10, Duration::ZERO).unwrap();
     assert!(now.changes.is_empty());
     let later = org.create(new_callback(2)).unwrap();
-    let page = org.changes(&Since::Cursor(now.next_cursor), 10, Duration::ZERO).unwrap();
+    let page = org
+        .changes(&Since::Cursor(now.next_cursor), 10, Duration::ZERO)
+        .unwrap();
     assert_eq!(summary(&page.changes), vec![(later.id, "create")]);
 }
 
@@ -158,7 +179,8 @@ fn a_quiet_organizations_cursor_moves_past_a_busy_ones_events_a_bounded_scan_at_
     let quiet = store.organization("org_quiet").unwrap();
     let busy = store.organization("org_busy").unwrap();
     for _ in 0..3 {
-        busy.create_many((0..5_000).map(new_callback).collect()).unwrap();
+        busy.create_many((0..5_000).map(new_callback).collect())
+            .unwrap();
     }
     let last = quiet.create(new_callback(1)).unwrap();
     // 15,001 events: the first calls find none of the quiet organization's
@@ -175,14 +197,21 @@ fn a_quiet_organizations_cursor_moves_past_a_busy_ones_events_a_bounded_scan_at_
         assert!(calls < 10, "the cursor does not move");
     };
     assert_eq!(found.event.callback_id, last.id);
-    assert!(calls >= 2, "one call scanned more than its bound ({calls} calls)");
+    assert!(
+        calls >= 2,
+        "one call scanned more than its bound ({calls} calls)"
+    );
 }
 
 #[test]
 fn a_waiting_reader_is_answered_by_the_first_commit_not_the_deadline() {
     let (store, _clock) = store();
     let org = store.organization("org_a").unwrap();
-    let since = Since::Cursor(org.changes(&Since::Now, 1, Duration::ZERO).unwrap().next_cursor);
+    let since = Since::Cursor(
+        org.changes(&Since::Now, 1, Duration::ZERO)
+            .unwrap()
+            .next_cursor,
+    );
     let writer = {
         let org = org.clone();
         thread::spawn(move || {
@@ -194,11 +223,18 @@ fn a_waiting_reader_is_answered_by_the_first_commit_not_the_deadline() {
     let page = org.changes(&since, 10, Duration::from_secs(30)).unwrap();
     let made = writer.join().unwrap();
     assert_eq!(summary(&page.changes), vec![(made.id, "create")]);
-    assert!(started.elapsed() < Duration::from_secs(25), "it waited for the deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "it waited for the deadline"
+    );
     // And with nothing to read, the wait ends at its deadline, empty.
     let started = Instant::now();
     let page = org
-        .changes(&Since::Cursor(page.next_cursor), 10, Duration::from_millis(400))
+        .changes(
+            &Since::Cursor(page.next_cursor),
+            10,
+            Duration::from_millis(400),
+        )
         .unwrap();
     assert!(page.changes.is_empty());
     assert!(started.elapsed() >= Duration::from_millis(400));
@@ -213,13 +249,21 @@ fn a_reader_in_another_process_handle_sees_writes_of_another_handle() {
     let reader = file_store(db.location(), &clock);
     let org_w = writer.organization("org_a").unwrap();
     let org_r = reader.organization("org_a").unwrap();
-    let since = Since::Cursor(org_r.changes(&Since::Now, 1, Duration::ZERO).unwrap().next_cursor);
+    let since = Since::Cursor(
+        org_r
+            .changes(&Since::Now, 1, Duration::ZERO)
+            .unwrap()
+            .next_cursor,
+    );
     let made = thread::spawn(move || {
         thread::sleep(Duration::from_millis(300));
         org_w.create(new_callback(1)).unwrap()
     });
     let page = org_r.changes(&since, 10, Duration::from_secs(20)).unwrap();
-    assert_eq!(summary(&page.changes), vec![(made.join().unwrap().id, "create")]);
+    assert_eq!(
+        summary(&page.changes),
+        vec![(made.join().unwrap().id, "create")]
+    );
 }
 
 #[test]
@@ -236,7 +280,9 @@ fn prune_never_hands_a_position_out_twice() {
     store.prune(common::at_minutes(60 * 24 * 2)).unwrap();
     // The new event comes after everything read before the prune.
     let c = org.create(new_callback(1)).unwrap();
-    let page = org.changes(&Since::Cursor(cursor), 10, Duration::ZERO).unwrap();
+    let page = org
+        .changes(&Since::Cursor(cursor), 10, Duration::ZERO)
+        .unwrap();
     assert_eq!(summary(&page.changes), vec![(c.id, "create")]);
 }
 

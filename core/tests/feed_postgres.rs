@@ -49,7 +49,11 @@ fn an_event_that_commits_after_a_later_seq_is_read_after_it_not_skipped() {
     let page = org
         .changes(&Since::Cursor(start), 100, Duration::ZERO)
         .unwrap();
-    let seen: Vec<&str> = page.changes.iter().map(|c| c.event.callback_id.as_str()).collect();
+    let seen: Vec<&str> = page
+        .changes
+        .iter()
+        .map(|c| c.event.callback_id.as_str())
+        .collect();
     assert_eq!(seen, [later.id.as_str()]);
     let later_seq: i64 = store
         .with_postgres(|c| {
