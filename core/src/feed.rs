@@ -46,6 +46,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 pub const DEFAULT_CHANGES: u32 = 100;
 /// The most log positions one call looks at (see the module comment).
 const SCAN: i64 = 10_000;
+/// The rule a cursor of another feed breaks.
+const OTHER_FEED: &str = "was issued by another organization's feed, or by another store's \
+     (a copy starts a new feed): pass a cursor this reader was given, or since=start or now";
 /// How often a waiting reader looks again when no writer of its own process
 /// woke it: writers in other processes (or machines) cannot.
 const POLL: Duration = Duration::from_millis(200);
@@ -169,11 +172,11 @@ fn changes(
     checked_limit(u64::from(limit))?;
     checked_wait(wait)?;
     let secret = store.cursor_secret();
-    let fingerprint = fingerprint(scope);
+    let fingerprint = fingerprint(store.feed_epoch(), scope);
     let mut after = match since {
         Since::Start => 0,
         Since::Now => head(store)?,
-        Since::Cursor(text) => cursor::decode("since", &secret, fingerprint, text)?.seq,
+        Since::Cursor(text) => cursor::decode("since", OTHER_FEED, &secret, fingerprint, text)?.seq,
     };
     let deadline = Instant::now() + wait;
     loop {
@@ -248,15 +251,16 @@ fn head(store: &Store) -> Result<i64> {
     store.read(|dao| dao.feed_head())
 }
 
-/// What a feed cursor is bound to: the feed and the reader's scope, so
-/// that an organization's cursor cannot be replayed by another, nor a list
-/// cursor passed as a feed cursor.
-fn fingerprint(scope: Scope<'_>) -> [u8; 8] {
+/// What a feed cursor is bound to: this store's feed (its epoch: a copy
+/// is a new feed) and the reader's scope, so that an organization's cursor
+/// cannot be replayed by another, nor a list cursor passed as a feed's.
+fn fingerprint(epoch: &[u8], scope: Scope<'_>) -> [u8; 8] {
     use sha2::{Digest, Sha256};
-    let canonical = match scope {
-        Scope::Organization(id) => serde_json::json!(["feed", id]),
-        Scope::Everyone => serde_json::json!(["feed", null]),
+    let organization = match scope {
+        Scope::Organization(id) => Some(id),
+        Scope::Everyone => None,
     };
+    let canonical = serde_json::json!(["feed", epoch, organization]);
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     let mut out = [0u8; 8];
     out.copy_from_slice(&digest[..8]);
