@@ -447,7 +447,10 @@ fn a_copy_is_a_new_change_feed_whole_from_its_start_and_refuses_the_sources_curs
         .changes(&Since::Cursor(source_cursor), 10, Duration::ZERO)
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::ValidationError);
-    assert!(err.to_string().contains("a copy starts a new feed"), "{err}");
+    assert!(
+        err.to_string().contains("a copy starts a new feed"),
+        "{err}"
+    );
 }
 
 #[test]
