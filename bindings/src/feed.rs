@@ -94,6 +94,13 @@ pub fn max_changes() -> u32 {
     core::MAX_CHANGES
 }
 
+/// The page size of the HTTP feed and the command (100); the Python
+/// layer's default `limit`.
+#[uniffi::export]
+pub fn default_changes() -> u32 {
+    core::DEFAULT_CHANGES
+}
+
 /// The longest `changes` may wait for a change (60 s).
 #[uniffi::export]
 pub fn max_wait() -> Duration {

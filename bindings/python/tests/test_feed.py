@@ -7,6 +7,7 @@ input is a VALIDATION_ERROR naming its field. On both backends (conftest)."""
 from __future__ import annotations
 
 import datetime
+import inspect
 import subprocess
 import sys
 import threading
@@ -176,6 +177,7 @@ def test_limits_and_waits_out_of_range_are_validation_errors_naming_the_field(
 def test_the_limits_themselves_are_accepted(org: cs.Organization) -> None:
     ids = create_and_cancel(org, 2)
     assert cs.max_changes() == 1000 and cs.max_wait() == datetime.timedelta(seconds=60)
+    assert inspect.signature(cs.Organization.changes).parameters["limit"].default == cs.default_changes() == 100
     assert len(org.changes("start", cs.max_changes()).changes) == 4
     assert [c.event.callback_id for c in org.changes(cs.Since.START(), 1).changes] == ids[:1]
     assert org.changes("now", 1, cs.max_wait() * 0).changes == []

@@ -31,6 +31,7 @@ from ._native.callback_store import (
     Since,
     Store,
     Watch,
+    default_changes,
     max_changes,
     max_wait,
 )
@@ -43,8 +44,9 @@ else:
 SinceLike = Union[str, Since]
 Seconds = Union[int, float, datetime.timedelta]
 
-DEFAULT_LIMIT = 100
-"""The changes one call reads when no `limit` is given."""
+DEFAULT_LIMIT = default_changes()
+"""The changes one call reads when no `limit` is given: the HTTP feed's
+page size (100)."""
 
 DEFAULT_POLL = 1.0
 """How long one long poll of `watch` waits, in seconds, when no `wait` is
