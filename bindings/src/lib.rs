@@ -21,7 +21,8 @@ mod types;
 pub use batch::{max_concurrency, Completion, CompletionOutcome, DispatchOptions, ItemError};
 pub use error::{CallbackStoreError, DispatchError};
 pub use feed::{
-    default_changes, max_changes, max_wait, Change, ChangeObserver, ChangePage, ObserverError, Since, Watch,
+    default_changes, max_changes, max_wait, Change, ChangeObserver, ChangePage, ObserverError,
+    Since, Watch,
 };
 pub use policy::{
     default_calling_policy, expired, tzdb_version, CallOutcome, CallingPolicy, CallingWindow,
