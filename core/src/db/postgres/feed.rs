@@ -70,7 +70,7 @@ impl FeedRows for PgDao<'_> {
                 logged_columns("e.feed_position")
             ),
             &[&after, &through, &organization_id, &limit],
-            |row| Ok(logged_from_row(row)?),
+            logged_from_row,
         )
     }
 }
