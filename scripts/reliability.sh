@@ -6,6 +6,9 @@
 #              RELIABILITY_RACE_CALLBACKS callbacks (4 x 2 on 5000); and one
 #              claim placed from 2 processes at once, RELIABILITY_CLAIM_ROUNDS
 #              rounds (1000)
+#   - feed:    RELIABILITY_FEED_OPS changes by each of 4 writing processes
+#              (2000) followed by 3 reading processes, one killed again
+#              and again (tests/feed.rs)
 #   - model:   the core's property test against its reference model,
 #              RELIABILITY_MODEL_CASES cases (10000)
 #   - migration: V4 -> V5 on a file of RELIABILITY_MIGRATION_ROWS callbacks
@@ -34,6 +37,7 @@ export RELIABILITY_RACE_CALLBACKS=${RELIABILITY_RACE_CALLBACKS:-5000}
 export RELIABILITY_RACE_PROCESSES=${RELIABILITY_RACE_PROCESSES:-4}
 export RELIABILITY_RACE_THREADS=${RELIABILITY_RACE_THREADS:-2}
 export RELIABILITY_CLAIM_ROUNDS=${RELIABILITY_CLAIM_ROUNDS:-1000}
+export RELIABILITY_FEED_OPS=${RELIABILITY_FEED_OPS:-2000}
 MODEL_CASES=${RELIABILITY_MODEL_CASES:-10000}
 MIGRATION_ROWS=${RELIABILITY_MIGRATION_ROWS:-1000000}
 BACKENDS=${RELIABILITY_BACKENDS:-sqlite postgres}
@@ -82,13 +86,14 @@ suite() {
 }
 
 if has_backend sqlite; then
-    for test in crash races bad_input bad_files security; do
+    for test in crash races feed bad_input bad_files security; do
         suite "$test" "$test" sqlite
     done
 fi
 if has_backend postgres; then
     suite crash_postgres crash postgres
     suite races_postgres races postgres
+    suite feed_postgres feed postgres
     suite fleet_postgres fleet_postgres postgres
 fi
 
@@ -121,6 +126,8 @@ if command -v jq >/dev/null; then
       "spent, unfinished:   \(.crash.spent_unfinished // "-") left dispatching by a kill after the spend (\(.crash.dialed_unfinished // "-") dialed), all recovered",
       "race claims:         \(.races.claims // "-") of \(.races.callbacks // "-") callbacks, \(.races.duplicate_claims // "-") twice; \(.races.duplicate_dials // "-") dialed twice",
       "one claim, 2 procs:  \(.claim_race.rounds_with_one_call // "-") of \(.claim_race.rounds // "-") rounds with exactly one call",
+      "change feed:         \(.feed.changes // "-") changes by \(.feed.writers // "-") processes, \(.feed.readers // "-") readers (one killed \(.feed.reader_restarts // "-") times): \(.feed.missed // "-") missed, \(.feed.repeated // "-") repeated",
+      "feed (PostgreSQL):   \(.feed_postgres.changes // "-") changes, \(.feed_postgres.late_commits_positioned_after_later_seqs // "-") late commits read in commit order, \(.feed_postgres.missed // "-") missed, \(.feed_postgres.repeated // "-") repeated",
       "model cases tried:   \(.model.cases_tried // "-") (passed: \(.model.passed // "-"))",
       "inputs rejected:     \(.bad_input.rust_inputs_rejected // "-") (Rust, of \(.bad_input.cases_for_rust // "-") cases)",
       "PostgreSQL crash:    \(.crash_postgres.kills_survived // "-") of \(.crash_postgres.kills // "-") kills survived, \(.crash_postgres.rows_lost // "-") rows lost, \(.crash_postgres.duplicate_placements // "-") calls twice",

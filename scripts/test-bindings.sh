@@ -6,8 +6,9 @@
 #           server's URL, must be set: scripts/test.sh starts a throwaway
 #           cluster and sets it; without it the suite fails)
 #   kotlin  generated bindings + helpers + tests compiled with kotlinc (npm
-#           package kotlin-compiler), run with JUnit 4 on Java 17 (Debian's
-#           libjna-java and junit4), with the conformance vectors; the
+#           package kotlin-compiler, whose lib/ also gives kotlinx-coroutines),
+#           run with JUnit 4 on Java 17 (Debian's libjna-java and junit4),
+#           with the conformance vectors; the
 #           library (also Swift's) links no PostgreSQL client, tokio or r2d2
 #   swift   generated .swift, header and modulemap; a C program compiled
 #           against the header calls into the library; every function the
@@ -170,7 +171,12 @@ kotlin_suite() {
     echo "mobile library: no postgres, tokio or r2d2 in its dependency tree or its symbols"
     local gen=$OUT/kotlin-src jar=$OUT/callback-store-kotlin-tests.jar
     local home=$CACHE/kotlin/node_modules/kotlin-compiler
-    local cp=/usr/share/java/jna.jar:/usr/share/java/junit4.jar:$home/lib/kotlin-test.jar:$home/lib/kotlin-test-junit.jar
+    # kotlinx-coroutines (Feed.kt's changesFlow) is the one the compiler
+    # ships in its lib/ (1.8): Maven is not reachable here, and Debian's
+    # libkotlinx-coroutines-java is 1.0.1, older than Flow and callbackFlow.
+    local coroutines=$home/lib/kotlinx-coroutines-core-jvm.jar
+    [ -f "$coroutines" ] || die "kotlin-compiler $KOTLIN_COMPILER_VERSION ships no $coroutines"
+    local cp=/usr/share/java/jna.jar:/usr/share/java/junit4.jar:$home/lib/kotlin-test.jar:$home/lib/kotlin-test-junit.jar:$coroutines
     rm -rf "$gen"
     "$BINDGEN" generate --library "$LIB" --language kotlin --no-format --out-dir "$gen" >/dev/null
     [ -f "$gen/dev/callbackstore/callback_store.kt" ] || die "no generated Kotlin"
@@ -194,7 +200,7 @@ kotlin_suite() {
     java -Djna.library.path="$LIB_DIR" -Dcallbackstore.vectors="$ROOT/tests/vectors" \
         -cp "$run_cp" org.junit.runner.JUnitCore \
         dev.callbackstore.ScenarioTest dev.callbackstore.ClaimsTest dev.callbackstore.MobileBuildTest \
-        dev.callbackstore.CallingPolicyTest dev.callbackstore.BatchesTest \
+        dev.callbackstore.CallingPolicyTest dev.callbackstore.BatchesTest dev.callbackstore.FeedTest \
         dev.callbackstore.VectorsCountTest dev.callbackstore.VectorsTest \
         >"$OUT/kotlin-junit.log" 2>&1 || { cat "$OUT/kotlin-junit.log"; return 1; }
     # The claim races' rounds and times (after JUnit's progress dots), then
@@ -217,6 +223,15 @@ swift_suite() {
     for fn in callbackStoreDate callbackStoreRfc3339; do
         grep -q "$fn(" "$swift" && grep -q "func $fn(" bindings/swift/Sources/CallbackStore/Timestamps.swift \
             || die "Swift converter $fn is not wired"
+    done
+    # Feed.swift (not compiled here) calls only what the generated file
+    # declares, with these signatures.
+    local sig
+    for sig in 'func watch(since: Since, observer: ChangeObserver)throws  -> Watch' \
+        'public protocol ChangeObserver: AnyObject, Sendable' \
+        'func onChanges(changes: [Change]) throws' 'func onError(error: CallbackStoreError) throws' \
+        'case Stop(reason: String' 'open func cancel()' 'case now'; do
+        grep -qF "$sig" "$swift" || die "the generated Swift has no \`$sig\`, which Feed.swift relies on"
     done
 
     # Every function the header declares is exported by the library.

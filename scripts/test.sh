@@ -49,7 +49,7 @@ timed "cargo test (postgres)" env CALLBACK_STORE_TEST_BACKEND=postgres \
 # The reliability suites that prove rules (the fleet test is PostgreSQL's
 # alone and ran above).
 timed "reliability (postgres)" env CALLBACK_STORE_TEST_BACKEND=postgres \
-    cargo test --locked -p callback-store-reliability --test crash --test races --test bad_input
+    cargo test --locked -p callback-store-reliability --test crash --test races --test feed --test bad_input
 
 step "the README's Rust quickstart, as its reader runs it (examples/rust-quickstart)"
 rust_quickstart() {

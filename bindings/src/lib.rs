@@ -12,6 +12,7 @@ uniffi::setup_scaffolding!("callback_store");
 
 mod batch;
 mod error;
+mod feed;
 mod policy;
 mod records;
 mod store;
@@ -19,6 +20,10 @@ mod types;
 
 pub use batch::{max_concurrency, Completion, CompletionOutcome, DispatchOptions, ItemError};
 pub use error::{CallbackStoreError, DispatchError};
+pub use feed::{
+    default_changes, max_changes, max_wait, Change, ChangeObserver, ChangePage, ObserverError,
+    Since, Watch,
+};
 pub use policy::{
     default_calling_policy, expired, tzdb_version, CallOutcome, CallingPolicy, CallingWindow,
     Weekday,

@@ -7,6 +7,7 @@ use callback_store as core;
 
 use crate::batch::{Completion, CompletionOutcome, DispatchOptions, ItemError};
 use crate::error::{DispatchError, Result};
+use crate::feed::{self, ChangeObserver, ChangePage, Since, Watch};
 use crate::policy::{CallOutcome, CallingPolicy};
 use crate::records::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, ListQuery, NewCallback, Page,
@@ -192,6 +193,13 @@ impl Store {
             .collect())
     }
 
+    /// Every organization's changes after `since` (for operators), as
+    /// `Organization.changes`: each change names its `organization_id`. Its
+    /// cursors are the store-wide feed's; an organization's are refused.
+    pub fn changes(&self, since: Since, limit: u32, wait: Duration) -> Result<ChangePage> {
+        Ok(self.inner.changes(&since.into(), limit, wait)?.into())
+    }
+
     /// Places the call of a claim (from `claim_due`, `Organization.dispatch`
     /// or `claim_by_token`) and records the outcome. The claim is spent
     /// before the dispatcher is called: a claim already placed, a stale
@@ -345,6 +353,26 @@ impl Organization {
     /// deadline.
     pub fn retry(&self, id: String, outcome: CallOutcome) -> Result<Callback> {
         Ok(self.inner.retry(&id, outcome.into())?.into())
+    }
+
+    /// This organization's changes (the events of its callbacks' histories)
+    /// after `since`, oldest first, at most `limit` (1 to `max_changes()`).
+    /// With a `wait` (up to `max_wait()`, 60 s), a call that finds none
+    /// waits for the first one to commit, or until `wait` is over (long
+    /// polling); zero answers at once. Read on from `next_cursor`: no
+    /// change is skipped or repeated. Out-of-range `limit` or `wait`, or a
+    /// cursor of another organization, are VALIDATION_ERRORs naming it.
+    pub fn changes(&self, since: Since, limit: u32, wait: Duration) -> Result<ChangePage> {
+        Ok(self.inner.changes(&since.into(), limit, wait)?.into())
+    }
+
+    /// Follows this organization's changes after `since` on a thread of its
+    /// own, handing them to `observer` in order, each once, until the
+    /// returned `Watch` is cancelled (or released), the store fails
+    /// (`observer.on_error`) or the observer raises. A bad `since` is
+    /// raised here.
+    pub fn watch(&self, since: Since, observer: Arc<dyn ChangeObserver>) -> Result<Arc<Watch>> {
+        feed::watch(&self.inner, since, observer)
     }
 
     /// How many of this organization's callbacks are in each status.

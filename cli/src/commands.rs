@@ -16,6 +16,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => return crate::serve::run(&global, args),
         Command::Worker(args) => return crate::worker::run(&global, args),
         Command::Copy(args) => return crate::copy::run(&global, args),
+        Command::Watch(args) => return crate::watch::run(&global, args),
         command => command,
     };
     let store = open(&global)?;
@@ -79,7 +80,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             })
         }
         Command::Keys { command } => keys(&store, &global, command)?,
-        Command::Serve(_) | Command::Worker(_) | Command::Copy(_) => unreachable!("run above"),
+        Command::Serve(_) | Command::Worker(_) | Command::Copy(_) | Command::Watch(_) => {
+            unreachable!("run above")
+        }
     };
     output::print(global.format, &value).map_err(|e| Failure::Other(format!("stdout: {e}")))
 }

@@ -8,6 +8,7 @@ mod import;
 mod output;
 mod policy;
 mod serve;
+mod watch;
 mod when;
 mod worker;
 
@@ -204,6 +205,17 @@ pub enum Command {
         #[arg(long)]
         older_than: String,
     },
+    /// Follow the change feed: each change as one JSON line, for jq.
+    ///
+    /// Every event of the callbacks' history (creations and transitions)
+    /// once, in commit order, as {"cursor", "organization_id",
+    /// "callback_id", "action", "from", "to", "at", "detail"}: the
+    /// organization's (--org or --token), or every organization's with
+    /// --all. Follows until interrupted (each read waits for the next
+    /// commit), or with --no-follow stops once caught up. Save the last
+    /// line's cursor and start again with --since CURSOR: nothing is missed
+    /// or repeated, across restarts and processes.
+    Watch(watch::WatchArgs),
     /// API keys for the HTTP API.
     Keys {
         #[command(subcommand)]

@@ -71,9 +71,15 @@ pub(crate) fn encode(secret: &[u8], fingerprint: [u8; FINGERPRINT_LEN], pos: Pos
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// `field` is the parameter that carried the cursor, for the error.
+/// The rule a list cursor from another query breaks.
+pub(crate) const OTHER_QUERY: &str =
+    "was issued for a different query: keep the filters and order of the request that returned it";
+
+/// `field` is the parameter that carried the cursor and `mismatch` the rule
+/// a cursor of another query (or feed) breaks, for the errors.
 pub(crate) fn decode(
     field: &str,
+    mismatch: &str,
     secret: &[u8],
     fingerprint: [u8; FINGERPRINT_LEN],
     text: &str,
@@ -93,10 +99,7 @@ pub(crate) fn decode(
     m.update(body);
     m.verify_truncated_left(tag).map_err(|_| malformed())?;
     if body[1..1 + FINGERPRINT_LEN] != fingerprint {
-        return Err(Error::validation(
-            field,
-            "was issued for a different query: keep the filters and order of the request that returned it",
-        ));
+        return Err(Error::validation(field, mismatch));
     }
     let int_at = |at: usize| i64::from_be_bytes(body[at..at + 8].try_into().expect("8 bytes"));
     Ok(Position {
@@ -120,20 +123,44 @@ mod tests {
             seq: 42,
         };
         let text = encode(secret, fp, pos);
-        assert_eq!(decode("cursor", secret, fp, &text).unwrap(), pos);
+        assert_eq!(
+            decode("cursor", OTHER_QUERY, secret, fp, &text).unwrap(),
+            pos
+        );
 
         let other = ListQuery {
             status: Some(Status::Failed),
             ..q.clone()
         };
-        let err = decode("cursor", secret, fingerprint("org", &other), &text).unwrap_err();
+        let err = decode(
+            "cursor",
+            OTHER_QUERY,
+            secret,
+            fingerprint("org", &other),
+            &text,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("different query"), "{err}");
-        let err = decode("cursor", secret, fingerprint("org2", &q), &text).unwrap_err();
+        let err = decode(
+            "cursor",
+            OTHER_QUERY,
+            secret,
+            fingerprint("org2", &q),
+            &text,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("different query"), "{err}");
-        assert!(decode("cursor", b"another secret", fp, &text).is_err());
+        assert!(decode("cursor", OTHER_QUERY, b"another secret", fp, &text).is_err());
         let q_limit = ListQuery { limit: 7, ..q };
         assert_eq!(
-            decode("cursor", secret, fingerprint("org", &q_limit), &text).unwrap(),
+            decode(
+                "cursor",
+                OTHER_QUERY,
+                secret,
+                fingerprint("org", &q_limit),
+                &text
+            )
+            .unwrap(),
             pos
         );
     }
@@ -158,12 +185,12 @@ mod tests {
                 }
                 chars[i] = replacement;
                 let tampered: String = chars.into_iter().collect();
-                let err = decode("cursor", secret, fp, &tampered).unwrap_err();
+                let err = decode("cursor", OTHER_QUERY, secret, fp, &tampered).unwrap_err();
                 assert_eq!(err.code(), crate::ErrorCode::ValidationError);
             }
         }
         for junk in ["", "abc", "!!!!", &"A".repeat(10_000)] {
-            assert!(decode("cursor", secret, fp, junk).is_err());
+            assert!(decode("cursor", OTHER_QUERY, secret, fp, junk).is_err());
         }
     }
 }

@@ -42,8 +42,13 @@ use crate::store::Store;
 pub const MAX_CHANGES: u32 = 1000;
 /// The longest one call may wait for a change.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// The page size when a reader names none (HTTP, the command).
+pub const DEFAULT_CHANGES: u32 = 100;
 /// The most log positions one call looks at (see the module comment).
 const SCAN: i64 = 10_000;
+/// The rule a cursor of another feed breaks.
+const OTHER_FEED: &str = "was issued by another organization's feed, or by another store's \
+     (a copy starts a new feed): pass a cursor this reader was given, or since=start or now";
 /// How often a waiting reader looks again when no writer of its own process
 /// woke it: writers in other processes (or machines) cannot.
 const POLL: Duration = Duration::from_millis(200);
@@ -100,7 +105,13 @@ impl Organization {
     /// none waits for the first one to commit, or until `wait` is over
     /// (long polling); `Duration::ZERO` answers at once.
     pub fn changes(&self, since: &Since, limit: u32, wait: Duration) -> Result<ChangePage> {
-        changes(self.store(), Scope::Organization(self.id()), since, limit, wait)
+        changes(
+            self.store(),
+            Scope::Organization(self.id()),
+            since,
+            limit,
+            wait,
+        )
     }
 }
 
@@ -112,19 +123,21 @@ impl Store {
     }
 }
 
-fn changes(
-    store: &Store,
-    scope: Scope<'_>,
-    since: &Since,
-    limit: u32,
-    wait: Duration,
-) -> Result<ChangePage> {
-    if !(1..=MAX_CHANGES).contains(&limit) {
-        return Err(Error::validation(
-            "limit",
-            format!("must be between 1 and {MAX_CHANGES}, got {limit}"),
-        ));
-    }
+/// A page size of the feed: 1 to `MAX_CHANGES`.
+pub(crate) fn checked_limit(limit: u64) -> Result<u32> {
+    u32::try_from(limit)
+        .ok()
+        .filter(|l| (1..=MAX_CHANGES).contains(l))
+        .ok_or_else(|| {
+            Error::validation(
+                "limit",
+                format!("must be between 1 and {MAX_CHANGES}, got {limit}"),
+            )
+        })
+}
+
+/// A long poll's wait: at most `MAX_WAIT`.
+pub(crate) fn checked_wait(wait: Duration) -> Result<Duration> {
     if wait > MAX_WAIT {
         return Err(Error::validation(
             "wait",
@@ -135,12 +148,35 @@ fn changes(
             ),
         ));
     }
+    Ok(wait)
+}
+
+impl From<&str> for Since {
+    /// `start`, `now`, or a cursor (no cursor spells either word).
+    fn from(text: &str) -> Self {
+        match text {
+            "start" => Since::Start,
+            "now" => Since::Now,
+            cursor => Since::Cursor(cursor.to_owned()),
+        }
+    }
+}
+
+fn changes(
+    store: &Store,
+    scope: Scope<'_>,
+    since: &Since,
+    limit: u32,
+    wait: Duration,
+) -> Result<ChangePage> {
+    checked_limit(u64::from(limit))?;
+    checked_wait(wait)?;
     let secret = store.cursor_secret();
-    let fingerprint = fingerprint(scope);
+    let fingerprint = fingerprint(store.feed_epoch(), scope);
     let mut after = match since {
         Since::Start => 0,
         Since::Now => head(store)?,
-        Since::Cursor(text) => cursor::decode("since", &secret, fingerprint, text)?.seq,
+        Since::Cursor(text) => cursor::decode("since", OTHER_FEED, &secret, fingerprint, text)?.seq,
     };
     let deadline = Instant::now() + wait;
     loop {
@@ -149,7 +185,14 @@ fn changes(
         let now = Instant::now();
         if !events.is_empty() || now >= deadline {
             let encode = |position| {
-                cursor::encode(&secret, fingerprint, Position { sort_key: 0, seq: position })
+                cursor::encode(
+                    &secret,
+                    fingerprint,
+                    Position {
+                        sort_key: 0,
+                        seq: position,
+                    },
+                )
             };
             return Ok(ChangePage {
                 changes: events
@@ -164,9 +207,7 @@ fn changes(
             });
         }
         after = next;
-        store
-            .commits()
-            .wait_after(seen, (deadline - now).min(POLL));
+        store.commits().wait_after(seen, (deadline - now).min(POLL));
     }
 }
 
@@ -210,15 +251,16 @@ fn head(store: &Store) -> Result<i64> {
     store.read(|dao| dao.feed_head())
 }
 
-/// What a feed cursor is bound to: the feed and the reader's scope, so
-/// that an organization's cursor cannot be replayed by another, nor a list
-/// cursor passed as a feed cursor.
-fn fingerprint(scope: Scope<'_>) -> [u8; 8] {
+/// What a feed cursor is bound to: this store's feed (its epoch: a copy
+/// is a new feed) and the reader's scope, so that an organization's cursor
+/// cannot be replayed by another, nor a list cursor passed as a feed's.
+fn fingerprint(epoch: &[u8], scope: Scope<'_>) -> [u8; 8] {
     use sha2::{Digest, Sha256};
-    let canonical = match scope {
-        Scope::Organization(id) => serde_json::json!(["feed", id]),
-        Scope::Everyone => serde_json::json!(["feed", null]),
+    let organization = match scope {
+        Scope::Organization(id) => Some(id),
+        Scope::Everyone => None,
     };
+    let canonical = serde_json::json!(["feed", epoch, organization]);
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     let mut out = [0u8; 8];
     out.copy_from_slice(&digest[..8]);

@@ -7,7 +7,10 @@
 
 use serde_json::Value;
 
+use std::time::Duration;
+
 use crate::error::{Error, FieldPath, Result};
+use crate::feed::{self, Since, DEFAULT_CHANGES};
 use crate::model::{JsonObject, ListQuery, NewCallback, Order, Status, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::policy::{CallOutcome, CallingPolicy, CallingWindow, Weekday};
 use crate::time::{self, Timestamp};
@@ -55,6 +58,17 @@ pub const LIST_QUERY_FIELDS: [&str; 9] = [
     "limit",
     "cursor",
 ];
+
+/// The parameters of a read of the change feed.
+pub const CHANGES_QUERY_FIELDS: [&str; 3] = ["since", "limit", "wait"];
+
+/// A read of the change feed: `Organization::changes`' arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangesQuery {
+    pub since: Since,
+    pub limit: u32,
+    pub wait: Duration,
+}
 
 /// Reads the fields of one JSON object, refusing fields it does not know.
 pub struct Fields {
@@ -155,6 +169,21 @@ impl Fields {
         }
     }
 
+    /// A whole number, or its decimal text (a query string's value); None
+    /// when absent or null. The rules of its range stay with its owner.
+    pub fn optional_whole(&mut self, field: &str) -> Result<Option<u64>> {
+        let bad =
+            |got: String| Error::validation(field, format!("must be a whole number, got {got}"));
+        match self.map.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| bad(n.to_string())),
+            Some(Value::String(text)) => {
+                text.parse().map(Some).map_err(|_| bad(format!("{text:?}")))
+            }
+            Some(other) => Err(bad(json_kind(&other).to_owned())),
+        }
+    }
+
     /// A list's limit: an integer, or its decimal text (a query string's
     /// value), from 1 to 100; absent is the default. Never clamped.
     pub fn limit(&mut self, field: &str) -> Result<u32> {
@@ -174,6 +203,22 @@ impl Fields {
         validate::limit(limit)?;
         Ok(limit)
     }
+}
+
+/// A read of the change feed from its parameters (as JSON, or all as
+/// strings, as a query string gives them): `since` is `start` (the
+/// default), `now` or a cursor; `limit` (default 100) and `wait` (whole
+/// seconds, default 0) are whole numbers, their ranges the feed's.
+pub fn changes_query(map: JsonObject) -> Result<ChangesQuery> {
+    let mut f = Fields::new(map, &CHANGES_QUERY_FIELDS, "query")?;
+    let since = f.optional_string("since")?;
+    let limit = f.optional_whole("limit")?;
+    let wait = f.optional_whole("wait")?;
+    Ok(ChangesQuery {
+        since: since.as_deref().map_or(Since::Start, Since::from),
+        limit: limit.map_or(Ok(DEFAULT_CHANGES), feed::checked_limit)?,
+        wait: feed::checked_wait(Duration::from_secs(wait.unwrap_or(0)))?,
+    })
 }
 
 /// A NewCallback from a JSON object: the body of `POST /v1/callbacks`, a

@@ -69,8 +69,8 @@ pub use calling::EXPIRED;
 pub use claim::Claim;
 pub use copy::CopyReport;
 pub use dispatch::{CallResult, Completion, DispatchOptions, Dispatcher, MAX_CONCURRENCY};
-pub use feed::{Change, ChangePage, Since, MAX_CHANGES, MAX_WAIT};
 pub use error::{Error, ErrorBody, ErrorCode, FieldPath, PathSegment, Result};
+pub use feed::{Change, ChangePage, Since, DEFAULT_CHANGES, MAX_CHANGES, MAX_WAIT};
 pub use model::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, EventAction, JsonObject,
     JsonObjectText, ListQuery, NewCallback, Order, Page, Status, DEFAULT_LIMIT, EXTENSION_KEYS,

@@ -390,7 +390,7 @@ impl Organization {
         let after = query
             .cursor
             .as_deref()
-            .map(|c| cursor::decode("cursor", &secret, fingerprint, c))
+            .map(|c| cursor::decode("cursor", cursor::OTHER_QUERY, &secret, fingerprint, c))
             .transpose()?;
         let limit = query.limit as usize;
         let mut rows = self

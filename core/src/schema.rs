@@ -142,13 +142,22 @@ pub(crate) fn migrate_to(conn: &mut Connection, version: i32) {
 }
 
 pub(crate) fn cursor_secret(conn: &Connection) -> Result<Vec<u8>> {
+    meta(conn, "cursor_secret")
+}
+
+/// The change feed's identity (migrations V6), bound into its cursors.
+pub(crate) fn feed_epoch(conn: &Connection) -> Result<Vec<u8>> {
+    meta(conn, "feed_epoch")
+}
+
+fn meta(conn: &Connection, key: &str) -> Result<Vec<u8>> {
     conn.query_row(
-        "SELECT value FROM store_meta WHERE key = 'cursor_secret'",
-        [],
+        "SELECT value FROM store_meta WHERE key = ?1",
+        [key],
         |row| row.get(0),
     )
     .optional()?
-    .ok_or_else(|| Error::schema("the store has lost its cursor secret (store_meta)"))
+    .ok_or_else(|| Error::schema(format!("the store has lost its {key} (store_meta)")))
 }
 
 #[cfg(test)]

@@ -130,6 +130,13 @@ impl Default for StoreOptions {
     }
 }
 
+/// What a store reads from `store_meta` when it opens.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+struct Secrets {
+    cursor_secret: Vec<u8>,
+    feed_epoch: Vec<u8>,
+}
+
 /// Where the callbacks are kept. The rules above the data access are the
 /// same for both; each backend only runs SQL (see `db`).
 #[derive(Debug)]
@@ -156,6 +163,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Replaced only by `copy_into`, with the source's.
     cursor_secret: RwLock<Arc<[u8]>>,
+    /// The change feed's identity, never copied (migrations V6).
+    feed_epoch: Vec<u8>,
     /// This open found no schema and made it.
     created: bool,
     /// Keeps ids made in the same millisecond in creation order.
@@ -204,13 +213,14 @@ impl Store {
 
     #[cfg(feature = "postgres")]
     fn open_postgres(url: &str, options: StoreOptions) -> Result<Store> {
-        let (backend, cursor_secret, created) =
+        let (backend, secrets, created) =
             postgres::Postgres::open(url, options.busy_timeout, options.max_connections)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 backend: Backend::Postgres(backend),
                 clock: options.clock,
-                cursor_secret: RwLock::new(cursor_secret.into()),
+                cursor_secret: RwLock::new(secrets.cursor_secret.into()),
+                feed_epoch: secrets.feed_epoch,
                 created,
                 ids: Mutex::new(uuid::ContextV7::new()),
                 commits: CommitSignal::default(),
@@ -249,6 +259,7 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
         let cursor_secret = schema::cursor_secret(&conn)?;
+        let feed_epoch = schema::feed_epoch(&conn)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 backend: Backend::Sqlite(Box::new(sqlite::Sqlite::new(
@@ -259,6 +270,7 @@ impl Store {
                 ))),
                 clock: options.clock,
                 cursor_secret: RwLock::new(cursor_secret.into()),
+                feed_epoch,
                 created,
                 ids: Mutex::new(uuid::ContextV7::new()),
                 commits: CommitSignal::default(),
@@ -314,6 +326,11 @@ impl Store {
     pub(crate) fn cursor_secret(&self) -> Arc<[u8]> {
         let secret = self.inner.cursor_secret.read();
         Arc::clone(&secret.unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The change feed's identity, bound into its cursors.
+    pub(crate) fn feed_epoch(&self) -> &[u8] {
+        &self.inner.feed_epoch
     }
 
     /// After `copy_into` wrote the source's cursor secret into this store.

@@ -24,3 +24,10 @@ SELECT COALESCE(MAX(feed_position), 0) FROM callback_events;
 
 CREATE UNIQUE INDEX callback_events_by_feed_position ON callback_events (feed_position);
 CREATE INDEX callback_events_unpositioned ON callback_events (seq) WHERE feed_position IS NULL;
+
+-- The feed's identity, bound into every feed cursor (core/src/feed.rs): a
+-- copy (`copy_into`) numbers the positions of its target anew, so the
+-- source's cursors must be refused there rather than read at the wrong
+-- place. A copy moves the cursor secret, never this.
+INSERT INTO store_meta (key, value) VALUES ('feed_epoch',
+    decode(replace(gen_random_uuid()::text, '-', ''), 'hex'));

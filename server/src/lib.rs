@@ -21,6 +21,7 @@
 
 mod connection;
 mod error;
+mod feed_routes;
 pub mod openapi;
 mod policy_routes;
 pub mod request;
@@ -78,11 +79,11 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut api = Api::new(store.clone());
+    let stop = CancellationToken::new();
+    let mut api = Api::new(store.clone()).closing_on(stop.clone());
     if let Some(webhook) = &options.workers.webhook {
         api = api.with_webhook(webhook.clone());
     }
-    let stop = CancellationToken::new();
     let workers = run_workers(
         store,
         options.workers,

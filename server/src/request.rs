@@ -57,6 +57,17 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, Error> {
     input::list_query(map)
 }
 
+/// The read of the change feed of a `GET /v1/events` query string, read
+/// by the core's reader from the parameters as strings.
+pub fn changes_query(raw: Option<&str>) -> Result<input::ChangesQuery, Error> {
+    let pairs = query_pairs(raw, &input::CHANGES_QUERY_FIELDS)?;
+    let map = pairs
+        .into_iter()
+        .map(|(name, value)| (name, Value::String(value)))
+        .collect();
+    input::changes_query(map)
+}
+
 /// Checks the Content-Type of a request that has a body: JSON only.
 pub fn require_json_content_type(headers: &HeaderMap) -> Result<(), Error> {
     let value = headers

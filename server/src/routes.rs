@@ -12,11 +12,13 @@ use axum::Router;
 use callback_store::{Callback, Error, Organization, Store};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{ApiError, MAX_BODY_BYTES};
 use callback_store::input::{self, Fields};
 
+use crate::feed_routes;
 use crate::policy_routes;
 use crate::request;
 use crate::webhook::{self, Webhook};
@@ -28,6 +30,9 @@ pub struct Api {
     store: Store,
     webhook: Option<Webhook>,
     tasks: TaskTracker,
+    /// Cancelled when the server begins to shut down: long polls and event
+    /// streams of the change feed end then, rather than hold it up.
+    closing: CancellationToken,
 }
 
 impl Api {
@@ -38,7 +43,19 @@ impl Api {
             store,
             webhook: None,
             tasks: TaskTracker::new(),
+            closing: CancellationToken::new(),
         }
+    }
+
+    /// Long polls and event streams of the change feed end once `closing`
+    /// is cancelled ([`crate::serve`] cancels it at the shutdown signal).
+    pub fn closing_on(mut self, closing: CancellationToken) -> Api {
+        self.closing = closing;
+        self
+    }
+
+    pub(crate) fn closing(&self) -> &CancellationToken {
+        &self.closing
     }
 
     /// With a webhook, `POST …/dispatch` places the call through it and
@@ -71,6 +88,7 @@ impl Api {
             .route("/v1/callbacks/{id}/fail", post(fail))
             .route("/v1/callbacks/{id}/reschedule", post(reschedule))
             .route("/v1/callbacks/{id}/retry", post(retry))
+            .route("/v1/events", get(feed_routes::changes))
             .route(
                 "/v1/calling-policy",
                 get(policy_routes::get_organization).put(policy_routes::put_organization),
@@ -182,7 +200,7 @@ async fn openapi() -> Response {
 
 /// The Authorization header's value, if it is a well-formed bearer
 /// credential; the store decides whether the token is valid.
-fn authorization(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn authorization(headers: &HeaderMap) -> Result<String, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -115,7 +115,7 @@ async fn every_operation_in_openapi_yaml_is_routed() {
             );
         }
     }
-    assert_eq!(operations, 17);
+    assert_eq!(operations, 18);
 }
 
 #[tokio::test]

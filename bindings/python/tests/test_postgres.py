@@ -142,3 +142,34 @@ def test_an_unreachable_server_is_a_storage_error_within_the_busy_timeout(where:
     assert (kind, code) == ("StorageError", "STORAGE_ERROR"), done.stdout
     assert "PostgreSQL" in message, message
     assert float(took) < timeout + 1.0, f"took {took} s with a busy timeout of {timeout} s"
+
+
+class ErrorRecorder(cs.ChangeObserver):
+    """A ChangeObserver that keeps the errors it is given."""
+
+    def __init__(self) -> None:
+        self.errors: List[Exception] = []
+        self.after_error = 0
+
+    def on_changes(self, changes: List[cs.Change]) -> None:
+        if self.errors:
+            self.after_error += 1
+
+    def on_error(self, error: Exception) -> None:
+        self.errors.append(error)
+
+
+def test_a_watch_whose_store_fails_reports_one_error_and_stops(server: str, schema: str) -> None:
+    # The schema dropped under a running watch: its next read fails. A
+    # storage error cannot be made on SQLite while the file stays open.
+    org = cs.Store.open(schema_url(server, schema)).organization("org_a")
+    org.create(new(1))
+    recorder = ErrorRecorder()
+    watch = org.watch("now", recorder)
+    psql(server, f"DROP SCHEMA {schema} CASCADE")
+    deadline = time.monotonic() + 20
+    while watch.is_running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not watch.is_running()
+    assert [type(e) for e in recorder.errors] == [cs.CallbackStoreError.StorageError], recorder.errors
+    assert recorder.errors[0].code == "STORAGE_ERROR" and recorder.after_error == 0

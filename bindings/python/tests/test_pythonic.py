@@ -26,6 +26,8 @@ RECORDS = [
     cs.CallbackEvent,
     cs.CallingPolicy,
     cs.CallingWindow,
+    cs.Change,
+    cs.ChangePage,
     cs.Completion,
     cs.CompletionOutcome,
     cs.CreatedApiKey,

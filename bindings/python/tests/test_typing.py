@@ -76,3 +76,31 @@ def test_typed_calling_policy() -> None:
     # The follow-up (scheduled 2h later) carries the deadline and reaches it unplaced.
     assert [c.id for c in expired] == [follow_up.id] and expired[0].failure_cause == cs.expired()
     assert policy.max_attempts == 3 and agent is None and attempt == 2 and version
+
+
+class Printer(cs.ChangeObserver):
+    def __init__(self) -> None:
+        self.seen: List[cs.Change] = []
+
+    def on_changes(self, changes: List[cs.Change]) -> None:
+        self.seen += changes
+
+    # Exception: the generated class's own CallbackStoreError is not the
+    # one type checkers see as cs.CallbackStoreError (_error_types.pyi).
+    def on_error(self, error: Exception) -> None:
+        raise cs.ObserverError.Stop(str(error))
+
+
+def test_typed_feed() -> None:
+    when = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+    store = cs.Store.open_in_memory(cs.StoreOptions(clock=cs.ManualClock(when)))
+    org = store.organization("org_a")
+    cb = org.create(cs.NewCallback(to_number="+12015551234", scheduled_at=when))
+    # The generated Since variants are untyped: cs.to_since gives a typed Since.
+    page: cs.ChangePage = org.changes(cs.to_since("start"), 10, datetime.timedelta(0))
+    first: cs.Change = page.changes[0]
+    action: cs.EventAction = first.event.action
+    followed: List[cs.Change] = list(cs.follow(org, "start", timeout=0.2, wait=0.1))
+    watch: cs.Watch = org.watch(cs.to_since(page.next_cursor), Printer())
+    watch.cancel()
+    assert action == cs.EventAction.CREATE and followed == page.changes and first.event.callback_id == cb.id

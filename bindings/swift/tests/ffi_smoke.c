@@ -260,6 +260,39 @@ int main(void) {
     }
     uniffi_callback_store_ffi_fn_free_claim(claim, &status);
 
+    /* The change feed: changes(Since.Start (variant 1), 1000, wait 0 s: a
+     * u64 of seconds and a u32 of nanoseconds) reads the callback's three
+     * events (create, dispatch, complete_dispatch), each a Change: cursor,
+     * organization_id, then the CallbackEvent, whose callback_id comes first. */
+    Bytes start = {{0}, 0};
+    put_i32(&start, 1);
+    uint8_t zero_wait[12] = {0};
+    RustBuffer feed = uniffi_callback_store_ffi_fn_method_organization_changes(
+        uniffi_callback_store_ffi_fn_clone_organization(org, &status), to_rust(start.data, start.len), 1000,
+        to_rust(zero_wait, sizeof zero_wait), &status);
+    EXPECT(status.code == 0, "changes failed (status %d)", status.code);
+    if (status.code == 0) {
+        char cursor[256] = {0};
+        char event_id[128] = {0};
+        int32_t count = read_i32(feed.data);
+        offset = 4;
+        read_string(feed, &offset, cursor, sizeof cursor);
+        read_string(feed, &offset, org_id, sizeof org_id);
+        read_string(feed, &offset, event_id, sizeof event_id);
+        EXPECT(count == 3, "changes found %d events, expected 3", count);
+        EXPECT(strlen(cursor) > 0 && strcmp(org_id, "org_c") == 0 && strcmp(event_id, id) == 0,
+               "first change: cursor '%s', organization '%s', callback '%s'", cursor, org_id, event_id);
+        free_buffer(feed);
+    }
+    /* A limit of 0 is CallbackStoreError.ValidationError (variant 5). */
+    Bytes now_since = {{0}, 0};
+    put_i32(&now_since, 2);
+    RustCallStatus bad_limit = {0};
+    uniffi_callback_store_ffi_fn_method_organization_changes(
+        uniffi_callback_store_ffi_fn_clone_organization(org, &status), to_rust(now_since.data, now_since.len), 0,
+        to_rust(zero_wait, sizeof zero_wait), &bad_limit);
+    expect_error(&bad_limit, 5, "VALIDATION_ERROR", "limit");
+
     uniffi_callback_store_ffi_fn_free_organization(org, &status);
     uniffi_callback_store_ffi_fn_free_store(store, &status);
     EXPECT(status.code == 0, "free failed");

@@ -76,15 +76,15 @@ pub(super) fn history(
 /// selected the same way in the same transaction. Returns how many
 /// callbacks went.
 ///
-/// The callback that wrote the log's newest event stays (until a later
-/// prune): a new rowid is the largest one plus one, so deleting the newest
-/// event would give its seq to the next event, and a change feed reader
-/// already past that seq (feed.rs) would never see the new one.
+/// When the log's newest event goes, a marker row takes its seq (see
+/// `TAIL_MARKER`): SQLite numbers a new row after the largest rowid in the
+/// table, so without it the next event would take a seq again that a
+/// change feed reader may already have read past (feed.rs).
 pub(super) fn prune(conn: &Connection, finished: &str, before: Timestamp) -> Result<usize> {
-    let doomed = format!(
-        "{finished} AND updated_at < ?1 AND seq IS NOT
-             (SELECT callback_seq FROM callback_events ORDER BY seq DESC LIMIT 1)"
-    );
+    let tail: Option<i64> = conn
+        .prepare_cached("SELECT MAX(seq) FROM callback_events")?
+        .query_row([], |row| row.get(0))?;
+    let doomed = format!("{finished} AND updated_at < ?1");
     let chain = CHAIN.replace("{callbacks}", &doomed);
     let mut events = conn.prepare_cached(&format!(
         "{chain}
@@ -92,8 +92,30 @@ pub(super) fn prune(conn: &Connection, finished: &str, before: Timestamp) -> Res
     ))?;
     events.execute([to_micros(before)])?;
     let mut callbacks = conn.prepare_cached(&format!("DELETE FROM callbacks WHERE {doomed}"))?;
-    Ok(callbacks.execute([to_micros(before)])?)
+    let pruned = callbacks.execute([to_micros(before)])?;
+    if let Some(tail) = tail {
+        // Kept only while it is the log's last row: one marker at most.
+        conn.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO callback_events (seq, callback_seq, action, to_status, at)
+             VALUES (?1, {TAIL_MARKER}, 'create', 'scheduled', 0)"
+        ))?
+        .execute([tail])?;
+        conn.prepare_cached(&format!(
+            "DELETE FROM callback_events WHERE callback_seq = {TAIL_MARKER}
+                 AND seq < (SELECT MAX(seq) FROM callback_events)"
+        ))?
+        .execute([])?;
+    }
+    Ok(pruned)
 }
+
+/// The `callback_seq` of the row prune leaves in place of the log's newest
+/// event when it deleted it: no callback has seq 0 (rowids start at 1), so
+/// neither a history (it follows chains from callbacks) nor the feed (it
+/// joins callbacks) ever shows it, and copies leave it out
+/// (`db/copy.rs`). It holds the largest seq until a new event comes after
+/// it, and the next prune deletes it.
+pub(crate) const TAIL_MARKER: i64 = 0;
 
 #[cfg(test)]
 mod tests {

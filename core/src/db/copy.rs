@@ -42,6 +42,9 @@ pub(crate) struct Table {
     pub columns: &'static [(&'static str, Kind)],
     /// The position in `columns` of the column rows are ordered and paged by.
     pub key: usize,
+    /// The rows a copy moves, as an SQL condition: all but SQLite's tail
+    /// marker (`db/chain.rs`), which belongs to the source's feed.
+    pub rows: &'static str,
 }
 
 impl Table {
@@ -105,6 +108,7 @@ pub(crate) const TABLES: [Table; 4] = [
             ("last_event_seq", Int),
         ],
         key: 0,
+        rows: "TRUE",
     },
     Table {
         name: "callback_events",
@@ -119,6 +123,7 @@ pub(crate) const TABLES: [Table; 4] = [
             ("previous_event_seq", Int),
         ],
         key: 0,
+        rows: "callback_seq <> 0",
     },
     Table {
         name: "api_keys",
@@ -131,6 +136,7 @@ pub(crate) const TABLES: [Table; 4] = [
             ("revoked_at", Int),
         ],
         key: 0,
+        rows: "TRUE",
     },
     Table {
         name: "calling_policies",
@@ -142,6 +148,7 @@ pub(crate) const TABLES: [Table; 4] = [
             ("updated_at", Int),
         ],
         key: 0,
+        rows: "TRUE",
     },
 ];
 
@@ -223,9 +230,9 @@ impl CopyRows for SqliteDao<'_> {
     fn copy_page(&self, table: &Table, after: Option<&Value>, limit: usize) -> Result<Vec<Row>> {
         let key = table.key_name();
         let filter = if after.is_some() {
-            format!("WHERE {key} > ?2")
+            format!("WHERE {} AND {key} > ?2", table.rows)
         } else {
-            String::new()
+            format!("WHERE {}", table.rows)
         };
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {} FROM {} {filter} ORDER BY {key} LIMIT ?1",
@@ -264,7 +271,7 @@ impl CopyRows for SqliteDao<'_> {
     }
 
     fn copy_count(&self, table: &Table) -> Result<u64> {
-        let sql = format!("SELECT COUNT(*) FROM {}", table.name);
+        let sql = format!("SELECT COUNT(*) FROM {} WHERE {}", table.name, table.rows);
         let count: i64 = self.conn.query_row(&sql, [], |row| row.get(0))?;
         Ok(count as u64)
     }

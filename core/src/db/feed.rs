@@ -8,7 +8,8 @@ use crate::feed::LoggedEvent;
 
 /// The columns of a logged event: EVENT_COLUMNS, then its position and its
 /// organization.
-pub(crate) const LOGGED_EVENT_COLUMNS: &str = "c.id, e.action, e.from_status, e.to_status, e.at, e.detail, {position}, c.organization_id";
+pub(crate) const LOGGED_EVENT_COLUMNS: &str =
+    "c.id, e.action, e.from_status, e.to_status, e.at, e.detail, {position}, c.organization_id";
 
 pub(crate) fn logged_columns(position: &str) -> String {
     debug_assert!(LOGGED_EVENT_COLUMNS.starts_with(EVENT_COLUMNS));

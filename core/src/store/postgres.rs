@@ -108,7 +108,7 @@ impl Postgres {
         url: &str,
         deadline: Duration,
         max_connections: u32,
-    ) -> Result<(Postgres, Vec<u8>, bool)> {
+    ) -> Result<(Postgres, super::Secrets, bool)> {
         let mut config: Config = url.parse().map_err(|e| {
             Error::validation("url", format!("is not a PostgreSQL connection URL: {e}"))
         })?;
@@ -156,16 +156,19 @@ impl Postgres {
         let client = &mut conn.client;
         let created = inspect(client)? == 0;
         migrate(client)?;
-        let secret: Vec<u8> = client
-            .query_opt(
-                "SELECT value FROM store_meta WHERE key = 'cursor_secret'",
-                &[],
-            )?
-            .map(|row| row.try_get(0))
-            .transpose()?
-            .ok_or_else(|| Error::schema("the store has lost its cursor secret (store_meta)"))?;
+        let mut meta = |key: &str| -> Result<Vec<u8>> {
+            client
+                .query_opt("SELECT value FROM store_meta WHERE key = $1", &[&key])?
+                .map(|row| row.try_get(0))
+                .transpose()?
+                .ok_or_else(|| Error::schema(format!("the store has lost its {key} (store_meta)")))
+        };
+        let secrets = super::Secrets {
+            cursor_secret: meta("cursor_secret")?,
+            feed_epoch: meta("feed_epoch")?,
+        };
         drop(conn);
-        Ok((backend, secret, created))
+        Ok((backend, secrets, created))
     }
 
     /// A read of one statement, tried again on a busy error (a lost

@@ -40,6 +40,12 @@ of `CallOutcome`s), `org.set_agent_calling_policy(agent_id, policy)`,
 `org.retry(id, cs.CallOutcome.NO_ANSWER)` for the next attempt,
 `store.expire_overdue(now, limit)` for callbacks past their `expires_at`.
 
+The change feed: `for change in org.watch(): ...` yields the events of the
+organization's callbacks as they commit, in order, each once (`since="now"`,
+`"start"` or a saved `change.cursor`); `org.changes(since, limit, wait)`
+reads one page (long polling); `org.watch(since, observer)` with a
+`ChangeObserver` is the library's own watch thread. See _feed.py.
+
 One SQLite per file per process: do not open the store's file for writing
 with Python's own `sqlite3` module in the process that has the store open.
 The package carries its own copy of SQLite, and two copies of SQLite in one
@@ -57,7 +63,7 @@ from typing import TYPE_CHECKING
 
 import functools
 
-from . import _buffers, _pythonic
+from . import _buffers, _feed, _pythonic
 from ._native import callback_store as _native
 from ._native.callback_store import (
     ApiKey,
@@ -65,6 +71,9 @@ from ._native.callback_store import (
     Callback,
     CallbackEvent,
     CallingPolicy,
+    Change,
+    ChangeObserver,
+    ChangePage,
     CallingWindow,
     Claim,
     Completion,
@@ -84,28 +93,33 @@ from ._native.callback_store import (
     Order,
     Organization,
     Page,
+    Since,
     Status,
     StatusCount,
     Store,
     StoreOptions,
     Timestamp,
+    Watch,
     Weekday,
     default_calling_policy,
+    default_changes,
     default_limit,
     dispatch_interrupted,
     expired,
+    max_changes,
     max_claim,
     max_concurrency,
     max_limit,
     max_timestamp,
+    max_wait,
     min_timestamp,
     tzdb_version,
 )
 
 if TYPE_CHECKING:  # the generated error classes, as type checkers can see them
-    from ._error_types import CallbackStoreError, DispatchError
+    from ._error_types import CallbackStoreError, DispatchError, ObserverError
 else:
-    from ._native.callback_store import CallbackStoreError, DispatchError
+    from ._native.callback_store import CallbackStoreError, DispatchError, ObserverError
 
 from ._api import (
     CALLBACK_KEYS,
@@ -116,6 +130,7 @@ from ._api import (
     to_json,
     to_records,
 )
+from ._feed import follow, to_since
 
 __all__ = [
     "ApiKey",
@@ -126,6 +141,9 @@ __all__ = [
     "CallbackStoreError",
     "CallingPolicy",
     "CallingWindow",
+    "Change",
+    "ChangeObserver",
+    "ChangePage",
     "Claim",
     "Completion",
     "CompletionOutcome",
@@ -142,30 +160,38 @@ __all__ = [
     "ListQuery",
     "ManualClock",
     "NewCallback",
+    "ObserverError",
     "Order",
     "Organization",
     "Page",
+    "Since",
     "Status",
     "StatusCount",
     "Store",
     "StoreOptions",
     "Timestamp",
+    "Watch",
     "Weekday",
     "default_calling_policy",
+    "default_changes",
     "default_limit",
     "dispatch_interrupted",
     "expired",
+    "follow",
     "format_timestamp",
+    "max_changes",
     "max_claim",
     "max_concurrency",
     "max_limit",
     "max_timestamp",
+    "max_wait",
     "min_timestamp",
     "page_to_api_dict",
     "to_api_dict",
     "to_dataframe",
     "to_json",
     "to_records",
+    "to_since",
     "tzdb_version",
 ]
 
@@ -177,7 +203,7 @@ def _error_str(self: Exception) -> str:
     return reason if isinstance(reason, str) else Exception.__str__(self)
 
 
-for _cls in (CallbackStoreError, DispatchError):
+for _cls in (CallbackStoreError, DispatchError, ObserverError):
     setattr(_cls, "__str__", _error_str)
     setattr(_cls, "message", property(_error_str))
 
@@ -185,19 +211,24 @@ for _cls in (CallbackStoreError, DispatchError):
 # A Dispatcher that raises any exception fails the callback with the
 # exception's message (`str(e)`) as failure_cause: uniffi alone would hand
 # Rust `repr(e)`. The generated trait-call helper is wrapped to turn such an
-# exception into `DispatchError.Failed(str(e))` first.
+# exception into `DispatchError.Failed(str(e))` first (and, for a
+# ChangeObserver, `ObserverError.Stop(str(e))`).
+_FOREIGN_ERRORS = {DispatchError: DispatchError.Failed, ObserverError: ObserverError.Stop}
+
+
 def _wrap_trait_call(original):  # type: ignore[no-untyped-def]
     def call_with_error(call_status, make_call, write_return_value, error_type, lower_error):  # type: ignore[no-untyped-def]
-        if error_type is not DispatchError:
+        wrap = _FOREIGN_ERRORS.get(error_type)
+        if wrap is None:
             return original(call_status, make_call, write_return_value, error_type, lower_error)
 
         def make_call_with_message():  # type: ignore[no-untyped-def]
             try:
                 return make_call()
-            except DispatchError:
+            except error_type:
                 raise
             except Exception as e:
-                raise DispatchError.Failed(str(e) or type(e).__name__) from e
+                raise wrap(str(e) or type(e).__name__) from e
 
         return original(call_status, make_call_with_message, write_return_value, error_type, lower_error)
 
@@ -218,6 +249,10 @@ _buffers.install(_native)
 # real defaults (None) instead of uniffi's sentinel, and a copy of an object
 # is the object (never a second owner of its handle). See _pythonic.py.
 _pythonic.install(_native)
+
+# `changes` and `watch` take "start", "now" or a cursor string and seconds;
+# `watch` without an observer is an iterator. See _feed.py.
+_feed.install()
 
 
 # uniffi checks a custom-type argument by lowering it and checking the text,

@@ -42,3 +42,13 @@ class DispatchError(Exception):
 
     class Failed(DispatchError):
         def __init__(self, reason: str) -> None: ...
+
+class ObserverError(Exception):
+    """Raised by a ChangeObserver's methods: the watch stops."""
+
+    reason: str
+    @property
+    def message(self) -> str: ...
+
+    class Stop(ObserverError):
+        def __init__(self, reason: str) -> None: ...

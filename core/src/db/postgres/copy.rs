@@ -83,9 +83,14 @@ impl CopyRows for PgDao<'_> {
             .map(|v| typed(v, table.columns[table.key].1))
             .transpose()?;
         let mut params = Params::default();
-        let mut sql = format!("SELECT {} FROM {}", table.column_list(), table.name);
+        let mut sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            table.column_list(),
+            table.name,
+            table.rows
+        );
         if let Some(after) = &after {
-            sql.push_str(&format!(" WHERE {key} > {}", params.bind(after.as_ref())));
+            sql.push_str(&format!(" AND {key} > {}", params.bind(after.as_ref())));
         }
         sql.push_str(&format!(" ORDER BY {key} LIMIT {}", params.bind(&limit)));
         self.query_map(&sql, params.values(), |row| {
@@ -137,7 +142,10 @@ impl CopyRows for PgDao<'_> {
     }
 
     fn copy_count(&self, table: &Table) -> Result<u64> {
-        let row = self.query(&format!("SELECT COUNT(*) FROM {}", table.name), &[])?;
+        let row = self.query(
+            &format!("SELECT COUNT(*) FROM {} WHERE {}", table.name, table.rows),
+            &[],
+        )?;
         let count: i64 = row
             .first()
             .ok_or_else(|| Error::storage("PostgreSQL: COUNT(*) returned no row", false))?

@@ -26,10 +26,7 @@ impl FeedRows for PgDao<'_> {
         // positions the previous holder of the lock gave (it committed
         // before this transaction got the lock).
         let last: i64 = self
-            .query_opt(
-                "SELECT last_position FROM feed_state FOR UPDATE",
-                &[],
-            )?
+            .query_opt("SELECT last_position FROM feed_state FOR UPDATE", &[])?
             .map(|row| row.try_get(0))
             .transpose()?
             .unwrap_or(0);
@@ -73,7 +70,7 @@ impl FeedRows for PgDao<'_> {
                 logged_columns("e.feed_position")
             ),
             &[&after, &through, &organization_id, &limit],
-            |row| Ok(logged_from_row(row)?),
+            logged_from_row,
         )
     }
 }
