@@ -104,8 +104,7 @@ function refused(err) {
 
 // Times are shown in the browser's zone (named in the header).
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-const hourFormat = new Intl.DateTimeFormat(undefined, { hour: 'numeric' });
-const dayHourFormat = new Intl.DateTimeFormat(undefined, { weekday: 'short', hour: 'numeric' });
+const dayHourFormat = new Intl.DateTimeFormat(undefined, { weekday: 'short', hour: '2-digit', minute: '2-digit' });
 const fullFormat = new Intl.DateTimeFormat(undefined, {
   year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit',
 });
@@ -309,7 +308,7 @@ async function loadTimeline(s) {
       return t >= from && t < from + HOUR;
     });
     // The day is named where the window starts and where it turns.
-    const label = (h === 0 || new Date(from).getHours() === 0 ? dayHourFormat : hourFormat).format(from);
+    const label = (h === 0 || new Date(from).getHours() === 0 ? dayHourFormat : timeFormat).format(from);
     rows.push(hourRow(label, inHour.length ? '' : 'empty', inHour, false));
   }
   if (coming.more) {
