@@ -59,6 +59,7 @@ mod model;
 mod organization;
 pub mod policy;
 mod schema;
+mod stats;
 mod status;
 mod store;
 mod time;
@@ -69,8 +70,8 @@ pub use calling::EXPIRED;
 pub use claim::Claim;
 pub use copy::CopyReport;
 pub use dispatch::{CallResult, Completion, DispatchOptions, Dispatcher, MAX_CONCURRENCY};
-pub use feed::{Change, ChangePage, Since, MAX_CHANGES, MAX_WAIT};
 pub use error::{Error, ErrorBody, ErrorCode, FieldPath, PathSegment, Result};
+pub use feed::{Change, ChangePage, Since, MAX_CHANGES, MAX_WAIT};
 pub use model::{
     ApiKey, Callback, CallbackEvent, CreatedApiKey, DispatchReport, EventAction, JsonObject,
     JsonObjectText, ListQuery, NewCallback, Order, Page, Status, DEFAULT_LIMIT, EXTENSION_KEYS,
@@ -78,6 +79,7 @@ pub use model::{
 };
 pub use organization::Organization;
 pub use policy::{tzdb_version, CallOutcome, CallingPolicy, CallingWindow, Weekday};
+pub use stats::OrganizationStats;
 pub use store::{Caller, Durability, Store, StoreOptions, DISPATCH_INTERRUPTED, MAX_CLAIM};
 pub use time::{
     format as format_timestamp, max_timestamp, min_timestamp, parse as parse_timestamp, rfc3339,
