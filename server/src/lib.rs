@@ -21,10 +21,12 @@
 
 mod connection;
 mod error;
+mod metrics;
 pub mod openapi;
 mod policy_routes;
 pub mod request;
 mod routes;
+mod stats_routes;
 mod webhook;
 mod worker;
 
@@ -36,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use connection::{JsonErrorListener, JsonErrors};
+pub use metrics::{metrics_router, serve_metrics, Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 pub use error::{status_of, ApiError, INTERNAL_ERROR, MAX_BODY_BYTES, METHOD_NOT_ALLOWED};
 pub use routes::{router, Api};
 pub use tokio_util::task::TaskTracker;
@@ -78,7 +81,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut api = Api::new(store.clone());
-    if let Some(webhook) = &options.workers.webhook {
+    let mut options = options;
+    if let Some(webhook) = &mut options.workers.webhook {
+        // The dispatcher's calls are counted with the requests' ones.
+        *webhook = webhook.clone().with_metrics(api.metrics().clone());
         api = api.with_webhook(webhook.clone());
     }
     let stop = CancellationToken::new();

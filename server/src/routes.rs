@@ -17,7 +17,9 @@ use tokio_util::task::TaskTracker;
 use crate::error::{ApiError, MAX_BODY_BYTES};
 use callback_store::input::{self, Fields};
 
+use crate::metrics::{self, Metrics};
 use crate::policy_routes;
+use crate::stats_routes;
 use crate::request;
 use crate::webhook::{self, Webhook};
 
@@ -28,6 +30,7 @@ pub struct Api {
     store: Store,
     webhook: Option<Webhook>,
     tasks: TaskTracker,
+    metrics: Metrics,
 }
 
 impl Api {
@@ -38,14 +41,22 @@ impl Api {
             store,
             webhook: None,
             tasks: TaskTracker::new(),
+            metrics: Metrics::new(),
         }
     }
 
     /// With a webhook, `POST …/dispatch` places the call through it and
     /// answers with the callback `dispatched` or `failed`.
     pub fn with_webhook(mut self, webhook: Webhook) -> Api {
-        self.webhook = Some(webhook);
+        self.webhook = Some(webhook.with_metrics(self.metrics.clone()));
         self
+    }
+
+    /// This API's counters, served at `GET /metrics`; give them to the
+    /// background loops' webhook (`Webhook::with_metrics`) to count their
+    /// calls there too, as `serve` does.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn store(&self) -> &Store {
@@ -61,6 +72,8 @@ impl Api {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics::handler).with_state(self.exporter()))
+            .route("/v1/stats", get(stats_routes::stats))
             .route("/openapi.json", get(openapi))
             .route("/v1/callbacks", get(list).post(create))
             .route("/v1/callbacks/{id}", get(get_one))
@@ -85,7 +98,18 @@ impl Api {
             .method_not_allowed_fallback(method_not_allowed)
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
             .layer(middleware::from_fn(guard))
+            .layer(middleware::from_fn_with_state(
+                self.metrics.clone(),
+                metrics::observe,
+            ))
             .with_state(self.clone())
+    }
+
+    fn exporter(&self) -> metrics::Exporter {
+        metrics::Exporter {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -181,7 +205,7 @@ async fn openapi() -> Response {
 
 /// The Authorization header's value, if it is a well-formed bearer
 /// credential; the store decides whether the token is valid.
-fn authorization(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn authorization(headers: &HeaderMap) -> Result<String, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -388,6 +412,7 @@ async fn dispatch(
         Ok(claim) => claim,
         Err(e) => return e.into_response(),
     };
+    app.metrics.claimed(1);
     // A token is 32 hex digits, always a valid header value.
     let token = match HeaderValue::from_str(claim.token()) {
         Ok(token) => token,
