@@ -40,6 +40,16 @@ const PREFIX: &str = "callback_store";
 /// label (it carries ids, and any client could make series without end).
 const UNMATCHED: &str = "unmatched";
 
+/// How a call placed through the webhook can end (`Metrics::placed`).
+const OUTCOMES: [&str; 6] = [
+    "dispatched",
+    "no_answer",
+    "busy",
+    "voicemail",
+    "failed",
+    "refused",
+];
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
@@ -110,6 +120,11 @@ impl Metrics {
             claims.clone(),
         );
         let outcomes = Family::<OutcomeLabels, Counter>::default();
+        // Every outcome from the start, at zero: a rate over a series that
+        // appears only with its first call would miss that call.
+        for outcome in OUTCOMES {
+            drop(outcomes.get_or_create(&OutcomeLabels { outcome }));
+        }
         registry.register(
             "dispatch_outcomes",
             "Calls this process placed through the webhook, by how they ended: dispatched, \
