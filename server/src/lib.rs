@@ -38,8 +38,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use connection::{JsonErrorListener, JsonErrors};
-pub use metrics::{metrics_router, serve_metrics, Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 pub use error::{status_of, ApiError, INTERNAL_ERROR, MAX_BODY_BYTES, METHOD_NOT_ALLOWED};
+pub use metrics::{metrics_router, serve_metrics, Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 pub use routes::{router, Api};
 pub use tokio_util::task::TaskTracker;
 pub use webhook::{place_and_record, Webhook};

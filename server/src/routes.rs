@@ -19,8 +19,8 @@ use callback_store::input::{self, Fields};
 
 use crate::metrics::{self, Metrics};
 use crate::policy_routes;
-use crate::stats_routes;
 use crate::request;
+use crate::stats_routes;
 use crate::webhook::{self, Webhook};
 
 /// The API over one store: build its [`Router`] with [`Api::router`] and
@@ -72,7 +72,10 @@ impl Api {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
-            .route("/metrics", get(metrics::handler).with_state(self.exporter()))
+            .route(
+                "/metrics",
+                get(metrics::handler).with_state(self.exporter()),
+            )
             .route("/v1/stats", get(stats_routes::stats))
             .route("/openapi.json", get(openapi))
             .route("/v1/callbacks", get(list).post(create))
