@@ -35,6 +35,17 @@ pub fn address(field: &str, text: &str) -> Result<SocketAddr, Error> {
     })
 }
 
+/// A listener on `address`, and the address it got (port 0 picks one).
+pub async fn listen(address: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), Failure> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| Failure::Other(format!("cannot listen on {address}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::Other(format!("cannot read the bound address: {e}")))?;
+    Ok((listener, local))
+}
+
 pub fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
     let options = ServeOptions {
         workers: worker::options(&args.dispatch)?,
@@ -52,12 +63,7 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
     };
 
     worker::runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|e| Failure::Other(format!("cannot listen on {address}: {e}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Failure::Other(format!("cannot read the bound address: {e}")))?;
+        let (listener, local) = listen(address).await?;
         let signal = worker::shutdown_signal()?;
         let base = format!("http://{}", reachable(local));
         if let Some(created) = &first_key {

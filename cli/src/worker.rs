@@ -100,12 +100,7 @@ pub fn run(global: &Global, args: WorkerArgs) -> Result<(), Failure> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let exporter = match metrics_addr {
             Some(address) => {
-                let listener = tokio::net::TcpListener::bind(address)
-                    .await
-                    .map_err(|e| Failure::Other(format!("cannot listen on {address}: {e}")))?;
-                let local = listener
-                    .local_addr()
-                    .map_err(|e| Failure::Other(format!("cannot read the bound address: {e}")))?;
+                let (listener, local) = crate::serve::listen(address).await?;
                 eprintln!("callback-store: metrics on http://{local}/metrics");
                 let mut stopped = stopped;
                 let until = async move {

@@ -273,20 +273,23 @@ fn store_gauges(
         oldest,
     );
     if operator {
-        let busy = Counter::<u64>::default();
-        busy.inc_by(store.busy_retries());
-        registry.register(
-            "busy_retries",
-            "Times this process's store operations found the database busy and tried again",
-            busy,
-        );
-        let follow_ups = Counter::<u64>::default();
-        follow_ups.inc_by(store.follow_ups_created());
-        registry.register(
-            "follow_ups_created",
-            "Follow-up attempts this process created (retry, or a failed call its policy retries)",
-            follow_ups,
-        );
+        let counters = [
+            (
+                "busy_retries",
+                "Times this process's store operations found the database busy and tried again",
+                store.busy_retries(),
+            ),
+            (
+                "follow_ups_created",
+                "Follow-up attempts this process created (retry, or a failed call its policy retries)",
+                store.follow_ups_created(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = Counter::<u64>::default();
+            counter.inc_by(value);
+            registry.register(name, help, counter);
+        }
     }
     registry
 }
