@@ -44,7 +44,7 @@ pub struct DispatchArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub dispatch: DispatchArgs,
-    /// Serve GET /metrics on this address (127.0.0.1:9464; port 0 picks a
+    /// Serve GET /metrics on this address (like 127.0.0.1:9464; port 0 picks a
     /// free port): this worker's claims, call outcomes and webhook
     /// latencies, its busy retries, and the store's gauges. It takes a
     /// bearer token as `serve`'s /metrics does: an operator key sees
