@@ -69,4 +69,7 @@ timed bindings bash scripts/test-bindings.sh
 step "HTTP API against openapi.yaml (schemathesis)"
 timed schemathesis bash scripts/test-http.sh
 
+step "/metrics read by the Prometheus Python parsers, against the store's counts"
+timed metrics bash scripts/test-metrics.sh
+
 printf '\n== all suites passed in %ss\n' $((SECONDS - started))
