@@ -44,19 +44,9 @@ pg_max_examples=${ST_PG_MAX_EXAMPLES:-15}
 seed=${ST_SEED:-20261123}
 time_limit=${ST_TIME_LIMIT:-150}
 venv=${CALLBACK_STORE_ST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/callback-store/schemathesis-$st_version}
-
-if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$st_version"; then
-    echo "installing schemathesis $st_version into $venv"
-    rm -rf "$venv"
-    mkdir -p "$(dirname "$venv")"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$st_version"
-fi
-
-cargo build --locked --quiet -p callback-store-cli
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-bin=$target_dir/debug/callback-store
+. scripts/lib.sh
+python_venv "$venv" schemathesis "$st_version"
+bin=$(command_bin)
 
 work=$(mktemp -d)
 server_pid=

@@ -69,6 +69,9 @@ timed bindings bash scripts/test-bindings.sh
 step "HTTP API against openapi.yaml (schemathesis)"
 timed schemathesis bash scripts/test-http.sh
 
+step "/metrics read by the Prometheus Python parsers, against the store's counts"
+timed metrics bash scripts/test-metrics.sh
+
 step "the dashboard in a real browser (Debian's headless chromium, playwright)"
 timed dashboard bash scripts/test-ui.sh
 

@@ -79,6 +79,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 "before": callback_store::format_timestamp(before),
             })
         }
+        Command::Stats { all } => crate::stats::run(&store, &global, all)?,
         Command::Keys { command } => keys(&store, &global, command)?,
         Command::Serve(_) | Command::Worker(_) | Command::Copy(_) | Command::Watch(_) => {
             unreachable!("run above")

@@ -9,6 +9,7 @@ mod output;
 mod policy;
 mod serve;
 mod watch;
+mod stats;
 mod when;
 mod worker;
 
@@ -216,6 +217,18 @@ pub enum Command {
     /// line's cursor and start again with --since CURSOR: nothing is missed
     /// or repeated, across restarts and processes.
     Watch(watch::WatchArgs),
+    /// The queue at a glance: each status's count, the due backlog (what a
+    /// worker would claim now) and the oldest due callback, of the
+    /// organization (--org or --token) or, with --all, of every
+    /// organization. The JSON is `GET /v1/stats`'s: {"organization_id": ...,
+    /// "counts": {...every status...}, "due": N, "oldest_due_at": ...}, or
+    /// {"organizations": [...]} with --all; --format table prints a row per
+    /// organization.
+    Stats {
+        /// Every organization that has callbacks (--org and --token are not used).
+        #[arg(long)]
+        all: bool,
+    },
     /// API keys for the HTTP API.
     Keys {
         #[command(subcommand)]
@@ -236,7 +249,7 @@ pub enum Command {
     /// call on stderr. On SIGINT or SIGTERM it stops claiming, lets the calls
     /// being placed finish and be recorded, and exits 0.
     #[command(mut_arg("dispatch_webhook", worker::required_webhook_url))]
-    Worker(worker::DispatchArgs),
+    Worker(worker::WorkerArgs),
     /// Copy every callback, event, API key and calling policy into another, empty store.
     ///
     /// Moves a whole store between backends: an SQLite file to PostgreSQL

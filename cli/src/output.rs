@@ -35,7 +35,9 @@ pub fn print(format: Format, value: &Value) -> std::io::Result<()> {
 /// `key  value` lines.
 pub fn table(value: &Value) -> String {
     let rows = |key: &str| value.get(key).and_then(Value::as_array);
-    let mut text = if let Some(claims) = rows("claims") {
+    let mut text = if let Some((stats, keys)) = crate::stats::rows(value) {
+        columns(&stats, keys)
+    } else if let Some(claims) = rows("claims") {
         let flat: Vec<Value> = claims.iter().map(claim_row).collect();
         columns(
             &flat,

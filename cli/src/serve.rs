@@ -25,20 +25,33 @@ pub struct ServeArgs {
     pub shutdown_grace: String,
 }
 
+/// A socket address flag; a bad one is a VALIDATION_ERROR naming `field`.
+pub fn address(field: &str, text: &str) -> Result<SocketAddr, Error> {
+    text.parse().map_err(|e| {
+        Error::validation(
+            field,
+            format!("must be an address like 127.0.0.1:8080, got {text:?} ({e})"),
+        )
+    })
+}
+
+/// A listener on `address`, and the address it got (port 0 picks one).
+pub async fn listen(address: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), Failure> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| Failure::Other(format!("cannot listen on {address}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::Other(format!("cannot read the bound address: {e}")))?;
+    Ok((listener, local))
+}
+
 pub fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
     let options = ServeOptions {
         workers: worker::options(&args.dispatch)?,
         shutdown_grace: when::duration("shutdown_grace", &args.shutdown_grace)?,
     };
-    let address: SocketAddr = args.listen.parse().map_err(|e| {
-        Error::validation(
-            "listen",
-            format!(
-                "must be an address like 127.0.0.1:8080, got {:?} ({e})",
-                args.listen
-            ),
-        )
-    })?;
+    let address = address("listen", &args.listen)?;
     let store = crate::commands::open(global)?;
     // New is what the open found (an empty file or PostgreSQL schema), not
     // whether a file exists: a URL names no file.
@@ -50,12 +63,7 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
     };
 
     worker::runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|e| Failure::Other(format!("cannot listen on {address}: {e}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Failure::Other(format!("cannot read the bound address: {e}")))?;
+        let (listener, local) = listen(address).await?;
         let signal = worker::shutdown_signal()?;
         let base = format!("http://{}", reachable(local));
         if let Some(created) = &first_key {

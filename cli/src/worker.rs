@@ -5,7 +5,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use callback_store::Error;
-use callback_store_http::{DispatcherOptions, TaskTracker, Webhook, WorkerOptions};
+use callback_store_http::{
+    serve_metrics, DispatcherOptions, Metrics, TaskTracker, Webhook, WorkerOptions,
+};
 use clap::{Arg, Args};
 
 use crate::{when, Failure, Global};
@@ -37,6 +39,20 @@ pub struct DispatchArgs {
     pub no_recovery: bool,
 }
 
+/// `worker`'s flags: the dispatcher's, and its metrics port.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub dispatch: DispatchArgs,
+    /// Serve GET /metrics on this address (like 127.0.0.1:9464; port 0 picks a
+    /// free port): this worker's claims, call outcomes and webhook
+    /// latencies, its busy retries, and the store's gauges. It takes a
+    /// bearer token as `serve`'s /metrics does: an operator key sees
+    /// everything, an organization's key its own organization's gauges.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
 /// `worker`'s spelling of `--dispatch-webhook`: `--webhook-url`, required
 /// (a worker with nothing to call is a mistake); the other name still works.
 pub fn required_webhook_url(arg: Arg) -> Arg {
@@ -46,8 +62,19 @@ pub fn required_webhook_url(arg: Arg) -> Arg {
         .visible_alias("dispatch-webhook")
 }
 
-pub fn run(global: &Global, args: DispatchArgs) -> Result<(), Failure> {
-    let options = options(&args)?;
+pub fn run(global: &Global, args: WorkerArgs) -> Result<(), Failure> {
+    let WorkerArgs {
+        dispatch: args,
+        metrics_addr,
+    } = args;
+    let mut options = options(&args)?;
+    let metrics_addr = metrics_addr
+        .map(|text| crate::serve::address("metrics_addr", &text))
+        .transpose()?;
+    let metrics = Metrics::new();
+    if let Some(webhook) = &mut options.webhook {
+        *webhook = webhook.clone().with_metrics(metrics.clone());
+    }
     let Some(webhook) = &options.webhook else {
         // clap requires the flag; this is for a caller that bypasses it.
         return Err(Error::validation("dispatch_webhook", "worker needs --webhook-url URL").into());
@@ -70,8 +97,31 @@ pub fn run(global: &Global, args: DispatchArgs) -> Result<(), Failure> {
     runtime()?.block_on(async move {
         // Handlers first: a SIGTERM right after the start line stops it cleanly.
         let signal = shutdown_signal()?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let exporter = match metrics_addr {
+            Some(address) => {
+                let (listener, local) = crate::serve::listen(address).await?;
+                eprintln!("callback-store: metrics on http://{local}/metrics");
+                let mut stopped = stopped;
+                let until = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                let served = serve_metrics(listener, store.clone(), metrics, until);
+                Some(tokio::spawn(served))
+            }
+            None => None,
+        };
         eprintln!("{start}");
         callback_store_http::run_workers(store, options, TaskTracker::new(), signal).await;
+        // The port answers until the last call is recorded, then closes.
+        let _ = stop.send(true);
+        if let Some(exporter) = exporter {
+            match exporter.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("callback-store: the metrics port failed: {e}"),
+                Err(e) => eprintln!("callback-store: the metrics port failed: {e}"),
+            }
+        }
         eprintln!("callback-store: stopped");
         Ok(())
     })

@@ -252,6 +252,16 @@ pub(crate) fn claim_due(
     Ok(claimed)
 }
 
+/// Whether `claim_due(now)` would claim the due candidate `c` (rather
+/// than expire it, or move it to a later opening): the stats' backlog.
+pub(crate) fn ready_at(
+    policies: &mut Governing<'_>,
+    c: &Candidate,
+    now: Timestamp,
+) -> Result<bool> {
+    Ok(matches!(placement_now(policies, c, now)?, Now::Ready))
+}
+
 /// What a due candidate is at `now`.
 enum Now {
     Expired,
@@ -385,6 +395,7 @@ pub(crate) fn follow_up(
         now,
     )?;
     let detail = format!("{outcome}: attempt {next} is {id}");
+    crate::store::follow_up_created();
     dao.insert_event(
         original.seq,
         &NewEvent {

@@ -23,6 +23,7 @@ pub(crate) mod policies;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod rows;
+pub(crate) mod stats;
 
 pub(crate) use api_keys::ApiKeyRows;
 pub(crate) use copy::CopyRows;
@@ -30,6 +31,7 @@ pub(crate) use feed::FeedRows;
 pub(crate) use moves::{Changes, ClaimGuard, Moves, NewEvent};
 pub(crate) use policies::{PolicyRows, PolicyScope};
 pub(crate) use rows::RowColumns;
+pub(crate) use stats::StatsRows;
 
 /// Every column of a callback, for SELECT and RETURNING.
 const CALLBACK_COLUMNS: &str = "seq, id, organization_id, source_session_id, created_session_id, \
@@ -231,7 +233,7 @@ pub(crate) fn every_status(counted: Vec<(Status, u64)>) -> Vec<(Status, u64)> {
 /// methods, so each backend implements these traits and nothing above them
 /// changes: SQLite (`SqliteDao`) and PostgreSQL (`postgres::PgDao`).
 pub(crate) trait Dao:
-    CallbackRows + Moves + PolicyRows + ApiKeyRows + CopyRows + FeedRows
+    CallbackRows + Moves + PolicyRows + ApiKeyRows + CopyRows + FeedRows + StatsRows
 {
     /// The store's clock, read when the transaction begins: on SQLite once
     /// it holds the write lock, so that writers in turn get times in the

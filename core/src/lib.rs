@@ -59,6 +59,7 @@ mod model;
 mod organization;
 pub mod policy;
 mod schema;
+mod stats;
 mod status;
 mod store;
 mod time;
@@ -78,6 +79,7 @@ pub use model::{
 };
 pub use organization::Organization;
 pub use policy::{tzdb_version, CallOutcome, CallingPolicy, CallingWindow, Weekday};
+pub use stats::OrganizationStats;
 pub use store::{Caller, Durability, Store, StoreOptions, DISPATCH_INTERRUPTED, MAX_CLAIM};
 pub use time::{
     format as format_timestamp, max_timestamp, min_timestamp, parse as parse_timestamp, rfc3339,

@@ -2,6 +2,7 @@
 //! transaction closures every operation runs in.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -17,11 +18,13 @@ use crate::time::{self, Clock, SystemClock, Timestamp};
 use crate::transitions::Action;
 use crate::{schema, validate};
 
+mod counters;
 mod keys;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
+pub(crate) use counters::follow_up_created;
 pub use keys::Caller;
 
 use sqlite::busy;
@@ -46,6 +49,15 @@ fn bulk_limit(limit: u32) -> Result<()> {
             "limit",
             format!("must be between 1 and {MAX_CLAIM}, got {limit}"),
         ))
+    }
+}
+
+/// The busy budget of a new SQLite store: its timeout, and a fresh count of
+/// retries shared by its writer and its readers.
+fn sqlite_budget(options: &StoreOptions) -> busy::Budget {
+    busy::Budget {
+        timeout: options.busy_timeout,
+        retries: Arc::default(),
     }
 }
 
@@ -171,6 +183,8 @@ struct Inner {
     ids: Mutex<uuid::ContextV7>,
     /// Wakes the change feed's waiting readers after this process's commits.
     commits: CommitSignal,
+    /// Follow-up attempts this handle's writes created and committed.
+    follow_ups: AtomicU64,
 }
 
 impl Store {
@@ -207,7 +221,7 @@ impl Store {
         // The readers open the file the writer opened, even if the process
         // changes its working directory later.
         let absolute = std::fs::canonicalize(path.as_ref()).unwrap_or(path.as_ref().to_owned());
-        let readers = sqlite::Readers::new(&absolute, flags, options.busy_timeout);
+        let readers = sqlite::Readers::new(&absolute, flags, sqlite_budget(&options));
         Store::from_connection(conn, Some(readers), options)
     }
 
@@ -224,6 +238,7 @@ impl Store {
                 created,
                 ids: Mutex::new(uuid::ContextV7::new()),
                 commits: CommitSignal::default(),
+                follow_ups: AtomicU64::new(0),
             }),
         })
     }
@@ -249,7 +264,10 @@ impl Store {
                 format!("must be at most {} ms", i32::MAX),
             ));
         }
-        busy::wait_until(options.busy_timeout);
+        let budget = readers
+            .as_ref()
+            .map_or_else(|| sqlite_budget(&options), sqlite::Readers::budget);
+        busy::wait_until(&budget);
         conn.busy_handler(Some(busy::retry_until_deadline))?;
         // Read-only checks first: a file we refuse is left as it was.
         let created = schema::inspect(&conn)? == 0;
@@ -266,7 +284,7 @@ impl Store {
                     conn,
                     readers,
                     options.group_commit,
-                    options.busy_timeout,
+                    budget,
                 ))),
                 clock: options.clock,
                 cursor_secret: RwLock::new(cursor_secret.into()),
@@ -274,6 +292,7 @@ impl Store {
                 created,
                 ids: Mutex::new(uuid::ContextV7::new()),
                 commits: CommitSignal::default(),
+                follow_ups: AtomicU64::new(0),
             }),
         })
     }
@@ -309,13 +328,46 @@ impl Store {
     /// connection, until the busy timeout. So `f` must only touch the
     /// database. An error rolls back everything `f` did.
     pub(crate) fn write<T>(&self, f: impl Fn(&dyn Dao) -> Result<T>) -> Result<T> {
+        // Follow-ups are counted per try of `f` and kept only once the
+        // write committed: a try that is rolled back (and run again, on
+        // PostgreSQL) made none.
+        let f = |dao: &dyn Dao| {
+            counters::start_try();
+            f(dao)
+        };
         let out = match &self.inner.backend {
             Backend::Sqlite(sqlite) => sqlite.write(|| self.now(), f),
             #[cfg(feature = "postgres")]
             Backend::Postgres(pg) => pg.write(&|| self.now(), f),
         }?;
+        let made = counters::follow_ups_of_try();
+        if made > 0 {
+            self.inner.follow_ups.fetch_add(made, Ordering::Relaxed);
+        }
         self.inner.commits.committed();
         Ok(out)
+    }
+
+    /// How many times this handle's operations (and its clones') found the
+    /// database busy and tried again: on SQLite each wait of the busy
+    /// handler for another writer's lock, on PostgreSQL each retry after a
+    /// serialization failure, a deadlock or a lost connection. For metrics;
+    /// since the store was opened, in this process.
+    #[doc(hidden)]
+    pub fn busy_retries(&self) -> u64 {
+        match &self.inner.backend {
+            Backend::Sqlite(sqlite) => sqlite.busy_retries(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pg) => pg.busy_retries(),
+        }
+    }
+
+    /// How many follow-up attempts this handle (and its clones) created,
+    /// by `retry` or by a failed call whose policy retries its outcome.
+    /// For metrics; since the store was opened, in this process.
+    #[doc(hidden)]
+    pub fn follow_ups_created(&self) -> u64 {
+        self.inner.follow_ups.load(Ordering::Relaxed)
     }
 
     /// The change feed's wake-up after this process's commits.

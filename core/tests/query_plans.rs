@@ -19,7 +19,8 @@ const DB_RS: &str = concat!(
     include_str!("../src/db/moves.rs"),
     include_str!("../src/db/policies.rs"),
     include_str!("../src/db/chain.rs"),
-    include_str!("../src/db/rows.rs")
+    include_str!("../src/db/rows.rs"),
+    include_str!("../src/db/stats.rs")
 );
 
 // ---- Copied from core/src/db.rs and core/src/db/moves.rs ----
@@ -125,6 +126,21 @@ const PRUNE: &str = "DELETE FROM callbacks WHERE {doomed}";
 
 const COUNT_BY_STATUS: &str =
     "SELECT status, COUNT(*) FROM callbacks WHERE organization_id = ?1 GROUP BY status";
+
+// ---- Copied from core/src/db/stats.rs ----
+
+const COUNT_ALL_BY_STATUS: &str =
+    "SELECT organization_id, status, COUNT(*) FROM callbacks GROUP BY organization_id, status";
+/// The due callbacks (`{filter}`) of one organization (`{organization}`,
+/// empty for all), inside their window or with their window closed.
+const STATS_ORGANIZATION: &str = "organization_id = {org} AND scheduled_at <= {now} AND ";
+const STATS_DUE: &str = "{organization}status = '{scheduled}' AND eligible_at <= {now} AND (expires_at IS NULL OR expires_at > {now})";
+const STATS_DUE_IN_WINDOW: &str =
+    "SELECT organization_id || '', COUNT(*), MIN(eligible_at) FROM callbacks
+             WHERE {filter} AND (window_ends_at IS NULL OR window_ends_at > {now})
+             GROUP BY organization_id || ''";
+const STATS_DUE_WINDOW_CLOSED: &str = "SELECT {CANDIDATE_COLUMNS}, eligible_at FROM callbacks
+             WHERE {filter} AND window_ends_at <= {now}";
 
 // ---- end of the copies ----
 
@@ -293,6 +309,11 @@ fn the_sql_checked_here_is_the_sql_in_db_rs() {
         FOLLOW_UP_OF.to_owned(),
         format!("\"{NEW_TOKEN}\""),
         RECOVER_STALE.to_owned(),
+        format!("\"{COUNT_ALL_BY_STATUS}\""),
+        format!("\"{STATS_ORGANIZATION}\""),
+        format!("\"{STATS_DUE}"),
+        STATS_DUE_IN_WINDOW.to_owned(),
+        STATS_DUE_WINDOW_CLOSED.to_owned(),
         PRUNE.to_owned(),
         COUNT_BY_STATUS.to_owned(),
     ];
@@ -523,6 +544,59 @@ fn idempotency_lookups_and_counts_by_status_search_an_organization_index() {
     );
     let lines = plan(&store, COUNT_BY_STATUS);
     assert_searches("count_by_status", COUNT_BY_STATUS, &lines, &[]);
+}
+
+/// The stats' due statements, for one organization and for all.
+fn stats_due_sql() -> Vec<(String, String)> {
+    let (scheduled, _) = bulk_move(Action::ClaimDue);
+    let mut statements = Vec::new();
+    for (who, organization, now) in [
+        (
+            "one organization",
+            STATS_ORGANIZATION
+                .replace("{org}", "?1")
+                .replace("{now}", "?2"),
+            "?2",
+        ),
+        ("every organization", String::new(), "?1"),
+    ] {
+        let filter = STATS_DUE
+            .replace("{organization}", &organization)
+            .replace("{scheduled}", scheduled.as_str())
+            .replace("{now}", now);
+        for (what, template) in [
+            ("due_in_window", STATS_DUE_IN_WINDOW),
+            ("due_window_closed", STATS_DUE_WINDOW_CLOSED),
+        ] {
+            let sql = render(template, None)
+                .replace("{filter}", &filter)
+                .replace("{now}", now);
+            statements.push((format!("{what} of {who}"), sql));
+        }
+    }
+    statements
+}
+
+#[test]
+fn the_stats_due_backlog_searches_an_index_for_one_organization_and_for_all() {
+    let store = plans_store();
+    for (what, sql) in stats_due_sql() {
+        let lines = plan(&store, &sql);
+        assert_searches(&what, &sql, &lines, &[]);
+    }
+}
+
+#[test]
+fn the_stats_count_of_every_organization_reads_the_status_index_not_the_table() {
+    // Counting every callback reads an entry of each; the index on
+    // (organization_id, status) holds both columns, so the table is not read.
+    let store = plans_store();
+    let lines = plan(&store, COUNT_ALL_BY_STATUS);
+    assert_eq!(
+        lines,
+        ["SCAN callbacks USING COVERING INDEX callbacks_by_org_status"],
+        "{COUNT_ALL_BY_STATUS}"
+    );
 }
 
 #[test]

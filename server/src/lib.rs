@@ -22,10 +22,12 @@
 mod connection;
 mod error;
 mod feed_routes;
+mod metrics;
 pub mod openapi;
 mod policy_routes;
 pub mod request;
 mod routes;
+mod stats_routes;
 mod ui;
 mod webhook;
 mod worker;
@@ -39,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use connection::{JsonErrorListener, JsonErrors};
 pub use error::{status_of, ApiError, INTERNAL_ERROR, MAX_BODY_BYTES, METHOD_NOT_ALLOWED};
+pub use metrics::{metrics_router, serve_metrics, Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 pub use routes::{router, Api};
 pub use tokio_util::task::TaskTracker;
 pub use webhook::{place_and_record, Webhook};
@@ -81,7 +84,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let stop = CancellationToken::new();
     let mut api = Api::new(store.clone()).closing_on(stop.clone());
-    if let Some(webhook) = &options.workers.webhook {
+    let mut options = options;
+    if let Some(webhook) = &mut options.workers.webhook {
+        // The dispatcher's calls are counted with the requests' ones.
+        *webhook = webhook.clone().with_metrics(api.metrics().clone());
         api = api.with_webhook(webhook.clone());
     }
     let workers = run_workers(

@@ -19,8 +19,10 @@ use crate::error::{ApiError, MAX_BODY_BYTES};
 use callback_store::input::{self, Fields};
 
 use crate::feed_routes;
+use crate::metrics::{self, Metrics};
 use crate::policy_routes;
 use crate::request;
+use crate::stats_routes;
 use crate::webhook::{self, Webhook};
 
 /// The API over one store: build its [`Router`] with [`Api::router`] and
@@ -33,6 +35,7 @@ pub struct Api {
     /// Cancelled when the server begins to shut down: long polls and event
     /// streams of the change feed end then, rather than hold it up.
     closing: CancellationToken,
+    metrics: Metrics,
 }
 
 impl Api {
@@ -44,6 +47,7 @@ impl Api {
             webhook: None,
             tasks: TaskTracker::new(),
             closing: CancellationToken::new(),
+            metrics: Metrics::new(),
         }
     }
 
@@ -61,8 +65,15 @@ impl Api {
     /// With a webhook, `POST …/dispatch` places the call through it and
     /// answers with the callback `dispatched` or `failed`.
     pub fn with_webhook(mut self, webhook: Webhook) -> Api {
-        self.webhook = Some(webhook);
+        self.webhook = Some(webhook.with_metrics(self.metrics.clone()));
         self
+    }
+
+    /// This API's counters, served at `GET /metrics`; give them to the
+    /// background loops' webhook (`Webhook::with_metrics`) to count their
+    /// calls there too, as `serve` does.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn store(&self) -> &Store {
@@ -78,6 +89,11 @@ impl Api {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
+            .route(
+                "/metrics",
+                get(metrics::handler).with_state(self.exporter()),
+            )
+            .route("/v1/stats", get(stats_routes::stats))
             .route("/openapi.json", get(openapi))
             .route("/v1/callbacks", get(list).post(create))
             .route("/v1/callbacks/{id}", get(get_one))
@@ -104,7 +120,18 @@ impl Api {
             .method_not_allowed_fallback(method_not_allowed)
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
             .layer(middleware::from_fn(guard))
+            .layer(middleware::from_fn_with_state(
+                self.metrics.clone(),
+                metrics::observe,
+            ))
             .with_state(self.clone())
+    }
+
+    fn exporter(&self) -> metrics::Exporter {
+        metrics::Exporter {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -407,6 +434,7 @@ async fn dispatch(
         Ok(claim) => claim,
         Err(e) => return e.into_response(),
     };
+    app.metrics.claimed(1);
     // A token is 32 hex digits, always a valid header value.
     let token = match HeaderValue::from_str(claim.token()) {
         Ok(token) => token,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use callback_store::{CallOutcome, CallResult, Callback, Claim, Dispatcher, Store};
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// The most of a dialer's answer that is read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -24,6 +25,8 @@ pub struct Webhook {
     url: reqwest::Url,
     client: reqwest::Client,
     timeout: Duration,
+    /// Where its latencies and the calls' outcomes are counted, if anywhere.
+    metrics: Option<Metrics>,
 }
 
 impl Webhook {
@@ -50,7 +53,19 @@ impl Webhook {
             url,
             client,
             timeout,
+            metrics: None,
         })
+    }
+
+    /// The same webhook, timing its answers and counting the outcomes of
+    /// the calls placed through it (`place_and_record`) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Webhook {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
     }
 
     pub fn url(&self) -> &str {
@@ -75,6 +90,15 @@ impl Webhook {
     /// Places the call and tells how it ended: placed (the session id), not
     /// reached (the answer's `outcome`), or failed (why).
     pub async fn place_call_for_result(&self, callback: &Callback) -> CallResult {
+        let started = std::time::Instant::now();
+        let result = self.post(callback).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.webhook_answered(started.elapsed());
+        }
+        result
+    }
+
+    async fn post(&self, callback: &Callback) -> CallResult {
         let body = match serde_json::to_vec(callback) {
             Ok(body) => body,
             Err(e) => return CallResult::Failed(format!("cannot encode: {e}")),
@@ -189,15 +213,22 @@ pub async fn place_and_record(
     webhook: &Webhook,
     claim: Claim,
 ) -> Result<Callback, ApiError> {
-    let (store, webhook) = (store.clone(), webhook.clone());
+    let (store, dialer) = (store.clone(), webhook.clone());
     let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let dialer = Blocking { webhook, runtime };
+    let placed = tokio::task::spawn_blocking(move || {
+        let dialer = Blocking {
+            webhook: dialer,
+            runtime,
+        };
         store.place_call(&dialer, &claim)
     })
     .await
     .map_err(|e| ApiError::internal(format!("the store task failed: {e}")))?
-    .map_err(ApiError::from)
+    .map_err(ApiError::from);
+    if let Some(metrics) = webhook.metrics() {
+        metrics.placed(&placed);
+    }
+    placed
 }
 
 /// The webhook as the store's synchronous `Dispatcher`, on a blocking-pool

@@ -132,6 +132,9 @@ pub async fn run_dispatcher(
                 Vec::new()
             }
         };
+        if let Some(metrics) = webhook.metrics() {
+            metrics.claimed(claimed.len());
+        }
         let full = claimed.len() as u32 == batch;
         let handles: Vec<_> = claimed
             .into_iter()

@@ -31,6 +31,7 @@ pub(crate) mod copy;
 mod feed;
 mod moves;
 mod policies;
+mod stats;
 
 /// One pooled connection with the statements prepared on it.
 pub(crate) struct PgConnection {

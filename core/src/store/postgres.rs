@@ -3,6 +3,7 @@
 //! wait (then a busy STORAGE_ERROR, HTTP 503) instead of a failure.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,8 @@ pub(super) struct Postgres {
     pool: Option<r2d2::Pool<Manager>>,
     deadline: Duration,
     seen: Arc<Mutex<BTreeSet<String>>>,
+    /// Operations tried again after a busy error (`Store::busy_retries`).
+    retries: AtomicU64,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -139,6 +142,7 @@ impl Postgres {
             pool: Some(pool),
             deadline,
             seen,
+            retries: AtomicU64::new(0),
         };
         // The first connection comes through the pool too: the pool makes
         // it on a thread of its own and this waits at most the deadline, so
@@ -244,8 +248,14 @@ impl Postgres {
                     true,
                 ));
             }
+            self.retries.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(pause);
         }
+    }
+
+    /// How many times an operation was tried again after a busy error.
+    pub(super) fn busy_retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     fn pool(&self) -> &r2d2::Pool<Manager> {

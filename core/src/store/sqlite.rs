@@ -38,7 +38,6 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
 
 use std::path::{Path, PathBuf};
 
@@ -69,16 +68,41 @@ const OUTCOMES_KEPT: usize = 1024;
 /// lives in a thread-local set when an operation takes the connection (a
 /// connection is used by one thread at a time, behind the store's mutex).
 pub(super) mod busy {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
     use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
+
+    /// How long an operation of one store may wait, and where that store
+    /// counts the tries it waited for (`Store::busy_retries`).
+    #[derive(Debug, Clone)]
+    pub(in crate::store) struct Budget {
+        pub timeout: Duration,
+        pub retries: Arc<AtomicU64>,
+    }
 
     thread_local! {
         static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+        /// The counter of the store whose operation this thread runs. Kept
+        /// from one operation to the next: replaced only when the thread
+        /// moves to another store, so that the common case costs a pointer
+        /// comparison, and a retry one atomic add.
+        static RETRIES: RefCell<Option<Arc<AtomicU64>>> = const { RefCell::new(None) };
     }
 
-    pub(in crate::store) fn wait_until(timeout: Duration) {
-        DEADLINE.with(|d| d.set(Instant::now().checked_add(timeout)));
+    pub(in crate::store) fn wait_until(budget: &Budget) {
+        DEADLINE.with(|d| d.set(Instant::now().checked_add(budget.timeout)));
+        RETRIES.with(|r| {
+            if let Ok(mut current) = r.try_borrow_mut() {
+                if !current
+                    .as_ref()
+                    .is_some_and(|c| Arc::ptr_eq(c, &budget.retries))
+                {
+                    *current = Some(Arc::clone(&budget.retries));
+                }
+            }
+        });
     }
 
     pub(in crate::store) fn retry_until_deadline(attempt: i32) -> bool {
@@ -88,6 +112,11 @@ pub(super) mod busy {
         if Instant::now() >= deadline {
             return false;
         }
+        RETRIES.with(|r| {
+            if let Some(counter) = r.try_borrow().ok().as_deref().and_then(Option::as_ref) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
         // 0.5 to 2 ms, different for each waiter and each attempt.
         let jitter = RandomState::new().hash_one(attempt) % 1500;
         std::thread::sleep(Duration::from_micros(500 + jitter));
@@ -104,18 +133,23 @@ const IDLE_READERS: usize = 8;
 pub(super) struct Readers {
     path: PathBuf,
     flags: OpenFlags,
-    busy_timeout: Duration,
+    busy: busy::Budget,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Readers {
-    pub(super) fn new(path: &Path, flags: OpenFlags, busy_timeout: Duration) -> Readers {
+    pub(super) fn new(path: &Path, flags: OpenFlags, busy: busy::Budget) -> Readers {
         Readers {
             path: path.to_owned(),
             flags,
-            busy_timeout,
+            busy,
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The busy budget the store's writer shares with these readers.
+    pub(super) fn budget(&self) -> busy::Budget {
+        self.busy.clone()
     }
 
     fn take(&self) -> Result<Connection> {
@@ -124,7 +158,7 @@ impl Readers {
             Some(conn) => conn,
             None => self.open()?,
         };
-        busy::wait_until(self.busy_timeout);
+        busy::wait_until(&self.busy);
         Ok(conn)
     }
 
@@ -159,7 +193,7 @@ pub(super) struct Sqlite {
     outcomes: Mutex<Outcomes>,
     finished: Condvar,
     group_commit: bool,
-    busy_timeout: Duration,
+    busy: busy::Budget,
     /// COMMITs that succeeded: with the members they answered, how well
     /// writers share commits (tests, benchmarks).
     commits: AtomicU64,
@@ -201,7 +235,7 @@ impl Sqlite {
         connection: Connection,
         readers: Option<Readers>,
         group_commit: bool,
-        busy_timeout: Duration,
+        busy: busy::Budget,
     ) -> Self {
         Sqlite {
             readers,
@@ -215,7 +249,7 @@ impl Sqlite {
             outcomes: Mutex::new(Outcomes::default()),
             finished: Condvar::new(),
             group_commit,
-            busy_timeout,
+            busy,
             commits: AtomicU64::new(0),
         }
     }
@@ -223,6 +257,12 @@ impl Sqlite {
     /// How many COMMITs this store's connection has made.
     pub(super) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// How many times this store's operations waited for a busy database
+    /// and tried again.
+    pub(super) fn busy_retries(&self) -> u64 {
+        self.busy.retries.load(Ordering::Relaxed)
     }
 
     /// The connection, taken for one operation, with no group open on it.
@@ -363,7 +403,7 @@ impl Sqlite {
         let shared = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         // The busy timeout counts from here, for the whole operation.
-        busy::wait_until(self.busy_timeout);
+        busy::wait_until(&self.busy);
         shared
     }
 

@@ -36,8 +36,12 @@ fn open_with(path: &Path, group_commit: bool, readers: bool) -> Sqlite {
         .unwrap();
     schema::migrate(&mut conn).unwrap();
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE;
-    let readers = readers.then(|| super::Readers::new(path, flags, Duration::from_secs(5)));
-    Sqlite::new(conn, readers, group_commit, Duration::from_secs(5))
+    let budget = super::busy::Budget {
+        timeout: Duration::from_secs(5),
+        retries: Default::default(),
+    };
+    let readers = readers.then(|| super::Readers::new(path, flags, budget.clone()));
+    Sqlite::new(conn, readers, group_commit, budget)
 }
 
 /// A write of one row (an API key named `id`): the smallest thing a
