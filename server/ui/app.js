@@ -142,9 +142,25 @@ function forget() {
   $('key').focus();
 }
 
-// The feed's position is taken first (since=now), then the views are
-// loaded: a change committed in between is then followed, never missed.
 async function open(s) {
+  // An operator key reads every organization's stats and feed but no
+  // callback route: it is turned away here with the reason, not left to
+  // fail route by route.
+  let stats;
+  try {
+    stats = await api('GET', '/v1/stats');
+  } catch (err) {
+    if (!refused(err)) showError('Cannot read the counts', err);
+    return;
+  }
+  if (!stats.organization_id) {
+    forget();
+    showError('This key cannot open the dashboard', new Error(
+      "it is an operator key, for every organization; the dashboard shows one organization's queue: open it with a key of that organization"));
+    return;
+  }
+  // The feed's position is taken (since=now) before the views are loaded:
+  // a change committed in between is then followed, never missed.
   let cursor;
   try {
     cursor = (await api('GET', '/v1/events' + query({ since: 'now', wait: 0, limit: 1 }))).next_cursor;

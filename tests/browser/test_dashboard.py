@@ -79,6 +79,7 @@ def world(tmp_path_factory):
         store.create("org_b", now - timedelta(minutes=1), "+14155550198", reason="ORG B DUE"),
     ]
     keys = {org: store.run("keys", "create", "--org", org, "--label", "browser test")["token"] for org in ["org_a", "org_b"]}
+    keys["operator"] = store.run("keys", "create", "--operator", "--label", "browser test")["token"]
 
     server = subprocess.Popen(
         [store.binary, "--db", str(store.db), "serve", "--listen", "127.0.0.1:0"],
@@ -164,6 +165,16 @@ def test_a_refused_key_is_shown_and_not_kept(page, world):
     page.screenshot(path=SHOTS / "01-refused-key.png")
     # The refused key is the error the test caused; nothing else failed.
     assert all("401" in p for p in page.problems), page.problems
+
+
+def test_an_operator_key_is_turned_away_with_the_reason(page, world):
+    page.goto(world["base"] + "/ui")
+    page.fill("#key", world["keys"]["operator"])
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#error-text")).to_contain_text("operator key")
+    expect(page.locator("#key-form")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+    assert page.problems == []
 
 
 def test_counts_and_timeline_show_the_next_24_hours_of_the_keys_organization_only(page, world):
