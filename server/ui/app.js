@@ -146,13 +146,8 @@ async function open(s) {
   // An operator key reads every organization's stats and feed but no
   // callback route: it is turned away here with the reason, not left to
   // fail route by route.
-  let stats;
-  try {
-    stats = await api('GET', '/v1/stats');
-  } catch (err) {
-    if (!refused(err)) showError('Cannot read the counts', err);
-    return;
-  }
+  const stats = await fetchStats();
+  if (!stats) return;
   if (!stats.organization_id) {
     forget();
     showError('This key cannot open the dashboard', new Error(
@@ -258,15 +253,19 @@ async function refresh(s, touched) {
 
 // ---- counts ---------------------------------------------------------------
 
-async function loadStats(s) {
-  let stats;
+// The counts, or null when they could not be read (the error is shown).
+async function fetchStats() {
   try {
-    stats = await api('GET', '/v1/stats');
+    return await api('GET', '/v1/stats');
   } catch (err) {
     if (!refused(err)) showError('Cannot read the counts', err);
-    return;
+    return null;
   }
-  if (session !== s) return;
+}
+
+async function loadStats(s) {
+  const stats = await fetchStats();
+  if (!stats || session !== s) return;
   $('org').textContent = stats.organization_id;
   $('org').hidden = false;
   const others = Object.keys(stats.counts).filter((status) => !STATUSES.includes(status));
@@ -479,9 +478,10 @@ document.addEventListener('DOMContentLoaded', () => {
     clearError();
   });
   $('error-close').addEventListener('click', clearError);
-  // The window moves with the clock: the timeline is redrawn each minute.
+  // The window moves with the clock, and callbacks fall due with no change
+  // in the feed: the counts and the timeline are reloaded each minute.
   setInterval(() => {
-    if (session) loadTimeline(session);
+    if (session) refresh(session, new Set());
   }, 60 * 1000);
   const key = sessionStorage.getItem(KEY_ITEM);
   if (key) start(key);
