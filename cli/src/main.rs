@@ -8,8 +8,8 @@ mod import;
 mod output;
 mod policy;
 mod serve;
-mod watch;
 mod stats;
+mod watch;
 mod when;
 mod worker;
 
