@@ -283,7 +283,19 @@ fn prune_never_hands_a_position_out_twice() {
     let page = org
         .changes(&Since::Cursor(cursor), 10, Duration::ZERO)
         .unwrap();
-    assert_eq!(summary(&page.changes), vec![(c.id, "create")]);
+    assert_eq!(summary(&page.changes), vec![(c.id.clone(), "create")]);
+    // The marker that kept the seq is in no history and no feed, and the
+    // next prune takes it away: only c's creation is left.
+    let (everything, _) = drain(|s| store.changes(s, 10, Duration::ZERO), Since::Start);
+    assert_eq!(summary(&everything), vec![(c.id.clone(), "create")]);
+    let marker = usize::from(store.backend_name() == "sqlite");
+    assert_eq!(
+        common::row_count(&store, "callback_events"),
+        1 + marker as i64
+    );
+    store.prune(common::at_minutes(60 * 24 * 2)).unwrap();
+    assert_eq!(common::row_count(&store, "callback_events"), 1);
+    assert_eq!(org.history(&c.id).unwrap().len(), 1);
 }
 
 #[test]
@@ -305,4 +317,53 @@ fn both_readers_of_one_log_see_the_same_positions() {
     let (b, _) = drain(|s| two.changes(s, 3, Duration::ZERO), Since::Start);
     assert_eq!(a.len(), 20);
     assert_eq!(summary(&a), summary(&b));
+}
+
+// ---- Copied from core/src/db/feed.rs and core/src/db/chain.rs ----
+
+const FEED_HEAD: &str = "SELECT COALESCE(MAX(seq), 0) FROM callback_events";
+const FEED_PAGE: &str = "FROM callback_events e CROSS JOIN callbacks c ON c.seq = e.callback_seq
+             WHERE e.seq > ?1 AND e.seq <= ?2 AND (?3 IS NULL OR c.organization_id = ?3)
+             ORDER BY e.seq LIMIT ?4";
+const TAIL_MARKER_DELETE: &str = "DELETE FROM callback_events WHERE callback_seq = {TAIL_MARKER}
+                 AND seq = (SELECT value FROM store_meta WHERE key = 'feed_tail_marker')
+                 AND seq < (SELECT MAX(seq) FROM callback_events)";
+
+#[test]
+fn a_feed_page_reads_the_log_by_rowid_range_and_each_callback_by_rowid() {
+    // The log is read from the cursor on, never from its start, whatever
+    // the reader's organization: a page costs its rows, not the log's.
+    use common::plans::{assert_searches, normalized, plan, plans_store};
+    let source = normalized(concat!(
+        include_str!("../src/db/feed.rs"),
+        include_str!("../src/db/chain.rs")
+    ));
+    for copy in [FEED_HEAD, FEED_PAGE, TAIL_MARKER_DELETE] {
+        assert!(
+            source.contains(&normalized(copy)),
+            "db/feed.rs or db/chain.rs no longer contain this statement; update the copy and check its plan:\n{copy}"
+        );
+    }
+    let store = plans_store();
+    let page = format!("SELECT e.seq, c.id {FEED_PAGE}");
+    let lines = plan(&store, &page);
+    assert_searches("feed page", &page, &lines, &[]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("SEARCH c USING INTEGER PRIMARY KEY (rowid=?)")),
+        "{lines:?}"
+    );
+    // Prune finds an earlier marker by its seq, not by a scan of the log.
+    let marker = TAIL_MARKER_DELETE.replace("{TAIL_MARKER}", "0");
+    let lines = plan(&store, &marker);
+    assert_searches("stale tail marker", &marker, &lines, &[]);
+    let head = plan(&store, FEED_HEAD);
+    assert!(head.iter().all(|l| !l.starts_with("SCAN")), "{head:?}");
 }

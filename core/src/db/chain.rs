@@ -94,17 +94,26 @@ pub(super) fn prune(conn: &Connection, finished: &str, before: Timestamp) -> Res
     let mut callbacks = conn.prepare_cached(&format!("DELETE FROM callbacks WHERE {doomed}"))?;
     let pruned = callbacks.execute([to_micros(before)])?;
     if let Some(tail) = tail {
-        // Kept only while it is the log's last row: one marker at most.
-        conn.prepare_cached(&format!(
-            "INSERT OR IGNORE INTO callback_events (seq, callback_seq, action, to_status, at)
-             VALUES (?1, {TAIL_MARKER}, 'create', 'scheduled', 0)"
-        ))?
-        .execute([tail])?;
+        let marked = conn
+            .prepare_cached(&format!(
+                "INSERT OR IGNORE INTO callback_events (seq, callback_seq, action, to_status, at)
+                 VALUES (?1, {TAIL_MARKER}, 'create', 'scheduled', 0)"
+            ))?
+            .execute([tail])?;
+        // An earlier prune's marker, once a newer row follows it: found by
+        // the seq store_meta keeps (no index of events by callback_seq).
         conn.prepare_cached(&format!(
             "DELETE FROM callback_events WHERE callback_seq = {TAIL_MARKER}
+                 AND seq = (SELECT value FROM store_meta WHERE key = 'feed_tail_marker')
                  AND seq < (SELECT MAX(seq) FROM callback_events)"
         ))?
         .execute([])?;
+        if marked == 1 {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO store_meta (key, value) VALUES ('feed_tail_marker', ?1)",
+            )?
+            .execute([tail])?;
+        }
     }
     Ok(pruned)
 }
@@ -114,7 +123,8 @@ pub(super) fn prune(conn: &Connection, finished: &str, before: Timestamp) -> Res
 /// neither a history (it follows chains from callbacks) nor the feed (it
 /// joins callbacks) ever shows it, and copies leave it out
 /// (`db/copy.rs`). It holds the largest seq until a new event comes after
-/// it, and the next prune deletes it.
+/// it, and the next prune deletes it (store_meta's `feed_tail_marker` says
+/// where it is).
 pub(crate) const TAIL_MARKER: i64 = 0;
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod plans;
 pub mod refused;
 
 use std::sync::Arc;
