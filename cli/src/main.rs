@@ -350,8 +350,8 @@ pub enum KeysCommand {
         #[arg(long, default_value = "cli")]
         label: String,
         /// An operator key instead, for no organization: it reads the
-        /// store-wide change feed, every organization's metrics and the
-        /// dashboard across organizations, and no callback route.
+        /// store-wide change feed and every organization's metrics and
+        /// stats, and no callback route (there it is UNAUTHORIZED).
         #[arg(long)]
         operator: bool,
     },

@@ -1,6 +1,6 @@
 //! API keys: an organization's keys, which act for that organization, and
 //! operator keys, which read what spans every organization (the store-wide
-//! change feed, metrics and dashboard) and nothing else.
+//! change feed, every organization's metrics and stats) and nothing else.
 
 use super::Store;
 use crate::auth;
