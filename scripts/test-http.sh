@@ -72,15 +72,9 @@ pass() {
     mkdir -p "$dir"
     "$bin" --db "$db" serve --listen 127.0.0.1:0 2>"$dir/server.log" &
     server_pid=$!
-    for _ in $(seq 1 100); do
-        grep -q 'listening on' "$dir/server.log" && break
-        kill -0 "$server_pid" 2>/dev/null || { cat "$dir/server.log" >&2; return 1; }
-        sleep 0.1
-    done
-    local url token
-    url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$dir/server.log" | head -n 1)
-    token=$(grep -o 'cbs_[A-Za-z0-9_-]*' "$dir/server.log" | head -n 1)
-    [ -n "$url" ] && [ -n "$token" ] || { echo "the server on $name did not start:" >&2; cat "$dir/server.log" >&2; return 1; }
+    local address url token
+    address=$(serve_address "$server_pid" "$dir/server.log") || { echo "(the server on $name)" >&2; return 1; }
+    read -r url token <<<"$address"
     echo "== $name: schemathesis $st_version against $url: all phases, positive and negative data, $examples examples per operation, seed $seed, at most ${time_limit}s"
 
     # From the pass's folder, so that schemathesis' own files stay out of the repository.

@@ -69,6 +69,9 @@ timed bindings bash scripts/test-bindings.sh
 step "HTTP API against openapi.yaml (schemathesis)"
 timed schemathesis bash scripts/test-http.sh
 
+step "clients generated from openapi.yaml (Python, TypeScript), driven against a real server"
+timed clients bash scripts/test-clients.sh
+
 step "/metrics read by the Prometheus Python parsers, against the store's counts"
 timed metrics bash scripts/test-metrics.sh
 
