@@ -4,25 +4,16 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use callback_store::{ManualClock, Since, Store, StoreOptions};
-use common::{new_callback, t0};
+use callback_store::{ManualClock, Since};
+use common::{file_store, new_callback, t0};
 use testkit::TestDb;
 
 #[test]
 fn an_event_that_commits_after_a_later_seq_is_read_after_it_not_skipped() {
     let db = TestDb::postgres(&testkit::require_postgres());
-    let clock = ManualClock::new(t0());
-    let store = Store::open_with(
-        db.location(),
-        StoreOptions {
-            clock: Arc::new(clock),
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
+    let store = file_store(db.location(), &ManualClock::new(t0()));
     let org = store.organization("org_a").unwrap();
     let early = org.create(new_callback(1)).unwrap();
     let (_, start) = {
