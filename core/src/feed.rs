@@ -10,8 +10,9 @@
 //! position can never miss an event committed later.
 //! - SQLite: the position is the event's `seq`. Writers take turns on the
 //!   file's write lock and a new row's rowid is the largest one plus one, so
-//!   seqs are taken in commit order. Prune never deletes the log's newest
-//!   event (`db/chain.rs`), so that no seq is handed out twice.
+//!   seqs are taken in commit order. When prune deletes the log's newest
+//!   event, a marker row keeps its seq taken (`db/chain.rs`), so that no
+//!   seq is handed out twice.
 //! - PostgreSQL: writers commit in parallel and their `seq`s (a sequence)
 //!   commit out of order: seq 11 may be visible while seq 10's transaction
 //!   is still open. Events are therefore positioned after they commit, by
